@@ -1,0 +1,122 @@
+//! Errors the engine reports, and the process exit codes they map to.
+//!
+//! Messages are lowercase fragments that read well after "failed to …"; the CLI renders
+//! them with miette.
+
+use std::path::PathBuf;
+
+/// Exit codes of every harness command, documented in `docs/getting-started.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Everything passed.
+    Ok = 0,
+    /// A scenario or check failed.
+    Failed = 1,
+    /// Bad input or configuration.
+    BadInput = 2,
+    /// The environment could not be set up.
+    Environment = 3,
+}
+
+/// An engine error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown service `{name}`; known services are {known}")]
+    UnknownService { name: String, known: String },
+
+    #[error("unknown runtime `{name}`; known runtimes are {known}")]
+    UnknownRuntime { name: String, known: String },
+
+    #[error("port {port} requested for {service} is already in use on 127.0.0.1")]
+    PortInUse { service: String, port: u16 },
+
+    #[error("runtime {runtime} is not installed{detail}\n  fix: {fix}")]
+    RuntimeMissing {
+        runtime: String,
+        detail: String,
+        fix: String,
+    },
+
+    #[error("runtime {runtime} could not be installed: {message}{log}")]
+    Install {
+        runtime: String,
+        message: String,
+        log: String,
+    },
+
+    #[error("{service} exited during start-up ({status}); last lines of {}:\n{tail}", log.display())]
+    ServiceExited {
+        service: String,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+
+    #[error("{service} was not ready after {waited_ms} ms: {condition}; last lines of {}:\n{tail}", log.display())]
+    ReadinessTimeout {
+        service: String,
+        condition: String,
+        waited_ms: u128,
+        log: PathBuf,
+        tail: String,
+    },
+
+    #[error("service {0} is not part of this stack")]
+    NotInStack(&'static str),
+
+    #[error("no detached stack {0} is recorded")]
+    NoSuchRun(String),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("postgres: {0}")]
+    Sql(#[from] sqlx::Error),
+
+    #[error("neo4j: {0}")]
+    Neo4j(#[from] neo4rs::Error),
+
+    #[error("object store: {0}")]
+    S3(String),
+
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// The exit code a command ends with when it fails with this error.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::UnknownService { .. }
+            | Error::UnknownRuntime { .. }
+            | Error::PortInUse { .. }
+            | Error::NoSuchRun(_) => ExitCode::BadInput,
+            _ => ExitCode::Environment,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Adds a context line to I/O results.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, Error>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, Error> {
+        self.map_err(|source| Error::io(context(), source))
+    }
+}

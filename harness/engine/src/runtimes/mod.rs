@@ -1,0 +1,351 @@
+//! Runtime installer: puts each real runtime into `$HARNESS_HOME/runtimes/<name>-<version>/`
+//! from the package registries, records what it installed in a manifest, and verifies the
+//! result runs.
+//!
+//! Installs are idempotent and serialised across processes by a file lock; each one is
+//! built in a staging folder and renamed into place only once its manifest is written, so a
+//! folder without a manifest is an interrupted install and gets redone.
+
+mod neo4j;
+mod object_store;
+mod otel;
+mod postgres;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, IoContext},
+    fsutil,
+    home,
+    progress::{Progress, ProgressEvent},
+};
+
+/// One of the runtimes harness installs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    Postgres,
+    S3,
+    Neo4j,
+    Otel,
+}
+
+impl RuntimeKind {
+    pub const ALL: [RuntimeKind; 4] = [Self::Postgres, Self::S3, Self::Neo4j, Self::Otel];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::S3 => "s3",
+            Self::Neo4j => "neo4j",
+            Self::Otel => "otel",
+        }
+    }
+
+    /// The pinned version this build of harness installs.
+    pub fn version(self) -> &'static str {
+        match self {
+            Self::Postgres => postgres::VERSION,
+            Self::S3 => object_store::VERSION,
+            Self::Neo4j => neo4j::VERSION,
+            Self::Otel => otel::VERSION,
+        }
+    }
+
+    /// Where the pinned version lives once installed.
+    pub fn dir(self) -> PathBuf {
+        home::runtimes_dir().join(format!("{}-{}", self.name(), self.version()))
+    }
+
+    pub fn parse(name: &str) -> Result<Self, Error> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| Error::UnknownRuntime {
+                name: name.to_owned(),
+                known: Self::ALL.map(Self::name).join(", "),
+            })
+    }
+
+    /// The command that installs this runtime.
+    pub fn fix_command(self) -> String {
+        format!("harness runtimes install --only {}", self.name())
+    }
+}
+
+/// One file the manifest vouches for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// What an install put on disk; `manifest.json` in the runtime's folder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub runtime: RuntimeKind,
+    pub version: String,
+    pub source: String,
+    pub installed_at_unix: u64,
+    pub files: Vec<FileEntry>,
+}
+
+/// An installed runtime.
+#[derive(Clone, Debug)]
+pub struct Installed {
+    pub kind: RuntimeKind,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Installed {
+    /// Path of a file inside the install.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+}
+
+/// What `status` found.
+#[derive(Debug)]
+pub enum RuntimeStatus {
+    Installed(Installed),
+    Missing,
+    Corrupt(String),
+}
+
+/// Looks at an install without changing it. `deep` re-hashes every recorded file.
+pub fn status(kind: RuntimeKind, deep: bool) -> RuntimeStatus {
+    let dir = kind.dir();
+    let manifest_path = dir.join("manifest.json");
+    if !dir.exists() {
+        return RuntimeStatus::Missing;
+    }
+    let manifest: Manifest = match fs::read(&manifest_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(m) => m,
+        Err(e) => return RuntimeStatus::Corrupt(format!("unreadable manifest: {e}")),
+    };
+    for file in &manifest.files {
+        let path = dir.join(&file.path);
+        match fs::metadata(&path) {
+            Ok(meta) if meta.len() == file.size => {}
+            Ok(meta) => {
+                return RuntimeStatus::Corrupt(format!(
+                    "{} is {} bytes, the manifest says {}",
+                    file.path,
+                    meta.len(),
+                    file.size
+                ));
+            }
+            Err(_) => return RuntimeStatus::Corrupt(format!("{} is missing", file.path)),
+        }
+        if deep && fsutil::sha256_file(&path).ok().as_deref() != Some(file.sha256.as_str()) {
+            return RuntimeStatus::Corrupt(format!("{} does not match its checksum", file.path));
+        }
+    }
+    RuntimeStatus::Installed(Installed {
+        kind,
+        dir,
+        manifest,
+    })
+}
+
+/// Makes sure every runtime in `kinds` is installed, installing what is missing or corrupt
+/// (all of them again with `force`).
+pub async fn ensure(
+    kinds: &[RuntimeKind],
+    force: bool,
+    progress: &Progress,
+) -> Result<Vec<Installed>, Error> {
+    let kinds = kinds.to_vec();
+    let progress = progress.clone();
+    tokio::task::spawn_blocking(move || ensure_blocking(&kinds, force, &progress))
+        .await
+        .map_err(|e| Error::Other(format!("install task failed: {e}")))?
+}
+
+fn ensure_blocking(
+    kinds: &[RuntimeKind],
+    force: bool,
+    progress: &Progress,
+) -> Result<Vec<Installed>, Error> {
+    let ready = |k: RuntimeKind| match status(k, false) {
+        RuntimeStatus::Installed(i) if !force => Some(i),
+        _ => None,
+    };
+    if let Some(all) = kinds.iter().map(|k| ready(*k)).collect::<Option<Vec<_>>>() {
+        return Ok(all);
+    }
+    let _lock = lock(progress)?;
+    let mut out = Vec::new();
+    for &kind in kinds {
+        // Another process may have finished this install while we waited for the lock.
+        if let Some(done) = ready(kind) {
+            out.push(done);
+            continue;
+        }
+        out.push(install_one(kind, progress)?);
+    }
+    Ok(out)
+}
+
+fn lock(progress: &Progress) -> Result<Flock<fs::File>, Error> {
+    let dir = home::runtimes_dir();
+    fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+    let path = dir.join(".install.lock");
+    let file = fs::File::create(&path).ctx(|| format!("open {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((file, _)) => {
+            progress(&ProgressEvent::WaitingForLock {
+                path: path.display().to_string(),
+            });
+            Flock::lock(file, FlockArg::LockExclusive)
+                .map_err(|(_, e)| Error::io(format!("lock {}", path.display()), e.into()))
+        }
+    }
+}
+
+fn install_one(kind: RuntimeKind, progress: &Progress) -> Result<Installed, Error> {
+    let started = Instant::now();
+    let root = home::runtimes_dir();
+    let staging = root.join(format!(".staging-{}-{}", kind.name(), std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging).ctx(|| format!("create {}", staging.display()))?;
+    let step = |s: &str| {
+        progress(&ProgressEvent::InstallStep {
+            runtime: kind.name().to_owned(),
+            step: s.to_owned(),
+        })
+    };
+    let result = match kind {
+        RuntimeKind::Postgres => postgres::install(&staging, &step),
+        RuntimeKind::S3 => object_store::install(&staging, &step),
+        RuntimeKind::Neo4j => neo4j::install(&staging, &step),
+        RuntimeKind::Otel => otel::install(&staging, &step),
+    };
+    let (source, files) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    let manifest = Manifest {
+        runtime: kind,
+        version: kind.version().to_owned(),
+        source,
+        installed_at_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        files: files
+            .iter()
+            .map(|rel| entry(&staging, rel))
+            .collect::<Result<_, _>>()?,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
+    fs::write(staging.join("manifest.json"), json).ctx(|| "write manifest".to_owned())?;
+    let dir = kind.dir();
+    let _ = fs::remove_dir_all(&dir);
+    fs::rename(&staging, &dir).ctx(|| format!("move install into {}", dir.display()))?;
+    progress(&ProgressEvent::Installed {
+        runtime: kind.name().to_owned(),
+        version: kind.version().to_owned(),
+        elapsed: started.elapsed(),
+    });
+    Ok(Installed {
+        kind,
+        dir,
+        manifest,
+    })
+}
+
+fn entry(root: &Path, rel: &str) -> Result<FileEntry, Error> {
+    let path = root.join(rel);
+    let size = fs::metadata(&path).ctx(|| format!("stat {}", path.display()))?.len();
+    Ok(FileEntry {
+        path: rel.to_owned(),
+        size,
+        sha256: fsutil::sha256_file(&path)?,
+    })
+}
+
+/// Runs a build command, logging to `log`; on failure the error carries the log's tail.
+pub(crate) fn run_logged(
+    runtime: RuntimeKind,
+    cmd: &mut Command,
+    log: &Path,
+) -> Result<(), Error> {
+    let out = fs::File::create(log).ctx(|| format!("create {}", log.display()))?;
+    let err = out.try_clone().ctx(|| "dup log".to_owned())?;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let status = cmd
+        .stdout(out)
+        .stderr(err)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .map_err(|e| Error::Install {
+            runtime: runtime.name().to_owned(),
+            message: format!("could not run `{program}`: {e}"),
+            log: String::new(),
+        })?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(Error::Install {
+        runtime: runtime.name().to_owned(),
+        message: format!("`{program}` exited with {status}"),
+        log: format!("; last lines of {}:\n{}", log.display(), fsutil::tail(log, 15)),
+    })
+}
+
+/// Finds a tool on PATH or at one of `fallbacks`.
+pub(crate) fn find_tool(name: &str, fallbacks: &[&str]) -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    from_path.or_else(|| {
+        fallbacks
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    })
+}
+
+/// A tool needed to build a runtime is missing.
+pub(crate) fn missing_tool(runtime: RuntimeKind, tool: &str, fix: &str) -> Error {
+    Error::RuntimeMissing {
+        runtime: runtime.name().to_owned(),
+        detail: format!(" and cannot be built: `{tool}` was not found"),
+        fix: fix.to_owned(),
+    }
+}
+
+/// The Go toolchain, for the object store and the collector.
+pub(crate) fn go_tool(runtime: RuntimeKind) -> Result<PathBuf, Error> {
+    find_tool("go", &["/usr/local/go/bin/go"]).ok_or_else(|| {
+        missing_tool(
+            runtime,
+            "go",
+            "install Go >= 1.25 and put `go` on PATH (Debian: the golang-1.25 backport, or the Go tarball)",
+        )
+    })
+}
+
+pub use neo4j::{MAIN_CLASS as NEO4J_MAIN_CLASS, java};
+pub use object_store::BINARY as S3_BINARY;
+pub use otel::BINARY as OTEL_BINARY;
+pub use postgres::{TEMPLATE as POSTGRES_TEMPLATE, bin_dir as postgres_bin_dir};

@@ -1,0 +1,110 @@
+//! Neo4j Community, run by the launcher in `infra/neo4j` under a JVM tuned for start-up.
+
+use std::{path::Path, time::Duration};
+
+use neo4rs::{ConfigBuilder, Graph};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use super::{process::ServiceProcess, service_dir};
+use crate::{
+    error::Error,
+    runtimes::{Installed, NEO4J_MAIN_CLASS, java},
+    secret::Secret,
+    stack::readiness::{Ping as PingKind, WaitFor, wait_ready},
+};
+
+/// How to reach the stack's Neo4j over Bolt.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Neo4jEndpoint {
+    pub bolt_url: String,
+    pub user: String,
+    pub password: Secret,
+}
+
+impl Neo4jEndpoint {
+    /// A neo4rs client for this endpoint.
+    pub fn graph(&self) -> Result<Graph, Error> {
+        let config = ConfigBuilder::default()
+            .uri(&self.bolt_url)
+            .user(&self.user)
+            .password(self.password.expose())
+            .max_connections(4)
+            .build()?;
+        Ok(Graph::connect(config)?)
+    }
+}
+
+/// Runs `RETURN 1` over Bolt with the run's credentials.
+#[derive(Debug)]
+pub struct Ping {
+    endpoint: Neo4jEndpoint,
+}
+
+impl Ping {
+    pub async fn check(&self) -> Result<(), String> {
+        let graph = self.endpoint.graph().map_err(|e| e.to_string())?;
+        let mut rows = graph
+            .execute(neo4rs::query("RETURN 1 AS one"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let row = rows
+            .next()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("RETURN 1 gave no row")?;
+        match row.get::<i64>("one") {
+            Ok(1) => Ok(()),
+            other => Err(format!("RETURN 1 gave {other:?}")),
+        }
+    }
+}
+
+pub async fn start(
+    run_dir: &Path,
+    runtime: &Installed,
+    port: u16,
+    timeout: Duration,
+) -> Result<(ServiceProcess, Neo4jEndpoint), Error> {
+    let dir = service_dir(run_dir, "neo4j")?;
+    let java = java().ok_or_else(|| Error::RuntimeMissing {
+        runtime: "neo4j".into(),
+        detail: ": no Java runtime was found".into(),
+        fix: "apt-get install -y openjdk-17-jre-headless".into(),
+    })?;
+    let endpoint = Neo4jEndpoint {
+        bolt_url: format!("bolt://127.0.0.1:{port}"),
+        user: "neo4j".into(),
+        password: Secret::random(24),
+    };
+    let mut cmd = tokio::process::Command::new(java);
+    cmd.arg(format!("-Dharness.run={}", dir.display()))
+        .args([
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Xms64m",
+            "-Xmx512m",
+            "-Xshare:auto",
+        ])
+        .arg("-cp")
+        .arg(format!("{}/lib/*", runtime.dir.display()))
+        .arg(NEO4J_MAIN_CLASS)
+        .env("HARNESS_NEO4J_HOME", dir.join("data"))
+        .env("HARNESS_NEO4J_BOLT_PORT", port.to_string())
+        .env("HARNESS_NEO4J_USER", &endpoint.user)
+        .env("HARNESS_NEO4J_PASSWORD", endpoint.password.expose());
+    let mut process = ServiceProcess::spawn("neo4j", cmd, &dir.join("neo4j.log"), Signal::SIGTERM)?;
+    let ping = Ping {
+        endpoint: endpoint.clone(),
+    };
+    wait_ready(
+        &mut process,
+        &[
+            WaitFor::LogLine("HARNESS_NEO4J_READY"),
+            WaitFor::Ping(PingKind::Bolt(ping)),
+        ],
+        timeout,
+    )
+    .await?;
+    Ok((process, endpoint))
+}

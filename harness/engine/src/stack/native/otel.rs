@@ -1,0 +1,217 @@
+//! The OpenTelemetry Collector: OTLP gRPC and HTTP in, JSON lines out to a file in the run
+//! folder, which [`CollectorOutput`] reads back.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{process::ServiceProcess, service_dir};
+use crate::{
+    error::{Error, IoContext},
+    runtimes::{Installed, OTEL_BINARY},
+    secret::random_id,
+    stack::{
+        ports::free_port,
+        readiness::{Ping as PingKind, WaitFor, wait_ready},
+    },
+};
+
+/// How to reach the stack's collector.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OtelEndpoint {
+    /// `127.0.0.1:port` for OTLP/gRPC.
+    pub otlp_grpc: String,
+    /// `http://127.0.0.1:port` for OTLP/HTTP (`/v1/traces`, `/v1/metrics`, `/v1/logs`).
+    pub otlp_http: String,
+    pub health_url: String,
+    /// The JSON-lines file the collector writes everything it receives to.
+    pub output_file: PathBuf,
+}
+
+impl OtelEndpoint {
+    pub fn output(&self) -> CollectorOutput {
+        CollectorOutput {
+            path: self.output_file.clone(),
+        }
+    }
+
+    /// Sends one span over OTLP/HTTP JSON.
+    pub async fn send_span(&self, service: &str, name: &str, trace_id: &str) -> Result<(), Error> {
+        let body = json!({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+            "scopeSpans": [{"spans": [{
+                "traceId": trace_id, "spanId": &trace_id[..16], "name": name, "kind": 1,
+                "startTimeUnixNano": "1", "endTimeUnixNano": "2"
+            }]}]
+        }]});
+        reqwest::Client::new()
+            .post(format!("{}/v1/traces", self.otlp_http))
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+}
+
+/// One span the collector received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedSpan {
+    pub service_name: Option<String>,
+    pub name: String,
+    pub trace_id: String,
+}
+
+/// Reads what the collector has written so far.
+#[derive(Clone, Debug)]
+pub struct CollectorOutput {
+    path: PathBuf,
+}
+
+impl CollectorOutput {
+    pub fn spans(&self) -> Result<Vec<ReceivedSpan>, Error> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("read {}", self.path.display()), e)),
+        };
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let Ok(doc) = serde_json::from_str::<Value>(line) else {
+                continue; // a line still being written
+            };
+            for rs in doc["resourceSpans"].as_array().into_iter().flatten() {
+                let service_name = rs["resource"]["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|a| a["key"] == "service.name")
+                    .and_then(|a| a["value"]["stringValue"].as_str())
+                    .map(str::to_owned);
+                for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                    for span in ss["spans"].as_array().into_iter().flatten() {
+                        out.push(ReceivedSpan {
+                            service_name: service_name.clone(),
+                            name: span["name"].as_str().unwrap_or_default().to_owned(),
+                            trace_id: span["traceId"].as_str().unwrap_or_default().to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Exports one span and waits to find it in the collector's output.
+#[derive(Debug)]
+pub struct Ping {
+    endpoint: OtelEndpoint,
+    trace_id: String,
+    sent: AtomicBool,
+}
+
+impl Ping {
+    pub async fn check(&self) -> Result<(), String> {
+        if !self.sent.load(Ordering::SeqCst) {
+            self.endpoint
+                .send_span("harness-readiness", "readiness", &self.trace_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.sent.store(true, Ordering::SeqCst);
+        }
+        let spans = self.endpoint.output().spans().map_err(|e| e.to_string())?;
+        if spans.iter().any(|s| s.trace_id == self.trace_id) {
+            Ok(())
+        } else {
+            Err("the readiness span has not reached the output file yet".into())
+        }
+    }
+}
+
+fn config(grpc: u16, http: u16, health: u16, output: &Path) -> String {
+    format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+      http:
+        endpoint: 127.0.0.1:{http}
+processors:
+  batch:
+    timeout: 50ms
+exporters:
+  file:
+    path: {output}
+    format: json
+    flush_interval: 50ms
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [file]
+    metrics:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [file]
+    logs:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [file]
+"#,
+        output = output.display()
+    )
+}
+
+pub async fn start(
+    run_dir: &Path,
+    runtime: &Installed,
+    port: u16,
+    timeout: Duration,
+) -> Result<(ServiceProcess, OtelEndpoint), Error> {
+    let dir = service_dir(run_dir, "otel")?;
+    let (http, health) = (free_port()?, free_port()?);
+    let output = dir.join("received.jsonl");
+    let config_path = dir.join("config.yaml");
+    std::fs::write(&config_path, config(port, http, health, &output))
+        .ctx(|| format!("write {}", config_path.display()))?;
+    let mut cmd = tokio::process::Command::new(runtime.path(OTEL_BINARY));
+    cmd.arg("--config").arg(&config_path);
+    let mut process = ServiceProcess::spawn("otel", cmd, &dir.join("otel.log"), Signal::SIGTERM)?;
+    let endpoint = OtelEndpoint {
+        otlp_grpc: format!("127.0.0.1:{port}"),
+        otlp_http: format!("http://127.0.0.1:{http}"),
+        health_url: format!("http://127.0.0.1:{health}/"),
+        output_file: output,
+    };
+    let ping = Ping {
+        endpoint: endpoint.clone(),
+        trace_id: format!("{:0>32}", random_id(32).replace(|c: char| !c.is_ascii_hexdigit(), "0")),
+        sent: AtomicBool::new(false),
+    };
+    wait_ready(
+        &mut process,
+        &[
+            WaitFor::Http(endpoint.health_url.clone()),
+            WaitFor::Ping(PingKind::Otlp(ping)),
+        ],
+        timeout,
+    )
+    .await?;
+    Ok((process, endpoint))
+}

@@ -1,0 +1,141 @@
+//! Postgres, started from a copy of the cached template data directory. The run's password
+//! is set over a Unix socket that only the service user can reach; TCP needs the password.
+
+use std::{path::Path, path::PathBuf, time::Duration};
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use sqlx::{
+    Connection, PgConnection,
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions},
+};
+
+use super::{process::ServiceProcess, service_dir, user::ServiceUser};
+use crate::{
+    error::Error,
+    fsutil,
+    runtimes::{Installed, postgres_bin_dir},
+    secret::Secret,
+    stack::readiness::{Ping as PingKind, WaitFor, wait_ready},
+};
+
+/// How to reach the stack's Postgres.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PostgresEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub database: String,
+    /// `postgres://user:password@127.0.0.1:port/database`
+    pub url: Secret,
+}
+
+impl PostgresEndpoint {
+    pub fn connect_options(&self) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .host(&self.host)
+            .port(self.port)
+            .username(&self.user)
+            .password(self.password.expose())
+            .database(&self.database)
+    }
+
+    /// A small connection pool to the default database.
+    pub async fn pool(&self) -> Result<PgPool, Error> {
+        Ok(PgPoolOptions::new()
+            .max_connections(5)
+            .connect_with(self.connect_options())
+            .await?)
+    }
+}
+
+/// Sets the run's password over the private socket, then proves TCP login and a query.
+#[derive(Debug)]
+pub struct Ping {
+    socket_dir: PathBuf,
+    endpoint: PostgresEndpoint,
+}
+
+impl Ping {
+    pub async fn check(&self) -> Result<(), String> {
+        let local = PgConnectOptions::new()
+            .socket(&self.socket_dir)
+            .port(self.endpoint.port)
+            .username("postgres")
+            .database("postgres");
+        let mut conn = PgConnection::connect_with(&local)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The password is alphanumeric, so it is safe to inline.
+        let alter = format!(
+            "ALTER ROLE postgres PASSWORD '{}'",
+            self.endpoint.password.expose()
+        );
+        sqlx::raw_sql(&alter)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = conn.close().await;
+        let mut tcp = PgConnection::connect_with(&self.endpoint.connect_options())
+            .await
+            .map_err(|e| e.to_string())?;
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.close().await;
+        if one == 1 { Ok(()) } else { Err(format!("SELECT 1 returned {one}")) }
+    }
+}
+
+pub async fn start(
+    run_dir: &Path,
+    runtime: &Installed,
+    port: u16,
+    timeout: Duration,
+) -> Result<(ServiceProcess, PostgresEndpoint), Error> {
+    let user = ServiceUser::for_postgres()?;
+    let dir = service_dir(run_dir, "postgres")?;
+    user.give(&dir)?;
+    let data = dir.join("data");
+    let template = runtime.path(crate::runtimes::POSTGRES_TEMPLATE);
+    let (d, t) = (data.clone(), template.clone());
+    tokio::task::spawn_blocking(move || fsutil::copy_tree(&t, &d, user.ids()))
+        .await
+        .map_err(|e| Error::Other(e.to_string()))??;
+    let mut cmd = tokio::process::Command::new(postgres_bin_dir().join("postgres"));
+    cmd.arg("-D").arg(&data);
+    for setting in [
+        "listen_addresses=127.0.0.1".to_owned(),
+        format!("port={port}"),
+        format!("unix_socket_directories={}", dir.display()),
+        "fsync=off".into(),
+        "synchronous_commit=off".into(),
+        "full_page_writes=off".into(),
+        "shared_buffers=32MB".into(),
+        "max_connections=200".into(),
+    ] {
+        cmd.arg("-c").arg(setting);
+    }
+    user.apply_tokio(&mut cmd);
+    let mut process = ServiceProcess::spawn("postgres", cmd, &dir.join("postgres.log"), Signal::SIGINT)?;
+    let password = Secret::random(24);
+    let endpoint = PostgresEndpoint {
+        host: "127.0.0.1".into(),
+        port,
+        user: "postgres".into(),
+        url: Secret::new(format!(
+            "postgres://postgres:{}@127.0.0.1:{port}/postgres",
+            password.expose()
+        )),
+        password,
+        database: "postgres".into(),
+    };
+    let ping = Ping {
+        socket_dir: dir.clone(),
+        endpoint: endpoint.clone(),
+    };
+    wait_ready(&mut process, &[WaitFor::Ping(PingKind::Postgres(ping))], timeout).await?;
+    Ok((process, endpoint))
+}

@@ -1,0 +1,107 @@
+//! Readiness conditions. A service lists them in order; each must hold before the next is
+//! tried, and all of them within the service's start-up timeout. This is the closed set:
+//! a log line, a TCP connect, an HTTP status, or a protocol ping that does real work.
+
+use std::{path::PathBuf, time::Duration};
+
+use tokio::time::Instant;
+
+use super::native::{neo4j, object_store, otel, postgres, process::ServiceProcess};
+use crate::{error::Error, fsutil};
+
+/// One condition a starting service must meet.
+#[derive(Debug)]
+pub enum WaitFor {
+    /// A line containing this text appears in the service's log.
+    LogLine(&'static str),
+    /// A TCP connection to 127.0.0.1:port succeeds.
+    Tcp(u16),
+    /// A GET returns 2xx.
+    Http(String),
+    /// A protocol round trip succeeds.
+    Ping(Ping),
+}
+
+/// Protocol round trips, one per service kind.
+#[derive(Debug)]
+pub enum Ping {
+    Postgres(postgres::Ping),
+    S3(object_store::Ping),
+    Bolt(neo4j::Ping),
+    Otlp(otel::Ping),
+}
+
+impl WaitFor {
+    fn describe(&self) -> String {
+        match self {
+            WaitFor::LogLine(text) => format!("log line containing `{text}`"),
+            WaitFor::Tcp(port) => format!("TCP connect to 127.0.0.1:{port}"),
+            WaitFor::Http(url) => format!("HTTP 2xx from {url}"),
+            WaitFor::Ping(p) => format!("{p:?}")
+                .split('(')
+                .next()
+                .map_or_else(String::new, |k| format!("{k} protocol round trip")),
+        }
+    }
+
+    async fn check(&self, log: &PathBuf) -> Result<(), String> {
+        match self {
+            WaitFor::LogLine(text) => match tokio::fs::read_to_string(log).await {
+                Ok(s) if s.contains(text) => Ok(()),
+                _ => Err("not yet".into()),
+            },
+            WaitFor::Tcp(port) => tokio::net::TcpStream::connect(("127.0.0.1", *port))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            WaitFor::Http(url) => match reqwest::get(url).await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("status {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            },
+            WaitFor::Ping(Ping::Postgres(p)) => p.check().await,
+            WaitFor::Ping(Ping::S3(p)) => p.check().await,
+            WaitFor::Ping(Ping::Bolt(p)) => p.check().await,
+            WaitFor::Ping(Ping::Otlp(p)) => p.check().await,
+        }
+    }
+}
+
+/// Waits for every condition in order, failing early when the process exits.
+pub async fn wait_ready(
+    process: &mut ServiceProcess,
+    conditions: &[WaitFor],
+    timeout: Duration,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    for condition in conditions {
+        let mut delay = Duration::from_millis(5);
+        loop {
+            let last = match condition.check(&process.log).await {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            if let Some(status) = process.exited() {
+                return Err(Error::ServiceExited {
+                    service: process.name.to_owned(),
+                    status,
+                    log: process.log.clone(),
+                    tail: fsutil::tail(&process.log, 12),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::ReadinessTimeout {
+                    service: process.name.to_owned(),
+                    condition: format!("{} (last: {last})", condition.describe()),
+                    waited_ms: started.elapsed().as_millis(),
+                    log: process.log.clone(),
+                    tail: fsutil::tail(&process.log, 12),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
