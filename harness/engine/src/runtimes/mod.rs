@@ -349,3 +349,16 @@ pub use neo4j::{MAIN_CLASS as NEO4J_MAIN_CLASS, java};
 pub use object_store::BINARY as S3_BINARY;
 pub use otel::BINARY as OTEL_BINARY;
 pub use postgres::{TEMPLATE as POSTGRES_TEMPLATE, bin_dir as postgres_bin_dir};
+
+/// The build tools behind the installers: ((name, found), the command that installs it).
+pub fn toolchain_checks() -> Vec<((&'static str, bool), &'static str)> {
+    vec![
+        (("tool:go", go_tool(RuntimeKind::S3).is_ok()), "install Go >= 1.25 and put it on PATH"),
+        (("tool:mvn", find_tool("mvn", &[]).is_some()), "apt-get install -y maven"),
+        (("tool:java", java().is_some()), "apt-get install -y openjdk-17-jdk-headless"),
+        (
+            ("tool:postgres", postgres_bin_dir().join("postgres").is_file()),
+            "apt-get install -y postgresql-15",
+        ),
+    ]
+}
