@@ -11,7 +11,11 @@ use harness_engine::{
 };
 
 #[derive(Parser)]
-#[command(name = "harness", version, about = "Local-to-cloud simulation and test harness")]
+#[command(
+    name = "harness",
+    version,
+    about = "Local-to-cloud simulation and test harness"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -93,7 +97,10 @@ fn progress() -> Progress {
             runtime,
             version,
             elapsed,
-        } => eprintln!("  installed {runtime} {version} in {:.1}s", elapsed.as_secs_f64()),
+        } => eprintln!(
+            "  installed {runtime} {version} in {:.1}s",
+            elapsed.as_secs_f64()
+        ),
         ProgressEvent::WaitingForLock { path } => {
             eprintln!("  waiting for another harness install to finish ({path})")
         }
@@ -120,7 +127,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let installed = runtimes::ensure(&kinds(&only)?, force, &progress()).await?;
             for i in installed {
-                println!("{} {} at {}", i.kind.name(), i.manifest.version, i.dir.display());
+                println!(
+                    "{} {} at {}",
+                    i.kind.name(),
+                    i.manifest.version,
+                    i.dir.display()
+                );
             }
             Ok(())
         }
@@ -139,7 +151,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 println!("no stacks are recorded");
             } else {
                 for r in runs {
-                    let state = if r.any_service_alive() { "running" } else { "dead" };
+                    let state = if r.any_service_alive() {
+                        "running"
+                    } else {
+                        "dead"
+                    };
                     let mode = if r.detached { "detached" } else { "attached" };
                     let names: Vec<_> = r.services.iter().map(|(n, _)| n.as_str()).collect();
                     println!("{}  {state}  {mode}  {}", r.run_id, names.join(","));
@@ -199,7 +215,10 @@ async fn up(
     if detach {
         stack.detach()?;
         if !json {
-            println!("detached; stop it with `harness down {}`", summary["run_id"].as_str().unwrap_or_default());
+            println!(
+                "detached; stop it with `harness down {}`",
+                summary["run_id"].as_str().unwrap_or_default()
+            );
         }
         return Ok(());
     }
@@ -242,7 +261,9 @@ fn doctor(json: bool) -> Result<(), Error> {
         let (state, detail, fix) = match runtimes::status(kind, true) {
             RuntimeStatus::Installed(i) => ("ok", i.dir.display().to_string(), String::new()),
             RuntimeStatus::Missing => ("missing", String::new(), kind.fix_command()),
-            RuntimeStatus::Corrupt(why) => ("corrupt", why, format!("{} --force", kind.fix_command())),
+            RuntimeStatus::Corrupt(why) => {
+                ("corrupt", why, format!("{} --force", kind.fix_command()))
+            }
         };
         rows.push(serde_json::json!({
             "runtime": kind.name(), "version": kind.version(), "state": state,
@@ -269,7 +290,11 @@ fn doctor(json: bool) -> Result<(), Error> {
                 r["version"].as_str().unwrap_or_default(),
                 r["state"].as_str().unwrap_or_default(),
                 r["detail"].as_str().unwrap_or_default(),
-                if fix.is_empty() { String::new() } else { format!("  fix: {fix}") }
+                if fix.is_empty() {
+                    String::new()
+                } else {
+                    format!("  fix: {fix}")
+                }
             );
         }
     }

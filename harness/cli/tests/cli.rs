@@ -15,7 +15,13 @@ fn harness() -> Command {
 fn pid_alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; look at its state.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 
@@ -25,14 +31,24 @@ fn detached_stack_serves_independent_clients_and_down_leaves_nothing() {
         .args(["up", "--detach", "--json"])
         .output()
         .expect("run harness up");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let up: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     for key in ["postgres", "s3", "neo4j", "otel"] {
-        assert!(up["services"][key].is_object(), "services.{key} missing in {up}");
+        assert!(
+            up["services"][key].is_object(),
+            "services.{key} missing in {up}"
+        );
     }
     let run_id = up["run_id"].as_str().expect("run id").to_owned();
     let run_dir = PathBuf::from(up["run_dir"].as_str().expect("run dir"));
-    let status = harness().args(["status", "--json"]).output().expect("status");
+    let status = harness()
+        .args(["status", "--json"])
+        .output()
+        .expect("status");
     let runs: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
     let pids: Vec<u32> = runs
         .as_array()
@@ -54,7 +70,11 @@ fn detached_stack_serves_independent_clients_and_down_leaves_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3");
-    py.stdin.take().expect("stdin").write_all(&out.stdout).expect("write");
+    py.stdin
+        .take()
+        .expect("stdin")
+        .write_all(&out.stdout)
+        .expect("write");
     let clients = py.wait_with_output().expect("clients");
     let down = harness().args(["down", &run_id]).output().expect("down");
     assert!(
@@ -62,11 +82,19 @@ fn detached_stack_serves_independent_clients_and_down_leaves_nothing() {
         "clients failed: {}",
         String::from_utf8_lossy(&clients.stderr)
     );
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     for pid in pids {
         assert!(!pid_alive(pid), "service {pid} still runs after down");
     }
-    assert!(!run_dir.exists(), "{} remains after down", run_dir.display());
+    assert!(
+        !run_dir.exists(),
+        "{} remains after down",
+        run_dir.display()
+    );
 }
 
 #[test]
@@ -89,7 +117,11 @@ fn sigkilled_run_is_reaped_by_the_next_start() {
             .into_iter()
             .flatten()
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{owner}-")))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{owner}-"))
+            })
             .filter_map(|e| std::fs::read(e.path()).ok())
             .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .find(|r| r["services"].as_array().is_some_and(|s| s.len() == 3));
@@ -112,25 +144,41 @@ fn sigkilled_run_is_reaped_by_the_next_start() {
         .map(|s| s[1].as_u64().expect("pid") as u32)
         .collect();
     let run_dir = PathBuf::from(record["run_dir"].as_str().expect("dir"));
-    assert!(pids.iter().all(|p| pid_alive(*p)), "orphans run before the reaper");
+    assert!(
+        pids.iter().all(|p| pid_alive(*p)),
+        "orphans run before the reaper"
+    );
 
     // Any next start reaps; a tiny stack is enough.
     let out = harness()
         .args(["up", "--services", "s3", "--detach", "--json"])
         .output()
         .expect("up");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let up: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let _ = harness().args(["down", up["run_id"].as_str().expect("id")]).output();
+    let _ = harness()
+        .args(["down", up["run_id"].as_str().expect("id")])
+        .output();
     for pid in pids {
         assert!(!pid_alive(pid), "orphan {pid} survived the reaper");
     }
-    assert!(!run_dir.exists(), "{} survived the reaper", run_dir.display());
+    assert!(
+        !run_dir.exists(),
+        "{} survived the reaper",
+        run_dir.display()
+    );
 }
 
 #[test]
 fn unknown_service_is_bad_input() {
-    let out = harness().args(["up", "--services", "postgress"]).output().expect("up");
+    let out = harness()
+        .args(["up", "--services", "postgress"])
+        .output()
+        .expect("up");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown runtime `postgress`"), "{err}");
@@ -141,7 +189,13 @@ fn taken_port_is_bad_input_and_starts_nothing() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = l.local_addr().expect("addr").port();
     let out = harness()
-        .args(["up", "--services", "postgres", "--port", &format!("postgres={port}")])
+        .args([
+            "up",
+            "--services",
+            "postgres",
+            "--port",
+            &format!("postgres={port}"),
+        ])
         .output()
         .expect("up");
     assert_eq!(out.status.code(), Some(2));
@@ -150,7 +204,10 @@ fn taken_port_is_bad_input_and_starts_nothing() {
 
 #[test]
 fn doctor_reports_every_runtime() {
-    let out = harness().args(["doctor", "--json"]).output().expect("doctor");
+    let out = harness()
+        .args(["doctor", "--json"])
+        .output()
+        .expect("doctor");
     assert!(out.status.success());
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     for name in ["postgres", "s3", "neo4j", "otel"] {

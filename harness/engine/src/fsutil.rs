@@ -23,7 +23,9 @@ pub fn copy_tree(src: &Path, dst: &Path, owner: Option<(u32, u32)>) -> Result<()
         let entry = entry.ctx(|| format!("list {}", src.display()))?;
         let from = entry.path();
         let to = dst.join(entry.file_name());
-        let kind = entry.file_type().ctx(|| format!("stat {}", from.display()))?;
+        let kind = entry
+            .file_type()
+            .ctx(|| format!("stat {}", from.display()))?;
         if kind.is_dir() {
             copy_tree(&from, &to, owner)?;
         } else if kind.is_symlink() {
@@ -51,7 +53,9 @@ pub fn sha256_file(path: &Path) -> Result<String, Error> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = file.read(&mut buf).ctx(|| format!("read {}", path.display()))?;
+        let n = file
+            .read(&mut buf)
+            .ctx(|| format!("read {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -98,7 +102,10 @@ mod tests {
         let log = dir.path().join("x.log");
         fs::write(&log, "a\nb\n\nc\nd\n").expect("write");
         assert_eq!(tail(&log, 2), "    c\n    d");
-        assert_eq!(tail(&dir.path().join("none"), 2), "    (no log was written)");
+        assert_eq!(
+            tail(&dir.path().join("none"), 2),
+            "    (no log was written)"
+        );
     }
 
     #[test]

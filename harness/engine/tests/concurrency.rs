@@ -7,7 +7,12 @@ use harness_engine::stack::Stack;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_stacks_get_distinct_ports() {
     let starts = (0..20).map(|_| async {
-        Stack::builder().postgres().object_store().otel_collector().start().await
+        Stack::builder()
+            .postgres()
+            .object_store()
+            .otel_collector()
+            .start()
+            .await
     });
     let stacks: Vec<Stack> = futures::future::join_all(starts)
         .await
@@ -24,7 +29,10 @@ async fn twenty_concurrent_stacks_get_distinct_ports() {
             e.otel.as_ref().expect("otel").otlp_http.clone(),
         ] {
             let port = p.rsplit(':').next().expect("port").to_owned();
-            assert!(ports.insert(port.clone()), "port {port} was handed out twice");
+            assert!(
+                ports.insert(port.clone()),
+                "port {port} was handed out twice"
+            );
         }
     }
     assert_eq!(ports.len(), 80);

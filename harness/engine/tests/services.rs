@@ -1,6 +1,9 @@
 //! One test per service: start it through the native provider and do a real round trip.
 
-use aws_sdk_s3::{primitives::ByteStream, types::{BucketVersioningStatus, VersioningConfiguration}};
+use aws_sdk_s3::{
+    primitives::ByteStream,
+    types::{BucketVersioningStatus, VersioningConfiguration},
+};
 use harness_engine::stack::Stack;
 
 #[tokio::test]
@@ -31,15 +34,26 @@ async fn postgres_rejects_a_wrong_password() {
     let stack = Stack::builder().postgres().start().await.expect("stack");
     let mut ep = stack.postgres().expect("pg").clone();
     ep.password = harness_engine::secret::Secret::new("not-the-password");
-    assert!(ep.pool().await.is_err(), "TCP login must need the run's password");
+    assert!(
+        ep.pool().await.is_err(),
+        "TCP login must need the run's password"
+    );
     stack.shutdown().await;
 }
 
 #[tokio::test]
 async fn s3_bucket_objects_and_versions() {
-    let stack = Stack::builder().object_store().start().await.expect("stack");
+    let stack = Stack::builder()
+        .object_store()
+        .start()
+        .await
+        .expect("stack");
     let s3 = stack.s3().expect("s3").client();
-    s3.create_bucket().bucket("roundtrip").send().await.expect("create bucket");
+    s3.create_bucket()
+        .bucket("roundtrip")
+        .send()
+        .await
+        .expect("create bucket");
     s3.put_bucket_versioning()
         .bucket("roundtrip")
         .versioning_configuration(
@@ -67,8 +81,23 @@ async fn s3_bucket_objects_and_versions() {
         .send()
         .await
         .expect("put v2");
-    let latest = s3.get_object().bucket("roundtrip").key("doc.txt").send().await.expect("get");
-    assert_eq!(latest.body.collect().await.expect("body").into_bytes().as_ref(), b"second");
+    let latest = s3
+        .get_object()
+        .bucket("roundtrip")
+        .key("doc.txt")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        latest
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .as_ref(),
+        b"second"
+    );
     let old = s3
         .get_object()
         .bucket("roundtrip")
@@ -77,8 +106,21 @@ async fn s3_bucket_objects_and_versions() {
         .send()
         .await
         .expect("get by version");
-    assert_eq!(old.body.collect().await.expect("body").into_bytes().as_ref(), b"first");
-    let listed = s3.list_objects_v2().bucket("roundtrip").send().await.expect("list");
+    assert_eq!(
+        old.body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .as_ref(),
+        b"first"
+    );
+    let listed = s3
+        .list_objects_v2()
+        .bucket("roundtrip")
+        .send()
+        .await
+        .expect("list");
     let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, ["doc.txt"]);
     stack.shutdown().await;
@@ -89,7 +131,9 @@ async fn neo4j_create_and_match() {
     let stack = Stack::builder().neo4j().start().await.expect("stack");
     let graph = stack.neo4j().expect("neo4j").graph().expect("graph");
     graph
-        .run(neo4rs::query("CREATE (:Topic {id: 'a'})-[:REQUIRES]->(:Topic {id: 'b'})"))
+        .run(neo4rs::query(
+            "CREATE (:Topic {id: 'a'})-[:REQUIRES]->(:Topic {id: 'b'})",
+        ))
         .await
         .expect("create");
     let mut rows = graph
@@ -105,13 +149,24 @@ async fn neo4j_create_and_match() {
 
 #[tokio::test]
 async fn otel_span_reaches_the_collector_output() {
-    let stack = Stack::builder().otel_collector().start().await.expect("stack");
+    let stack = Stack::builder()
+        .otel_collector()
+        .start()
+        .await
+        .expect("stack");
     let otel = stack.otel().expect("otel");
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    otel.send_span("roundtrip-test", "checkout", trace).await.expect("export");
+    otel.send_span("roundtrip-test", "checkout", trace)
+        .await
+        .expect("export");
     let mut found = None;
     for _ in 0..100 {
-        found = otel.output().spans().expect("read").into_iter().find(|s| s.trace_id == trace);
+        found = otel
+            .output()
+            .spans()
+            .expect("read")
+            .into_iter()
+            .find(|s| s.trace_id == trace);
         if found.is_some() {
             break;
         }

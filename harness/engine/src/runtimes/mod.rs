@@ -23,8 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, IoContext},
-    fsutil,
-    home,
+    fsutil, home,
     progress::{Progress, ProgressEvent},
 };
 
@@ -273,7 +272,9 @@ fn install_one(kind: RuntimeKind, progress: &Progress) -> Result<Installed, Erro
 
 fn entry(root: &Path, rel: &str) -> Result<FileEntry, Error> {
     let path = root.join(rel);
-    let size = fs::metadata(&path).ctx(|| format!("stat {}", path.display()))?.len();
+    let size = fs::metadata(&path)
+        .ctx(|| format!("stat {}", path.display()))?
+        .len();
     Ok(FileEntry {
         path: rel.to_owned(),
         size,
@@ -282,11 +283,7 @@ fn entry(root: &Path, rel: &str) -> Result<FileEntry, Error> {
 }
 
 /// Runs a build command, logging to `log`; on failure the error carries the log's tail.
-pub(crate) fn run_logged(
-    runtime: RuntimeKind,
-    cmd: &mut Command,
-    log: &Path,
-) -> Result<(), Error> {
+pub(crate) fn run_logged(runtime: RuntimeKind, cmd: &mut Command, log: &Path) -> Result<(), Error> {
     let out = fs::File::create(log).ctx(|| format!("create {}", log.display()))?;
     let err = out.try_clone().ctx(|| "dup log".to_owned())?;
     let program = cmd.get_program().to_string_lossy().into_owned();
@@ -306,7 +303,11 @@ pub(crate) fn run_logged(
     Err(Error::Install {
         runtime: runtime.name().to_owned(),
         message: format!("`{program}` exited with {status}"),
-        log: format!("; last lines of {}:\n{}", log.display(), fsutil::tail(log, 15)),
+        log: format!(
+            "; last lines of {}:\n{}",
+            log.display(),
+            fsutil::tail(log, 15)
+        ),
     })
 }
 
@@ -317,12 +318,7 @@ pub(crate) fn find_tool(name: &str, fallbacks: &[&str]) -> Option<PathBuf> {
             .map(|p| p.join(name))
             .find(|p| p.is_file())
     });
-    from_path.or_else(|| {
-        fallbacks
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-    })
+    from_path.or_else(|| fallbacks.iter().map(PathBuf::from).find(|p| p.is_file()))
 }
 
 /// A tool needed to build a runtime is missing.
@@ -353,11 +349,23 @@ pub use postgres::{TEMPLATE as POSTGRES_TEMPLATE, bin_dir as postgres_bin_dir};
 /// The build tools behind the installers: ((name, found), the command that installs it).
 pub fn toolchain_checks() -> Vec<((&'static str, bool), &'static str)> {
     vec![
-        (("tool:go", go_tool(RuntimeKind::S3).is_ok()), "install Go >= 1.25 and put it on PATH"),
-        (("tool:mvn", find_tool("mvn", &[]).is_some()), "apt-get install -y maven"),
-        (("tool:java", java().is_some()), "apt-get install -y openjdk-17-jdk-headless"),
         (
-            ("tool:postgres", postgres_bin_dir().join("postgres").is_file()),
+            ("tool:go", go_tool(RuntimeKind::S3).is_ok()),
+            "install Go >= 1.25 and put it on PATH",
+        ),
+        (
+            ("tool:mvn", find_tool("mvn", &[]).is_some()),
+            "apt-get install -y maven",
+        ),
+        (
+            ("tool:java", java().is_some()),
+            "apt-get install -y openjdk-17-jdk-headless",
+        ),
+        (
+            (
+                "tool:postgres",
+                postgres_bin_dir().join("postgres").is_file(),
+            ),
             "apt-get install -y postgresql-15",
         ),
     ]

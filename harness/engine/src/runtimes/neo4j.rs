@@ -27,10 +27,7 @@ pub fn java() -> Option<std::path::PathBuf> {
     find_tool("java", &["/usr/lib/jvm/java-17-openjdk-amd64/bin/java"])
 }
 
-pub(super) fn install(
-    staging: &Path,
-    step: &dyn Fn(&str),
-) -> Result<(String, Vec<String>), Error> {
+pub(super) fn install(staging: &Path, step: &dyn Fn(&str)) -> Result<(String, Vec<String>), Error> {
     let fix = "apt-get install -y maven openjdk-17-jdk-headless";
     let mvn = find_tool("mvn", &[]).ok_or_else(|| missing_tool(RuntimeKind::Neo4j, "mvn", fix))?;
     let java = java().ok_or_else(|| missing_tool(RuntimeKind::Neo4j, "java", fix))?;
@@ -39,7 +36,9 @@ pub(super) fn install(
     fs::create_dir_all(&src).ctx(|| format!("create {}", src.display()))?;
     fs::write(work.join("pom.xml"), POM).ctx(|| "write pom.xml".to_owned())?;
     fs::write(src.join("Launcher.java"), LAUNCHER).ctx(|| "write Launcher.java".to_owned())?;
-    step(&format!("mvn package (org.neo4j:neo4j:{VERSION} and its dependencies)"));
+    step(&format!(
+        "mvn package (org.neo4j:neo4j:{VERSION} and its dependencies)"
+    ));
     run_logged(
         RuntimeKind::Neo4j,
         Command::new(mvn)
@@ -80,5 +79,8 @@ pub(super) fn install(
         .collect();
     jars.sort();
     files.extend(jars);
-    Ok((format!("maven org.neo4j:neo4j:{VERSION} via infra/neo4j"), files))
+    Ok((
+        format!("maven org.neo4j:neo4j:{VERSION} via infra/neo4j"),
+        files,
+    ))
 }

@@ -14,12 +14,11 @@ const MODULE: &str = "github.com/versity/versitygw/cmd/versitygw";
 /// Path of the binary inside the install.
 pub const BINARY: &str = "bin/versitygw";
 
-pub(super) fn install(
-    staging: &Path,
-    step: &dyn Fn(&str),
-) -> Result<(String, Vec<String>), Error> {
+pub(super) fn install(staging: &Path, step: &dyn Fn(&str)) -> Result<(String, Vec<String>), Error> {
     let go = go_tool(RuntimeKind::S3)?;
-    step(&format!("go install {MODULE}@v{VERSION} (about a minute on 2 cores)"));
+    step(&format!(
+        "go install {MODULE}@v{VERSION} (about a minute on 2 cores)"
+    ));
     run_logged(
         RuntimeKind::S3,
         Command::new(go)
@@ -34,5 +33,8 @@ pub(super) fn install(
         Command::new(staging.join(BINARY)).arg("--version"),
         &staging.join("verify.log"),
     )?;
-    Ok((format!("go module {MODULE}@v{VERSION}"), vec![BINARY.to_owned()]))
+    Ok((
+        format!("go module {MODULE}@v{VERSION}"),
+        vec![BINARY.to_owned()],
+    ))
 }

@@ -17,10 +17,7 @@ const GO_SUM: &str = include_str!("../../../../infra/otel/go.sum");
 /// Path of the binary inside the install.
 pub const BINARY: &str = "bin/harness-otelcol";
 
-pub(super) fn install(
-    staging: &Path,
-    step: &dyn Fn(&str),
-) -> Result<(String, Vec<String>), Error> {
+pub(super) fn install(staging: &Path, step: &dyn Fn(&str)) -> Result<(String, Vec<String>), Error> {
     let go = go_tool(RuntimeKind::Otel)?;
     let work = staging.join("build");
     fs::create_dir_all(&work).ctx(|| format!("create {}", work.display()))?;

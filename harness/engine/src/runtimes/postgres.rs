@@ -20,10 +20,7 @@ pub fn bin_dir() -> std::path::PathBuf {
 /// The cached data directory inside the install.
 pub const TEMPLATE: &str = "template";
 
-pub(super) fn install(
-    staging: &Path,
-    step: &dyn Fn(&str),
-) -> Result<(String, Vec<String>), Error> {
+pub(super) fn install(staging: &Path, step: &dyn Fn(&str)) -> Result<(String, Vec<String>), Error> {
     let bin = bin_dir();
     if !bin.join("postgres").is_file() || !bin.join("initdb").is_file() {
         return Err(missing_tool(

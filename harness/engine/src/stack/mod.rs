@@ -118,7 +118,8 @@ impl StackBuilder {
         create_run_dir(&run_dir)?;
         let record = Arc::new(std::sync::Mutex::new(stack.record.clone()));
         let starts = installed.into_iter().map(|rt| {
-            let (run_dir, progress, record) = (run_dir.clone(), self.progress.clone(), record.clone());
+            let (run_dir, progress, record) =
+                (run_dir.clone(), self.progress.clone(), record.clone());
             let port = fixed.get(&rt.kind).copied();
             async move { start_service(&run_dir, rt, port, &progress, &record).await }
         });
@@ -135,7 +136,10 @@ impl StackBuilder {
                 }
             }
         }
-        stack.record.services = record.lock().map(|r| r.services.clone()).unwrap_or_default();
+        stack.record.services = record
+            .lock()
+            .map(|r| r.services.clone())
+            .unwrap_or_default();
         if let Some(e) = first_error {
             stack.shutdown().await;
             return Err(e);
@@ -245,7 +249,9 @@ async fn start_service(
                 return Ok((process, endpoints));
             }
             Err(Error::ServiceExited { tail, .. })
-                if attempt < 3 && fixed_port.is_none() && tail.to_lowercase().contains("address already in use") =>
+                if attempt < 3
+                    && fixed_port.is_none()
+                    && tail.to_lowercase().contains("address already in use") =>
             {
                 let _ = std::fs::remove_dir_all(run_dir.join(kind.name()));
             }
@@ -290,16 +296,32 @@ impl Stack {
     }
 
     pub fn postgres(&self) -> Result<&PostgresEndpoint, Error> {
-        self.record.endpoints.postgres.as_ref().ok_or(Error::NotInStack("postgres"))
+        self.record
+            .endpoints
+            .postgres
+            .as_ref()
+            .ok_or(Error::NotInStack("postgres"))
     }
     pub fn s3(&self) -> Result<&S3Endpoint, Error> {
-        self.record.endpoints.s3.as_ref().ok_or(Error::NotInStack("s3"))
+        self.record
+            .endpoints
+            .s3
+            .as_ref()
+            .ok_or(Error::NotInStack("s3"))
     }
     pub fn neo4j(&self) -> Result<&Neo4jEndpoint, Error> {
-        self.record.endpoints.neo4j.as_ref().ok_or(Error::NotInStack("neo4j"))
+        self.record
+            .endpoints
+            .neo4j
+            .as_ref()
+            .ok_or(Error::NotInStack("neo4j"))
     }
     pub fn otel(&self) -> Result<&OtelEndpoint, Error> {
-        self.record.endpoints.otel.as_ref().ok_or(Error::NotInStack("otel"))
+        self.record
+            .endpoints
+            .otel
+            .as_ref()
+            .ok_or(Error::NotInStack("otel"))
     }
 
     /// Stops every service and removes the run's folder and record.

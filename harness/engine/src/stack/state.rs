@@ -67,7 +67,9 @@ impl RunRecord {
 
     /// Whether any of its services still runs.
     pub fn any_service_alive(&self) -> bool {
-        self.services.iter().any(|(_, pgid)| process::group_alive(*pgid))
+        self.services
+            .iter()
+            .any(|(_, pgid)| process::group_alive(*pgid))
     }
 
     /// Stops everything of this run and removes its folder and record.

@@ -58,7 +58,12 @@ impl Ping {
         let client = self.endpoint.client();
         let bucket = format!("harness-ready-{}", random_id(8));
         let err = |e: &dyn std::fmt::Display| e.to_string();
-        client.create_bucket().bucket(&bucket).send().await.map_err(|e| err(&e))?;
+        client
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
         let body = b"ready".to_vec();
         client
             .put_object()
@@ -80,8 +85,19 @@ impl Ping {
             .await
             .map_err(|e| err(&e))?
             .into_bytes();
-        client.delete_object().bucket(&bucket).key("probe").send().await.map_err(|e| err(&e))?;
-        client.delete_bucket().bucket(&bucket).send().await.map_err(|e| err(&e))?;
+        client
+            .delete_object()
+            .bucket(&bucket)
+            .key("probe")
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
+        client
+            .delete_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
         if got.as_ref() == body.as_slice() {
             Ok(())
         } else {
@@ -109,7 +125,10 @@ pub async fn start(
     };
     let mut cmd = tokio::process::Command::new(runtime.path(S3_BINARY));
     cmd.env("ROOT_ACCESS_KEY_ID", &endpoint.access_key_id)
-        .env("ROOT_SECRET_ACCESS_KEY", endpoint.secret_access_key.expose())
+        .env(
+            "ROOT_SECRET_ACCESS_KEY",
+            endpoint.secret_access_key.expose(),
+        )
         .arg("--port")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--quiet")

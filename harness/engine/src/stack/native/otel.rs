@@ -201,7 +201,10 @@ pub async fn start(
     };
     let ping = Ping {
         endpoint: endpoint.clone(),
-        trace_id: format!("{:0>32}", random_id(32).replace(|c: char| !c.is_ascii_hexdigit(), "0")),
+        trace_id: format!(
+            "{:0>32}",
+            random_id(32).replace(|c: char| !c.is_ascii_hexdigit(), "0")
+        ),
         sent: AtomicBool::new(false),
     };
     wait_ready(

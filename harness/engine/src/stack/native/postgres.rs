@@ -85,7 +85,11 @@ impl Ping {
             .await
             .map_err(|e| e.to_string())?;
         let _ = tcp.close().await;
-        if one == 1 { Ok(()) } else { Err(format!("SELECT 1 returned {one}")) }
+        if one == 1 {
+            Ok(())
+        } else {
+            Err(format!("SELECT 1 returned {one}"))
+        }
     }
 }
 
@@ -119,7 +123,8 @@ pub async fn start(
         cmd.arg("-c").arg(setting);
     }
     user.apply_tokio(&mut cmd);
-    let mut process = ServiceProcess::spawn("postgres", cmd, &dir.join("postgres.log"), Signal::SIGINT)?;
+    let mut process =
+        ServiceProcess::spawn("postgres", cmd, &dir.join("postgres.log"), Signal::SIGINT)?;
     let password = Secret::random(24);
     let endpoint = PostgresEndpoint {
         host: "127.0.0.1".into(),
@@ -136,6 +141,11 @@ pub async fn start(
         socket_dir: dir.clone(),
         endpoint: endpoint.clone(),
     };
-    wait_ready(&mut process, &[WaitFor::Ping(PingKind::Postgres(ping))], timeout).await?;
+    wait_ready(
+        &mut process,
+        &[WaitFor::Ping(PingKind::Postgres(ping))],
+        timeout,
+    )
+    .await?;
     Ok((process, endpoint))
 }

@@ -40,9 +40,7 @@ impl ServiceProcess {
             .process_group(0)
             .kill_on_drop(false);
         let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-        let child = cmd
-            .spawn()
-            .ctx(|| format!("start {name} (`{program}`)"))?;
+        let child = cmd.spawn().ctx(|| format!("start {name} (`{program}`)"))?;
         let pid = child
             .id()
             .ok_or_else(|| Error::Other(format!("{name} exited before its pid was read")))?;

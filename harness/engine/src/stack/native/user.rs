@@ -17,10 +17,9 @@ impl ServiceUser {
         if !Uid::effective().is_root() {
             return Ok(Self { ids: None });
         }
-        let user = User::from_name("nobody")
-            .ok()
-            .flatten()
-            .ok_or_else(|| Error::Other("running as root, but there is no `nobody` user to run postgres as".into()))?;
+        let user = User::from_name("nobody").ok().flatten().ok_or_else(|| {
+            Error::Other("running as root, but there is no `nobody` user to run postgres as".into())
+        })?;
         Ok(Self {
             ids: Some((user.uid.as_raw(), user.gid.as_raw())),
         })
