@@ -26,8 +26,17 @@ pub fn runs_dir() -> PathBuf {
     home().join("runs")
 }
 
-/// Parent of every run's service directories. It sits in the temp directory so that a
-/// service running as an unprivileged user can reach its own folder.
+/// Parent of every run's service directories: `$HARNESS_RUN_ROOT`, else `/dev/shm` where it
+/// exists (service data in memory makes the Postgres data-directory copy about 2.5x faster),
+/// else the temp directory. It is never under a private home, so that a service running as
+/// an unprivileged user can reach its own folder.
 pub fn run_data_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HARNESS_RUN_ROOT").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        return shm.join("harness-runs");
+    }
     std::env::temp_dir().join("harness-runs")
 }
