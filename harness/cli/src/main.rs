@@ -74,6 +74,10 @@ enum RuntimesCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Paths and log lines in messages must not be wrapped mid-token.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().width(10_000).build())
+    }));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

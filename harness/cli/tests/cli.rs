@@ -220,3 +220,101 @@ fn doctor_reports_every_runtime() {
         assert_eq!(row["state"], "ok", "{row}");
     }
 }
+
+/// A fake `postgres` binary in a folder of its own, for start-up failure tests.
+fn fake_pg_bin(script: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("postgres");
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+fn runs_left_by(stderr: &str) -> Vec<PathBuf> {
+    // Every failure message names the service log inside the run folder.
+    stderr
+        .split_whitespace()
+        .filter(|w| w.contains("harness-runs/"))
+        .map(|w| PathBuf::from(w.trim_end_matches(':')))
+        .collect()
+}
+
+#[test]
+fn a_service_that_exits_during_start_up_shows_its_log_and_leaves_nothing() {
+    let bin = fake_pg_bin("echo 'FATAL:  could not map shared memory: boom' >&2; exit 1");
+    let out = harness()
+        .args(["up", "--services", "postgres"])
+        .env("HARNESS_PG_BIN", bin.path())
+        .output()
+        .expect("up");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("postgres exited during start-up"), "{err}");
+    assert!(err.contains("could not map shared memory: boom"), "{err}");
+    let logs = runs_left_by(&err);
+    assert!(!logs.is_empty(), "the message names the log: {err}");
+    for log in logs {
+        assert!(!log.exists(), "{} was left behind", log.display());
+    }
+}
+
+#[test]
+fn a_readiness_timeout_is_reported_and_the_process_is_stopped() {
+    let bin = fake_pg_bin("echo \"pid $$ waiting\"; exec sleep 600");
+    let out = harness()
+        .args(["up", "--services", "postgres"])
+        .env("HARNESS_PG_BIN", bin.path())
+        .env("HARNESS_READY_TIMEOUT_SECS", "1")
+        .output()
+        .expect("up");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("postgres was not ready after"), "{err}");
+    let pid: u32 = err
+        .split("pid ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .expect("the log tail shows the fake's pid");
+    assert!(!pid_alive(pid), "the timed-out service {pid} still runs");
+}
+
+#[test]
+fn doctor_flags_a_corrupt_install_with_the_fix() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dir = home.path().join("runtimes/s3-1.8.0");
+    std::fs::create_dir_all(dir.join("bin")).expect("mkdir");
+    std::fs::write(dir.join("bin/versitygw"), "truncated").expect("write");
+    std::fs::write(
+        dir.join("manifest.json"),
+        r#"{"runtime":"s3","version":"1.8.0","source":"test","installed_at_unix":0,
+            "files":[{"path":"bin/versitygw","size":999,"sha256":"00"}]}"#,
+    )
+    .expect("write");
+    let out = harness()
+        .args(["doctor", "--json"])
+        .env("HARNESS_HOME", home.path())
+        .output()
+        .expect("doctor");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let row = |name: &str| {
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["runtime"] == name)
+            .cloned()
+            .expect("row")
+    };
+    let s3 = row("s3");
+    assert_eq!(s3["state"], "corrupt", "{s3}");
+    assert!(
+        s3["detail"].as_str().expect("detail").contains("999"),
+        "{s3}"
+    );
+    assert_eq!(s3["fix"], "harness runtimes install --only s3 --force");
+    let neo = row("neo4j");
+    assert_eq!(neo["state"], "missing");
+    assert_eq!(neo["fix"], "harness runtimes install --only neo4j");
+}

@@ -67,8 +67,21 @@ impl WaitFor {
     }
 }
 
-/// Waits for every condition in order, failing early when the process exits.
+/// Waits for every condition in order, failing early when the process exits. A service
+/// that does not become ready is stopped before the error is returned.
 pub async fn wait_ready(
+    process: &mut ServiceProcess,
+    conditions: &[WaitFor],
+    timeout: Duration,
+) -> Result<(), Error> {
+    let result = wait_all(process, conditions, timeout).await;
+    if result.is_err() {
+        process.stop(Duration::from_secs(2)).await;
+    }
+    result
+}
+
+async fn wait_all(
     process: &mut ServiceProcess,
     conditions: &[WaitFor],
     timeout: Duration,
