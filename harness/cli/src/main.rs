@@ -193,6 +193,7 @@ async fn up(
             known: "native".into(),
         });
     }
+    let mut signals = StopSignals::register();
     let mut builder = Stack::builder().progress(progress());
     for kind in kinds(services)? {
         builder = builder.service(kind);
@@ -229,26 +230,41 @@ async fn up(
     if !json {
         eprintln!("press Ctrl-C to stop");
     }
-    wait_for_signal().await;
+    signals.wait().await;
     eprintln!("stopping");
     stack.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending().await,
+/// SIGINT and SIGTERM, registered before the stack starts so that a signal during start-up
+/// still ends in a clean shutdown instead of the default action.
+struct StopSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn register() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+    }
+
+    async fn wait(&mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.interrupt) => {}
+            _ = recv(&mut self.terminate) => {}
+        }
     }
 }
 

@@ -318,3 +318,56 @@ fn doctor_flags_a_corrupt_install_with_the_fix() {
     assert_eq!(neo["state"], "missing");
     assert_eq!(neo["fix"], "harness runtimes install --only neo4j");
 }
+
+#[test]
+fn ctrl_c_stops_an_attached_stack_cleanly() {
+    let child = harness()
+        .args(["up", "--services", "s3,postgres"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn harness up");
+    let owner = child.id();
+    let home = std::env::var("HARNESS_HOME").map_or_else(
+        |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/harness"),
+        PathBuf::from,
+    );
+    let mut record = None;
+    for _ in 0..600 {
+        record = std::fs::read_dir(home.join("runs"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{owner}-"))
+            })
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .find(|r| r["services"].as_array().is_some_and(|s| s.len() == 2));
+        if record.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let record = record.expect("the run recorded its services");
+    // The CLI registers its handlers before starting the stack, so no grace period is needed.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(owner as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("interrupt");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for s in record["services"].as_array().expect("services") {
+        let pid = s[1].as_u64().expect("pid") as u32;
+        assert!(!pid_alive(pid), "service {pid} survived Ctrl-C");
+    }
+    let run_dir = PathBuf::from(record["run_dir"].as_str().expect("dir"));
+    assert!(!run_dir.exists(), "{} survived Ctrl-C", run_dir.display());
+}
