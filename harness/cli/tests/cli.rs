@@ -25,6 +25,37 @@ fn pid_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Waits until the run owned by `owner` has recorded `services` services, and returns it.
+fn wait_for_record(owner: u32, services: usize) -> serde_json::Value {
+    let home = std::env::var("HARNESS_HOME").map_or_else(
+        |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/harness"),
+        PathBuf::from,
+    );
+    for _ in 0..1200 {
+        let found = std::fs::read_dir(home.join("runs"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{owner}-"))
+            })
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .find(|r| {
+                r["services"]
+                    .as_array()
+                    .is_some_and(|s| s.len() == services)
+            });
+        if let Some(record) = found {
+            return record;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("run {owner} never recorded {services} services");
+}
+
 #[test]
 fn detached_stack_serves_independent_clients_and_down_leaves_nothing() {
     let out = harness()
@@ -106,31 +137,7 @@ fn sigkilled_run_is_reaped_by_the_next_start() {
         .spawn()
         .expect("spawn harness up");
     let owner = child.id();
-    // Wait for the record to list all three services.
-    let home = std::env::var("HARNESS_HOME").map_or_else(
-        |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/harness"),
-        PathBuf::from,
-    );
-    let mut record = None;
-    for _ in 0..600 {
-        record = std::fs::read_dir(home.join("runs"))
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{owner}-"))
-            })
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .find(|r| r["services"].as_array().is_some_and(|s| s.len() == 3));
-        if record.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let record = record.expect("the run recorded its services");
+    let record = wait_for_record(owner, 3);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(owner as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -328,30 +335,7 @@ fn ctrl_c_stops_an_attached_stack_cleanly() {
         .spawn()
         .expect("spawn harness up");
     let owner = child.id();
-    let home = std::env::var("HARNESS_HOME").map_or_else(
-        |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/harness"),
-        PathBuf::from,
-    );
-    let mut record = None;
-    for _ in 0..600 {
-        record = std::fs::read_dir(home.join("runs"))
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{owner}-"))
-            })
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .find(|r| r["services"].as_array().is_some_and(|s| s.len() == 2));
-        if record.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let record = record.expect("the run recorded its services");
+    let record = wait_for_record(owner, 2);
     // The CLI registers its handlers before starting the stack, so no grace period is needed.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(owner as i32),
