@@ -7,7 +7,7 @@ use std::{process::Command, time::Duration};
 use criterion::{Criterion, criterion_group, criterion_main};
 use harness_engine::{
     runtimes::{self, RuntimeKind, postgres_bin_dir},
-    stack::{ServiceKind, Stack},
+    stack::Stack,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -112,15 +112,15 @@ fn postgres_plain_initdb(c: &mut Criterion) {
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let _ = nix_kill(child.id());
+            let _ = interrupt(child.id());
             let _ = child.wait();
         })
     });
     group.finish();
-    let _ = ServiceKind::Postgres;
 }
 
-fn nix_kill(pid: u32) -> std::io::Result<()> {
+/// Fast shutdown (SIGINT), so Postgres releases its shared memory.
+fn interrupt(pid: u32) -> std::io::Result<()> {
     Command::new("kill")
         .arg("-INT")
         .arg(pid.to_string())

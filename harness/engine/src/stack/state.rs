@@ -77,8 +77,8 @@ impl RunRecord {
         for (_, pgid) in &self.services {
             process::stop_group(*pgid, Signal::SIGTERM, Duration::from_secs(5)).await;
         }
+        // Whatever the groups did not cover (a process that left its group) goes by name.
         for pid in processes_naming(&self.run_dir) {
-            process::stop_group(pid, Signal::SIGKILL, Duration::from_millis(500)).await;
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
         let _ = fs::remove_dir_all(&self.run_dir);
