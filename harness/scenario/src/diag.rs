@@ -1,0 +1,220 @@
+//! Problems found in a scenario file, with the spans they point at, rendered through miette.
+//!
+//! Every problem in a file is collected before anything is reported, so a user fixes a file
+//! in one pass instead of one error at a time.
+
+use std::{fmt, sync::Arc};
+
+use miette::{
+    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode,
+};
+
+/// A byte range in a scenario file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl Span {
+    pub const fn new(offset: usize, len: usize) -> Self {
+        Span { offset, len }
+    }
+    /// The span from the start of `self` to the end of `other`.
+    pub fn to(self, other: Span) -> Span {
+        let end = (other.offset + other.len).max(self.offset + self.len);
+        Span::new(self.offset, end - self.offset)
+    }
+}
+
+impl From<Span> for miette::SourceSpan {
+    fn from(s: Span) -> Self {
+        (s.offset, s.len).into()
+    }
+}
+
+/// A scenario file's name and text, shared by everything that points into it.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub name: String,
+    pub text: Arc<str>,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
+        Source {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        line_col(&self.text, offset)
+    }
+
+    /// `file:line:column` of a span.
+    pub fn location(&self, span: Span) -> String {
+        let (line, col) = self.line_col(span.offset);
+        format!("{}:{line}:{col}", self.name)
+    }
+
+    fn named(&self) -> NamedSource<String> {
+        NamedSource::new(self.name.clone(), self.text.to_string()).with_language("yaml")
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let mut line = 1;
+    let mut line_start = 0;
+    for (i, b) in text.bytes().enumerate().take(offset) {
+        if b == b'\n' {
+            line += 1;
+            line_start = i + 1;
+        }
+    }
+    let col = text
+        .get(line_start..offset)
+        .map_or(offset - line_start, |s| s.chars().count())
+        + 1;
+    (line, col)
+}
+
+/// One thing wrong with a scenario file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub message: String,
+    pub span: Span,
+    pub label: Option<String>,
+    pub help: Option<String>,
+    /// Other places that explain this one ("first defined here").
+    pub also: Vec<(Span, String)>,
+}
+
+impl Problem {
+    pub fn new(span: Span, message: impl Into<String>) -> Self {
+        Problem {
+            message: message.into(),
+            span,
+            label: None,
+            help: None,
+            also: Vec::new(),
+        }
+    }
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+    pub fn also(mut self, span: Span, label: impl Into<String>) -> Self {
+        self.also.push((span, label.into()));
+        self
+    }
+}
+
+/// Everything wrong with one file; a miette diagnostic with one related entry per problem.
+#[derive(Debug)]
+pub struct Diagnostics {
+    pub source: Source,
+    pub problems: Vec<Problem>,
+    named: NamedSource<String>,
+}
+
+impl Diagnostics {
+    pub fn new(source: Source, mut problems: Vec<Problem>) -> Self {
+        problems.sort_by_key(|p| p.span.offset);
+        problems.dedup();
+        let named = source.named();
+        Diagnostics {
+            source,
+            problems,
+            named,
+        }
+    }
+
+    /// `file:line:col: message` lines, one per problem, for logs and plain output.
+    pub fn to_plain(&self) -> String {
+        let mut out = String::new();
+        for p in &self.problems {
+            out.push_str(&format!(
+                "{}: {}\n",
+                self.source.location(p.span),
+                p.message
+            ));
+            if let Some(help) = &p.help {
+                out.push_str(&format!("  help: {help}\n"));
+            }
+        }
+        out
+    }
+
+    /// The full report with source excerpts and no colours (used by snapshots).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+            .with_width(100)
+            .with_links(false);
+        // Rendering into a String cannot fail.
+        let _ = handler.render_report(&mut out, self);
+        out
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{} is not a valid scenario ({n} problem{})",
+            self.source.name,
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl Diagnostic for Diagnostics {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new("harness::scenario::invalid"))
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        Some(Box::new(self.problems.iter().map(|p| p as &dyn Diagnostic)))
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        Some(&self.named)
+    }
+}
+
+// A problem is shown as a related diagnostic of its file, which lends it the source.
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+impl Diagnostic for Problem {
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let main = LabeledSpan::new_primary_with_span(
+            Some(self.label.clone().unwrap_or_else(|| "here".into())),
+            self.span,
+        );
+        let also = self
+            .also
+            .iter()
+            .map(|(s, l)| LabeledSpan::new_with_span(Some(l.clone()), *s));
+        Some(Box::new(std::iter::once(main).chain(also)))
+    }
+}

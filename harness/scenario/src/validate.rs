@@ -1,0 +1,348 @@
+//! Checks that need the whole scenario: references resolve in their scope, vars do not
+//! form cycles, and every step's service is part of the scenario's `stack`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::{
+    decode::{Phase, Scope, UsedRef, backticked},
+    diag::Problem,
+    model::{Action, Fixture, Scenario, Service, Step},
+    suggest::did_you_mean,
+    template::{self, FAKE_KINDS, ROOTS, SCENARIO_FIELDS},
+};
+
+pub fn check(s: &Scenario, refs: &[UsedRef], problems: &mut Vec<Problem>) {
+    check_services(s, problems);
+    check_names(s, problems);
+    for r in refs {
+        check_ref(s, r, problems);
+    }
+    check_var_cycles(s, refs, problems);
+}
+
+/// The service a step kind talks to.
+fn service_of(action: &Action) -> Option<Service> {
+    match action {
+        Action::Sql(_) => Some(Service::Postgres),
+        Action::S3(_) => Some(Service::S3),
+        Action::Cypher(_) => Some(Service::Neo4j),
+        Action::Telemetry(_) => Some(Service::Otel),
+        Action::Eventually(e) => service_of(&e.probe.action),
+        _ => None,
+    }
+}
+
+fn all_steps(s: &Scenario) -> impl Iterator<Item = &Step> {
+    s.steady_state.iter().chain(&s.steps).chain(&s.rollbacks)
+}
+
+fn check_services(s: &Scenario, problems: &mut Vec<Problem>) {
+    for step in all_steps(s) {
+        if let Some(svc) = service_of(&step.action)
+            && !s.stack.contains(&svc)
+        {
+            problems.push(
+                Problem::new(
+                    step.span,
+                    format!(
+                        "`{}` step needs {} but the scenario's `stack` does not list it",
+                        step.action.kind(),
+                        svc.name()
+                    ),
+                )
+                .label(format!("uses {}", svc.name()))
+                .help(format!("add `{}` to `stack`", svc.name())),
+            );
+        }
+    }
+    for f in &s.fixtures {
+        let svc = match f {
+            Fixture::Sql(_) => Service::Postgres,
+            Fixture::Cypher(_) => Service::Neo4j,
+            Fixture::S3(_) => Service::S3,
+        };
+        if !s.stack.contains(&svc) {
+            problems.push(
+                Problem::new(
+                    s.span,
+                    format!(
+                        "a fixture needs {} but the scenario's `stack` does not list it",
+                        svc.name()
+                    ),
+                )
+                .help(format!("add `{}` to `stack`", svc.name())),
+            );
+        }
+    }
+}
+
+fn check_names(s: &Scenario, problems: &mut Vec<Problem>) {
+    let mut mocks = BTreeMap::new();
+    for m in &s.mocks {
+        if let Some(first) = mocks.insert(m.name.clone(), m.span) {
+            problems.push(
+                Problem::new(m.span, format!("mock `{}` is declared twice", m.name))
+                    .also(first, "first declared here"),
+            );
+        }
+    }
+    let mut snaps = BTreeMap::new();
+    for step in all_steps(s) {
+        if let Action::Snapshot(snap) = &step.action
+            && let Some(first) = snaps.insert(snap.name.clone(), step.span)
+        {
+            problems.push(
+                Problem::new(
+                    step.span,
+                    format!("snapshot `{}` is used twice in this scenario", snap.name),
+                )
+                .also(first, "first used here"),
+            );
+        }
+    }
+}
+
+/// Captures visible from a step: those of earlier steps, in phase order.
+fn captures_before(s: &Scenario, phase: Phase, index: usize) -> BTreeSet<String> {
+    let names = |steps: &[Step]| -> Vec<String> {
+        steps
+            .iter()
+            .flat_map(|st| st.action.captures().into_iter().map(str::to_owned))
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    match phase {
+        Phase::SteadyState => out.extend(names(&s.steady_state[..index.min(s.steady_state.len())])),
+        Phase::Steps => {
+            out.extend(names(&s.steady_state));
+            out.extend(names(&s.steps[..index.min(s.steps.len())]));
+        }
+        Phase::Rollbacks => {
+            out.extend(names(&s.steady_state));
+            out.extend(names(&s.steps));
+            out.extend(names(&s.rollbacks[..index.min(s.rollbacks.len())]));
+        }
+    }
+    out
+}
+
+fn all_captures(s: &Scenario) -> BTreeSet<String> {
+    all_steps(s)
+        .flat_map(|st| st.action.captures().into_iter().map(str::to_owned))
+        .collect()
+}
+
+fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
+    let r = &u.r;
+    let err = |msg: String| Problem::new(u.span, msg).label(format!("`${{{}}}`", r.dotted()));
+    let first = r.path.first().map(String::as_str);
+    match r.root.as_str() {
+        "vars" => match first {
+            None => problems.push(err("`vars` needs a name, like `${vars.user}`".into())),
+            Some(name) if !s.vars.contains_key(name) => {
+                let mut p = err(format!("unknown var `{name}`"));
+                p = match did_you_mean(name, s.vars.keys().map(String::as_str)) {
+                    Some(c) => p.help(format!("did you mean `{c}`?")),
+                    None => p.help("declare it under `vars`"),
+                };
+                problems.push(p);
+            }
+            Some(_) => {}
+        },
+        "captures" => {
+            let Some(name) = first else {
+                problems.push(err("`captures` needs a name, like `${captures.id}`".into()));
+                return;
+            };
+            match &u.scope {
+                Scope::Step { phase, index } => {
+                    let visible = captures_before(s, *phase, *index);
+                    if !visible.contains(name) {
+                        let all = all_captures(s);
+                        let mut p = if all.contains(name) {
+                            err(format!("capture `{name}` is not set yet here"))
+                                .help("a step can use only captures of the steps before it")
+                        } else {
+                            err(format!("unknown capture `{name}`"))
+                        };
+                        if !all.contains(name) {
+                            p = match did_you_mean(name, all.iter().map(String::as_str)) {
+                                Some(c) => p.help(format!("did you mean `{c}`?")),
+                                None => p.help("no earlier step captures it; add `capture:` to the step that produces it"),
+                            };
+                        }
+                        problems.push(p);
+                    }
+                }
+                Scope::Var(_) | Scope::Fixture | Scope::Mock => problems.push(
+                    err("captures are set by steps, so they cannot be used here".into())
+                        .help("vars, fixtures and mocks are resolved before any step runs"),
+                ),
+            }
+        }
+        "stack" => {
+            let names = Service::ALL.map(Service::name);
+            let Some(svc) = first else {
+                problems.push(err(
+                    "`stack` needs a service, like `${stack.postgres.url}`".into()
+                ));
+                return;
+            };
+            let Some(service) = Service::ALL.into_iter().find(|x| x.name() == svc) else {
+                let mut p = err(format!("unknown service `{svc}`"));
+                if let Some(c) = did_you_mean(svc, names) {
+                    p = p.help(format!("did you mean `{c}`?"));
+                }
+                problems.push(p);
+                return;
+            };
+            if !s.stack.contains(&service) {
+                problems.push(
+                    err(format!("`{svc}` is not in the scenario's `stack`"))
+                        .help(format!("add `{svc}` to `stack`")),
+                );
+            }
+            let fields = template::stack_fields(svc).unwrap_or(&[]);
+            match r.path.get(1) {
+                Some(field) if r.path.len() == 2 && fields.contains(&field.as_str()) => {}
+                Some(field) if r.path.len() == 2 => {
+                    let mut p = err(format!("{svc} has no field `{field}`"));
+                    p = match did_you_mean(field, fields.iter().copied()) {
+                        Some(c) => p.help(format!("did you mean `{c}`?")),
+                        None => p.help(format!("fields: {}", backticked(fields))),
+                    };
+                    problems.push(p);
+                }
+                _ => problems.push(err(format!(
+                    "write `${{stack.{svc}.FIELD}}` with one of {}",
+                    backticked(fields)
+                ))),
+            }
+        }
+        "env" => {
+            if r.path.len() != 1 {
+                problems.push(err("write `${env.NAME}` with one variable name".into()));
+            }
+        }
+        "scenario" => match first {
+            Some(field) if r.path.len() == 1 && SCENARIO_FIELDS.contains(&field) => {
+                let needs = match field {
+                    "database" | "database_url" => Some(Service::Postgres),
+                    "bucket" => Some(Service::S3),
+                    "graph_label" => Some(Service::Neo4j),
+                    _ => None,
+                };
+                if let Some(svc) = needs
+                    && !s.stack.contains(&svc)
+                {
+                    problems.push(err(format!(
+                        "`scenario.{field}` needs {} in `stack`",
+                        svc.name()
+                    )));
+                }
+            }
+            Some(field) => {
+                let mut p = err(format!("unknown scenario field `{field}`"));
+                p = match did_you_mean(field, SCENARIO_FIELDS) {
+                    Some(c) => p.help(format!("did you mean `{c}`?")),
+                    None => p.help(format!("fields: {}", backticked(&SCENARIO_FIELDS))),
+                };
+                problems.push(p);
+            }
+            None => problems.push(err(format!(
+                "write `${{scenario.FIELD}}` with one of {}",
+                backticked(&SCENARIO_FIELDS)
+            ))),
+        },
+        "mocks" => match first {
+            Some(name) if s.mocks.iter().any(|m| m.name == name) => {
+                if r.path.get(1).map(String::as_str) != Some("url") || r.path.len() != 2 {
+                    problems.push(err(format!("write `${{mocks.{name}.url}}`")));
+                }
+            }
+            Some(name) => {
+                let mut p = err(format!("unknown mock `{name}`"));
+                if let Some(c) = did_you_mean(name, s.mocks.iter().map(|m| m.name.as_str())) {
+                    p = p.help(format!("did you mean `{c}`?"));
+                }
+                problems.push(p);
+            }
+            None => problems.push(err("write `${mocks.NAME.url}`".into())),
+        },
+        "fake" => match first {
+            Some(kind) if r.path.len() == 1 && FAKE_KINDS.contains(&kind) => {}
+            _ => {
+                let mut p = err(format!("unknown generator `{}`", r.path.join(".")));
+                p = match first.and_then(|k| did_you_mean(k, FAKE_KINDS)) {
+                    Some(c) => p.help(format!("did you mean `{c}`?")),
+                    None => p.help(format!("generators: {}", backticked(&FAKE_KINDS))),
+                };
+                problems.push(p);
+            }
+        },
+        other => {
+            let mut p = err(format!("unknown reference root `{other}`"));
+            p = match did_you_mean(other, ROOTS) {
+                Some(c) => p.help(format!("did you mean `{c}`?")),
+                None => p.help(format!("references start with {}", backticked(&ROOTS))),
+            };
+            problems.push(p);
+        }
+    }
+}
+
+fn check_var_cycles(s: &Scenario, refs: &[UsedRef], problems: &mut Vec<Problem>) {
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for u in refs {
+        if let (Scope::Var(from), "vars", Some(to)) =
+            (&u.scope, u.r.root.as_str(), u.r.path.first())
+        {
+            edges.entry(from.as_str()).or_default().push(to.as_str());
+        }
+    }
+    let mut reported = BTreeSet::new();
+    for start in edges.keys() {
+        let mut path = vec![*start];
+        if let Some(cycle) = find_cycle(&edges, &mut path) {
+            let mut members: Vec<&str> = cycle.clone();
+            members.sort_unstable();
+            if reported.insert(members) {
+                let span = s.vars.get(cycle[0]).map(|v| v.span).unwrap_or(s.span);
+                let chain = cycle
+                    .iter()
+                    .chain(std::iter::once(&cycle[0]))
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(" → ");
+                problems.push(
+                    Problem::new(
+                        span,
+                        format!("vars refer to each other in a cycle: {chain}"),
+                    )
+                    .label("this var is part of the cycle"),
+                );
+            }
+        }
+    }
+}
+
+fn find_cycle<'a>(
+    edges: &BTreeMap<&'a str, Vec<&'a str>>,
+    path: &mut Vec<&'a str>,
+) -> Option<Vec<&'a str>> {
+    let last = *path.last()?;
+    for next in edges.get(last).into_iter().flatten() {
+        if let Some(pos) = path.iter().position(|p| p == next) {
+            return Some(path[pos..].to_vec());
+        }
+        if path.len() > 64 {
+            return None;
+        }
+        path.push(next);
+        if let Some(c) = find_cycle(edges, path) {
+            return Some(c);
+        }
+        path.pop();
+    }
+    None
+}
