@@ -200,9 +200,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<Problem>> {
                     anchor,
                     items,
                 }) => {
+                    let end = close(text, span, items.last().map(|n| n.span));
                     let node = Node {
                         value: NodeValue::Seq(items),
-                        span: start.to(span),
+                        span: start.to(end),
                     };
                     remember(&mut anchors, anchor, &node);
                     node
@@ -216,9 +217,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<Problem>> {
                     entries,
                     ..
                 }) => {
+                    let end = close(text, span, entries.last().map(|(_, v)| v.span));
                     let node = Node {
                         value: NodeValue::Map(entries),
-                        span: start.to(span),
+                        span: start.to(end),
                     };
                     remember(&mut anchors, anchor, &node);
                     node
@@ -288,6 +290,19 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<Problem>> {
         Ok(root)
     } else {
         Err(problems)
+    }
+}
+
+/// Where a collection ends: its closing bracket in flow style (`]`, `}`), else its last
+/// item. A block collection's end event sits at the next token, often on a later line.
+fn close(text: &str, end_event: Span, last: Option<Span>) -> Span {
+    let bracket = text
+        .get(end_event.offset..)
+        .is_some_and(|rest| rest.starts_with([']', '}']));
+    match last {
+        Some(last) if !bracket => last,
+        _ if bracket => Span::new(end_event.offset, 1),
+        _ => Span::new(end_event.offset, 0),
     }
 }
 
