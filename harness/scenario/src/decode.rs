@@ -57,6 +57,8 @@ pub struct Cx<'t> {
     pub text: &'t str,
     pub problems: Vec<Problem>,
     pub refs: Vec<UsedRef>,
+    /// The span of each decoded fixture, in order.
+    pub fixture_spans: Vec<Span>,
     pub scope: Scope,
 }
 
@@ -66,6 +68,7 @@ impl<'t> Cx<'t> {
             text,
             problems: Vec::new(),
             refs: Vec::new(),
+            fixture_spans: Vec::new(),
             scope: Scope::Fixture,
         }
     }
@@ -215,17 +218,21 @@ fn string(cx: &mut Cx, node: &Node) -> Option<String> {
         }
     };
     if text.len() > MAX_STRING {
-        cx.error(
-            node.span,
-            format!(
-                "string is {} bytes; the limit is {MAX_STRING} (put large data in a fixture file)",
-                text.len()
-            ),
-        );
+        too_long(cx, node, text.len());
         return None;
     }
     cx.scan(node, &text);
     Some(text)
+}
+
+fn too_long(cx: &mut Cx, node: &Node, len: usize) {
+    cx.push(
+        Problem::new(
+            node.span,
+            format!("string is {len} bytes; the limit is {MAX_STRING}"),
+        )
+        .help("put large data in a fixture file"),
+    );
 }
 
 /// A string that may not contain references (names, keys).
@@ -258,6 +265,10 @@ fn boolean(cx: &mut Cx, node: &Node) -> Option<bool> {
 fn uint(cx: &mut Cx, node: &Node) -> Option<u64> {
     match node.value {
         NodeValue::Int(i) if i >= 0 => Some(i as u64),
+        NodeValue::Int(i) => {
+            cx.error(node.span, format!("expected a whole number ≥ 0, found {i}"));
+            None
+        }
         _ => {
             cx.expected(node, "a whole number ≥ 0");
             None
@@ -269,6 +280,10 @@ fn number(cx: &mut Cx, node: &Node) -> Option<f64> {
     match node.value {
         NodeValue::Int(i) => Some(i as f64),
         NodeValue::Float(f) if f.is_finite() => Some(f),
+        NodeValue::Float(_) => {
+            cx.error(node.span, "expected a finite number, found infinity or NaN");
+            None
+        }
         _ => {
             cx.expected(node, "a number");
             None
@@ -282,10 +297,7 @@ fn value(cx: &mut Cx, node: &Node) -> Option<Value> {
         match &node.value {
             NodeValue::Str(s) => {
                 if s.len() > MAX_STRING {
-                    cx.error(
-                        node.span,
-                        format!("string is {} bytes; the limit is {MAX_STRING}", s.len()),
-                    );
+                    too_long(cx, node, s.len());
                     return false;
                 }
                 cx.scan(node, s);
@@ -335,7 +347,7 @@ fn map<'n, T>(
     cx: &mut Cx,
     node: &'n Node,
     what: &str,
-    mut item: impl FnMut(&mut Cx, &str, &'n Node) -> Option<T>,
+    mut item: impl FnMut(&mut Cx, &'n Node, &'n Node) -> Option<T>,
 ) -> Option<BTreeMap<String, T>> {
     let NodeValue::Map(entries) = &node.value else {
         cx.expected(node, &format!("{what} (a map)"));
@@ -352,7 +364,7 @@ fn map<'n, T>(
             ok = false;
             continue;
         };
-        match item(cx, &key, v) {
+        match item(cx, k, v) {
             Some(val) => {
                 out.insert(key, val);
             }
@@ -369,13 +381,17 @@ fn string_map(cx: &mut Cx, node: &Node, what: &str) -> Option<BTreeMap<String, S
 fn duration(cx: &mut Cx, node: &Node) -> Option<Dur> {
     let parsed = node.as_str().and_then(Dur::parse);
     if parsed.is_none() {
+        let help = match node.value {
+            NodeValue::Int(n) => format!("add a unit, such as `{n}s`"),
+            _ => "write a number followed by ms, s, m or h".into(),
+        };
         cx.push(
             Problem::new(
                 node.span,
                 "expected a duration such as `250ms`, `5s` or `2m`",
             )
             .label("not a duration")
-            .help("write a number followed by ms, s, m or h"),
+            .help(help),
         );
     }
     parsed
@@ -470,11 +486,12 @@ fn first_line(s: &str) -> &str {
 }
 
 fn captures(cx: &mut Cx, node: &Node, allow_header: bool) -> Option<BTreeMap<String, Capture>> {
-    map(cx, node, "`capture`", |cx, name, v| {
-        if !valid_ident(name) {
+    map(cx, node, "`capture`", |cx, k, v| {
+        let name = k.key_text();
+        if !valid_ident(&name) {
             cx.error(
-                v.span,
-                format!("capture name `{name}` must be letters, digits, `_` or `-`"),
+                k.span,
+                format!("capture name `{name}` must be 1 to 100 letters, digits, `_` or `-`"),
             );
             return None;
         }
@@ -552,21 +569,26 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
     });
     let timeout = opt(cx, &f, "timeout", duration);
     let vars = opt(cx, &f, "vars", |cx, n| {
-        map(cx, n, "`vars`", |cx, key, v| {
-            if !valid_ident(key) {
+        map(cx, n, "`vars`", |cx, k, v| {
+            let key = k.key_text();
+            if !valid_ident(&key) {
                 cx.error(
-                    v.span,
-                    format!("var name `{key}` must be letters, digits, `_` or `-`"),
+                    k.span,
+                    format!("var name `{key}` must be 1 to 100 letters, digits, `_` or `-`"),
                 );
                 return None;
             }
-            cx.scope = Scope::Var(key.to_owned());
+            cx.scope = Scope::Var(key);
             var(cx, v)
         })
     });
     cx.scope = Scope::Fixture;
     let fixtures = opt(cx, &f, "fixtures", |cx, n| {
-        list(cx, n, "`fixtures`", |cx, _, n| fixture(cx, n))
+        list(cx, n, "`fixtures`", |cx, _, n| {
+            let f = fixture(cx, n)?;
+            cx.fixture_spans.push(n.span);
+            Some(f)
+        })
     });
     cx.scope = Scope::Mock;
     let mocks = opt(cx, &f, "mocks", |cx, n| {
@@ -608,20 +630,22 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
 
 fn service(cx: &mut Cx, node: &Node) -> Option<Service> {
     let names = Service::ALL.map(Service::name);
-    let text = node.as_str().unwrap_or_default();
+    let Some(text) = node.as_str() else {
+        cx.push(
+            Problem::new(
+                node.span,
+                format!("expected a service name, found {}", node.kind()),
+            )
+            .label("not a service")
+            .help(format!("services: {}", backticked(&names))),
+        );
+        return None;
+    };
     match Service::ALL.into_iter().find(|s| s.name() == text) {
         Some(s) => Some(s),
         None => {
-            let mut p = Problem::new(
-                node.span,
-                format!(
-                    "unknown service `{}`",
-                    node.to_json()
-                        .as_str()
-                        .map_or_else(|| node.kind().to_owned(), str::to_owned)
-                ),
-            )
-            .label("not a service");
+            let mut p =
+                Problem::new(node.span, format!("unknown service `{text}`")).label("not a service");
             p = match did_you_mean(text, names) {
                 Some(s) => p.help(format!("did you mean `{s}`?")),
                 None => p.help(format!("services: {}", backticked(&names))),
@@ -634,10 +658,13 @@ fn service(cx: &mut Cx, node: &Node) -> Option<Service> {
 
 fn var(cx: &mut Cx, node: &Node) -> Option<Var> {
     if let NodeValue::Map(entries) = &node.value {
-        let detailed = entries.iter().any(|(k, _)| k.as_str() == Some("secret"))
-            && entries
-                .iter()
-                .all(|(k, _)| matches!(k.as_str(), Some("value" | "secret")));
+        // `{ value, secret }`; with both keys present, any other key is a typo, not data.
+        let has = |key: &str| entries.iter().any(|(k, _)| k.as_str() == Some(key));
+        let detailed = has("secret")
+            && (has("value")
+                || entries
+                    .iter()
+                    .all(|(k, _)| matches!(k.as_str(), Some("value" | "secret"))));
         if detailed {
             let f = fields(cx, node, "a var", &["value", "secret"])?;
             let secret = req(cx, &f, "secret", "a var", boolean);
@@ -662,6 +689,13 @@ fn fixture(cx: &mut Cx, node: &Node) -> Option<Fixture> {
         .into_iter()
         .filter(|k| f.get(k).is_some())
         .collect();
+    let unknown = f
+        .keys()
+        .any(|k| !matches!(k.as_str(), Some("sql" | "cypher" | "s3")));
+    if present.is_empty() && unknown {
+        // The unknown key was reported with a suggestion already.
+        return None;
+    }
     if present.len() != 1 {
         cx.error(
             node.span,
@@ -677,7 +711,8 @@ fn fixture(cx: &mut Cx, node: &Node) -> Option<Fixture> {
             let key = req(cx, &g, "key", "an s3 fixture", string);
             let file = opt(cx, &g, "file", file_path);
             let body = opt(cx, &g, "body", string);
-            if file.is_some() == body.is_some() {
+            // Presence, not decoded values: a bad `file` is reported on its own.
+            if g.get("file").is_some() == g.get("body").is_some() {
                 cx.error(n.span, "an s3 fixture has exactly one of `file` and `body`");
                 return None;
             }
@@ -792,14 +827,18 @@ fn status_code(cx: &mut Cx, node: &Node) -> Option<u16> {
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 fn http_method(cx: &mut Cx, node: &Node) -> Option<String> {
-    let m = name(cx, node)?.to_ascii_uppercase();
+    let Some(m) = node.as_str().map(str::to_ascii_uppercase) else {
+        cx.expected(node, "an HTTP method such as `GET`");
+        return None;
+    };
     if METHODS.contains(&m.as_str()) {
         Some(m)
     } else {
         let mut p = Problem::new(node.span, format!("unknown HTTP method `{m}`"));
-        if let Some(s) = did_you_mean(&m, METHODS) {
-            p = p.help(format!("did you mean `{s}`?"));
-        }
+        p = match did_you_mean(&m, METHODS) {
+            Some(s) => p.help(format!("did you mean `{s}`?")),
+            None => p.help(format!("methods: {}", backticked(&METHODS))),
+        };
         cx.push(p);
         None
     }
@@ -908,7 +947,20 @@ fn http(cx: &mut Cx, node: &Node) -> Option<Http> {
             "`expect` of an `http` step",
             &["status", "headers", "json", "body"],
         )?;
-        let status = opt(cx, &g, "status", matcher);
+        let status = opt(cx, &g, "status", |cx, n| {
+            let m = matcher(cx, n)?;
+            let code = match &m.op {
+                MatchOp::Eq(Value::Number(code)) => code.as_f64(),
+                _ => None,
+            };
+            match code {
+                Some(c) if !(100.0..=599.0).contains(&c) => {
+                    cx.error(n.span, "an HTTP status is a number from 100 to 599");
+                    None
+                }
+                _ => Some(m),
+            }
+        });
         let headers = opt(cx, &g, "headers", |cx, n| {
             map(cx, n, "`headers`", |cx, _, v| matcher(cx, v))
         });
@@ -1019,7 +1071,10 @@ fn s3(cx: &mut Cx, node: &Node) -> Option<S3> {
         ],
     )?;
     let op = req(cx, &f, "op", "an `s3` step", |cx, n| {
-        let text = n.as_str().unwrap_or_default();
+        let Some(text) = n.as_str() else {
+            cx.expected(n, "an s3 op");
+            return None;
+        };
         let op = match text {
             "put" => S3Op::Put,
             "get" => S3Op::Get,
@@ -1175,6 +1230,10 @@ fn exec(cx: &mut Cx, node: &Node) -> Option<Exec> {
             NodeValue::Seq(_) => {
                 list(cx, n, "`command`", |cx, _, n| string(cx, n)).map(Command::Argv)
             }
+            NodeValue::Map(_) | NodeValue::Null => {
+                cx.expected(n, "a command (a string, or a list of arguments)");
+                None
+            }
             _ => string(cx, n).map(Command::Shell),
         }
     });
@@ -1246,7 +1305,11 @@ fn telemetry(cx: &mut Cx, node: &Node) -> Option<Telemetry> {
         &["signal", "where", "within", "expect", "capture"],
     )?;
     let signal = req(cx, &f, "signal", "a `telemetry` step", |cx, n| {
-        match n.as_str().unwrap_or_default() {
+        let Some(text) = n.as_str() else {
+            cx.expected(n, "a signal");
+            return None;
+        };
+        match text {
             "spans" => Some(Signal::Spans),
             "metrics" => Some(Signal::Metrics),
             "logs" => Some(Signal::Logs),

@@ -49,14 +49,23 @@ pub fn parse_bytes(name: &str, bytes: &[u8]) -> Result<Scenario, Diagnostics> {
         Err(e) => {
             let valid = e.valid_up_to();
             let text = String::from_utf8_lossy(bytes).into_owned();
-            // The lossy text has the same bytes up to the first invalid one.
+            // The lossy text has the same bytes up to the first invalid one, which it
+            // replaces with U+FFFD.
             let source = Source::new(name, text);
+            let help = if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+                "this file is UTF-16; save it as UTF-8"
+            } else {
+                "scenario files are UTF-8 YAML"
+            };
             Err(Diagnostics::new(
                 source,
                 vec![
-                    Problem::new(Span::new(valid, 1), "file is not UTF-8 text")
-                        .label("invalid byte")
-                        .help("scenario files are UTF-8 YAML"),
+                    Problem::new(
+                        Span::new(valid, char::REPLACEMENT_CHARACTER.len_utf8()),
+                        "file is not UTF-8 text",
+                    )
+                    .label("invalid byte")
+                    .help(help),
                 ],
             ))
         }
@@ -97,7 +106,7 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario, Diagnostics> {
     let scenario = decode::scenario(&mut cx, &root);
     let mut problems = std::mem::take(&mut cx.problems);
     if let Some(s) = &scenario {
-        validate::check(s, &cx.refs, &mut problems);
+        validate::check(s, &cx.refs, &cx.fixture_spans, &mut problems);
     }
     match scenario {
         Some(s) if problems.is_empty() => Ok(s),

@@ -8,7 +8,10 @@ pub fn did_you_mean<'a>(
     let input_lower = input.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&input_lower, c), c))
+        .map(|c| {
+            let d = strsim::damerau_levenshtein(&input_lower, &c.to_ascii_lowercase());
+            (d, c)
+        })
         .filter(|(d, c)| *d <= (c.len() / 3).max(1) + usize::from(c.len() > 5))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -26,5 +29,6 @@ mod tests {
         assert_eq!(did_you_mean("eventualy", kinds), Some("eventually"));
         assert_eq!(did_you_mean("cyhper", kinds), Some("cypher"));
         assert_eq!(did_you_mean("graphql", kinds), None);
+        assert_eq!(did_you_mean("GTE", ["GET", "POST"]), Some("GET"));
     }
 }

@@ -5,14 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
     decode::{Phase, Scope, UsedRef, backticked},
-    diag::Problem,
+    diag::{Problem, Span},
     model::{Action, Fixture, Scenario, Service, Step},
     suggest::did_you_mean,
     template::{self, FAKE_KINDS, ROOTS, SCENARIO_FIELDS},
 };
 
-pub fn check(s: &Scenario, refs: &[UsedRef], problems: &mut Vec<Problem>) {
-    check_services(s, problems);
+/// `fixture_spans` holds where each of `s.fixtures` was written.
+pub fn check(s: &Scenario, refs: &[UsedRef], fixture_spans: &[Span], problems: &mut Vec<Problem>) {
+    check_services(s, fixture_spans, problems);
     check_names(s, problems);
     for r in refs {
         check_ref(s, r, problems);
@@ -36,7 +37,7 @@ fn all_steps(s: &Scenario) -> impl Iterator<Item = &Step> {
     s.steady_state.iter().chain(&s.steps).chain(&s.rollbacks)
 }
 
-fn check_services(s: &Scenario, problems: &mut Vec<Problem>) {
+fn check_services(s: &Scenario, fixture_spans: &[Span], problems: &mut Vec<Problem>) {
     for step in all_steps(s) {
         if let Some(svc) = service_of(&step.action)
             && !s.stack.contains(&svc)
@@ -55,21 +56,23 @@ fn check_services(s: &Scenario, problems: &mut Vec<Problem>) {
             );
         }
     }
-    for f in &s.fixtures {
+    for (i, f) in s.fixtures.iter().enumerate() {
         let svc = match f {
             Fixture::Sql(_) => Service::Postgres,
             Fixture::Cypher(_) => Service::Neo4j,
             Fixture::S3(_) => Service::S3,
         };
         if !s.stack.contains(&svc) {
+            let span = fixture_spans.get(i).copied().unwrap_or(s.span);
             problems.push(
                 Problem::new(
-                    s.span,
+                    span,
                     format!(
                         "a fixture needs {} but the scenario's `stack` does not list it",
                         svc.name()
                     ),
                 )
+                .label(format!("uses {}", svc.name()))
                 .help(format!("add `{}` to `stack`", svc.name())),
             );
         }
@@ -190,9 +193,10 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
             };
             let Some(service) = Service::ALL.into_iter().find(|x| x.name() == svc) else {
                 let mut p = err(format!("unknown service `{svc}`"));
-                if let Some(c) = did_you_mean(svc, names) {
-                    p = p.help(format!("did you mean `{c}`?"));
-                }
+                p = match did_you_mean(svc, names) {
+                    Some(c) => p.help(format!("did you mean `{c}`?")),
+                    None => p.help(format!("services: {}", backticked(&names))),
+                };
                 problems.push(p);
                 return;
             };
@@ -262,16 +266,21 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
             }
             Some(name) => {
                 let mut p = err(format!("unknown mock `{name}`"));
-                if let Some(c) = did_you_mean(name, s.mocks.iter().map(|m| m.name.as_str())) {
-                    p = p.help(format!("did you mean `{c}`?"));
-                }
+                p = match did_you_mean(name, s.mocks.iter().map(|m| m.name.as_str())) {
+                    Some(c) => p.help(format!("did you mean `{c}`?")),
+                    None => p.help("declare it under `mocks`"),
+                };
                 problems.push(p);
             }
             None => problems.push(err("write `${mocks.NAME.url}`".into())),
         },
         "fake" => match first {
             Some(kind) if r.path.len() == 1 && FAKE_KINDS.contains(&kind) => {}
-            _ => {
+            None => problems.push(
+                err("`fake` needs a generator, like `${fake.email}`".into())
+                    .help(format!("generators: {}", backticked(&FAKE_KINDS))),
+            ),
+            Some(_) => {
                 let mut p = err(format!("unknown generator `{}`", r.path.join(".")));
                 p = match first.and_then(|k| did_you_mean(k, FAKE_KINDS)) {
                     Some(c) => p.help(format!("did you mean `{c}`?")),
