@@ -105,3 +105,18 @@ fn schema_is_generated_from_the_types() {
     }
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));
 }
+
+#[test]
+fn fuzz_seeds_are_valid_scenarios() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("fuzz/seeds exists") {
+        let path = entry.expect("readable entry").path();
+        let text = std::fs::read_to_string(&path).expect("readable seed");
+        if let Err(d) = parse("seed.yaml", &text) {
+            panic!("{} is rejected:\n{}", path.display(), d.to_plain());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 3, "expected at least 3 seeds, found {seen}");
+}
