@@ -1,6 +1,10 @@
 //! The `harness` command line: argument parsing, then a call into `harness_engine`.
 
-use std::{process::ExitCode, sync::Arc};
+mod scenarios;
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use scenarios::{run_scenarios, validate};
 
 use clap::{Parser, Subcommand};
 use harness_engine::{
@@ -58,6 +62,50 @@ enum Command {
     },
     /// Stop detached stacks (all of them, or one by run id).
     Down { run_id: Option<String> },
+    /// Run scenario files (folders are searched for *.yaml) on one shared stack.
+    Run(RunArgs),
+    /// Check scenario files without running anything.
+    Validate {
+        /// Files or folders.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of scenario files (for editor completion).
+    Schema,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Files or folders.
+    #[arg(default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    /// Scenarios run at the same time, each isolated in its own database, bucket and graph label.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    jobs: usize,
+    /// Write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Seed for `${fake.*}` values (default: random, printed so a run can be repeated).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Keep a failed scenario's database, bucket and graph label for inspection.
+    #[arg(long)]
+    keep: bool,
+    /// Write snapshots instead of failing when they differ.
+    #[arg(long)]
+    update_snapshots: bool,
+    /// Trace harness's own run: `stdout` or `otlp` (to the stack's collector).
+    #[arg(long, value_name = "EXPORTER")]
+    trace: Option<String>,
+    /// Run on a stack started with `harness up --detach` instead of starting one.
+    #[arg(long, value_name = "RUN_ID")]
+    attach: Option<String>,
+    /// Colour in console output (default: when stderr is a terminal).
+    #[arg(long)]
+    color: Option<bool>,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +133,9 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
+    if let Command::Run(args) = cli.command {
+        return runtime.block_on(run_scenarios(args));
+    }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -165,6 +216,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     println!("{}  {state}  {mode}  {}", r.run_id, names.join(","));
                 }
             }
+            Ok(())
+        }
+        Command::Run(_) => unreachable!("`run` is dispatched in main"),
+        Command::Validate { paths } => validate(&paths),
+        Command::Schema => {
+            print_json(&harness_scenario::json_schema());
             Ok(())
         }
         Command::Down { run_id } => {

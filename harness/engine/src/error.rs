@@ -86,6 +86,10 @@ pub enum Error {
     #[error("http: {0}")]
     Http(#[from] reqwest::Error),
 
+    /// Bad input that is not a scenario file (a missing path, a bad flag value).
+    #[error("{0}")]
+    BadInput(String),
+
     #[error("{0}")]
     Other(String),
 }
@@ -97,7 +101,8 @@ impl Error {
             Error::UnknownService { .. }
             | Error::UnknownRuntime { .. }
             | Error::PortInUse { .. }
-            | Error::NoSuchRun(_) => ExitCode::BadInput,
+            | Error::NoSuchRun(_)
+            | Error::BadInput(_) => ExitCode::BadInput,
             _ => ExitCode::Environment,
         }
     }

@@ -19,6 +19,8 @@ pub mod error;
 mod fsutil;
 pub mod home;
 pub mod progress;
+pub mod report;
+pub mod run;
 pub mod runtimes;
 pub mod secret;
 pub mod stack;

@@ -1,0 +1,345 @@
+//! The state one scenario carries while it runs: resolved vars, captures, its isolated
+//! database/bucket/graph label, mock URLs, a seeded fake-data generator, and the redactor
+//! that keeps every secret it has seen out of events.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, RwLock},
+};
+
+use fake::{
+    Fake,
+    faker::{
+        internet::en::{SafeEmail, Username},
+        lorem::en::{Sentence, Word},
+        name::en::{FirstName, LastName, Name},
+    },
+    rand::{RngExt, SeedableRng, rngs::StdRng},
+};
+use harness_scenario::{
+    Scenario, Source,
+    template::{self, Part, Ref},
+};
+use serde_json::Value;
+
+use super::{isolation::Isolation, steps::StepError};
+use crate::stack::Endpoints;
+
+/// Replaces every known secret value with `[redacted]`. Shared by all scenarios of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Redactor {
+    secrets: Arc<RwLock<Vec<String>>>,
+}
+
+impl Redactor {
+    /// Adds a value to redact. Very short values are ignored: redacting "1" would garble
+    /// every report, and such values are not credentials.
+    pub fn add(&self, secret: impl Into<String>) {
+        let secret = secret.into();
+        if secret.len() < 4 {
+            return;
+        }
+        if let Ok(mut list) = self.secrets.write()
+            && !list.contains(&secret)
+        {
+            list.push(secret);
+            // Longest first, so a secret containing another is replaced whole.
+            list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let Ok(list) = self.secrets.read() else {
+            return text.to_owned();
+        };
+        let mut out = text.to_owned();
+        for s in list.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "[redacted]");
+            }
+        }
+        out
+    }
+
+    /// Redacts every string inside a JSON value.
+    pub fn redact_value(&self, value: &mut Value) {
+        match value {
+            Value::String(s) => *s = self.redact(s),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_value(v)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.redact_value(v)),
+            _ => {}
+        }
+    }
+
+    pub fn secrets(&self) -> Vec<String> {
+        self.secrets.read().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+/// Everything a step can read or change.
+pub struct Ctx {
+    pub scenario: Arc<Scenario>,
+    pub source: Source,
+    /// The scenario file's folder: fixture, `file:` and `cwd` paths are relative to it.
+    pub dir: PathBuf,
+    /// The scenario file path as given on the command line (for snapshot names).
+    pub path: PathBuf,
+    pub endpoints: Endpoints,
+    pub iso: Isolation,
+    pub vars: BTreeMap<String, Value>,
+    pub captures: BTreeMap<String, Value>,
+    pub mocks: BTreeMap<String, String>,
+    pub redactor: Redactor,
+    pub http: reqwest::Client,
+    pub seed: u64,
+    pub update_snapshots: bool,
+    rng: StdRng,
+}
+
+impl Ctx {
+    #[expect(clippy::too_many_arguments, reason = "built once, in the runner")]
+    pub fn new(
+        scenario: Arc<Scenario>,
+        source: Source,
+        path: PathBuf,
+        endpoints: Endpoints,
+        iso: Isolation,
+        redactor: Redactor,
+        http: reqwest::Client,
+        seed: u64,
+        update_snapshots: bool,
+    ) -> Self {
+        let dir = path
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ctx {
+            scenario,
+            source,
+            dir,
+            path,
+            endpoints,
+            iso,
+            vars: BTreeMap::new(),
+            captures: BTreeMap::new(),
+            mocks: BTreeMap::new(),
+            redactor,
+            http,
+            seed,
+            update_snapshots,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// Resolves every var (vars may refer to each other; validation ruled out cycles).
+    pub fn resolve_vars(&mut self) -> Result<(), StepError> {
+        let defs = self.scenario.vars.clone();
+        let mut pending: Vec<&String> = defs.keys().collect();
+        // Each pass resolves the vars whose references are all known; at most one pass per var.
+        for _ in 0..=defs.len() {
+            if pending.is_empty() {
+                break;
+            }
+            let mut next = Vec::new();
+            for name in pending {
+                let def = &defs[name];
+                let waiting = collect_refs(&def.value).iter().any(|r| {
+                    r.root == "vars" && r.path.first().is_some_and(|v| !self.vars.contains_key(v))
+                });
+                if waiting {
+                    next.push(name);
+                    continue;
+                }
+                let value = self.render_value(&def.value)?;
+                if def.secret {
+                    self.add_secret_value(&value);
+                }
+                self.vars.insert(name.clone(), value);
+            }
+            pending = next;
+        }
+        Ok(())
+    }
+
+    pub fn add_secret_value(&self, value: &Value) {
+        match value {
+            Value::String(s) => self.redactor.add(s.clone()),
+            Value::Null => {}
+            other => self.redactor.add(other.to_string()),
+        }
+    }
+
+    /// Expands references in a string.
+    pub fn render_str(&mut self, text: &str) -> Result<String, StepError> {
+        let parts = template::parse(text)
+            .map_err(|e| StepError::error(format!("bad template: {}", e.message)))?;
+        let mut out = String::new();
+        for part in parts {
+            match part {
+                Part::Literal(l) => out.push_str(&l),
+                Part::Ref(r) => match self.lookup(&r)? {
+                    Value::String(s) => out.push_str(&s),
+                    other => out.push_str(&other.to_string()),
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    /// Expands references in every string of a value. A string that is exactly one
+    /// reference takes the referenced value's type.
+    pub fn render_value(&mut self, value: &Value) -> Result<Value, StepError> {
+        Ok(match value {
+            Value::String(s) => {
+                let parts = template::parse(s)
+                    .map_err(|e| StepError::error(format!("bad template: {}", e.message)))?;
+                match parts.as_slice() {
+                    [Part::Ref(r)] => self.lookup(r)?,
+                    _ => Value::String(self.render_str(s)?),
+                }
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.render_value(v))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render_value(v)?)))
+                    .collect::<Result<_, StepError>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    fn lookup(&mut self, r: &Ref) -> Result<Value, StepError> {
+        let missing = |what: String| StepError::error(format!("`${{{}}}`: {what}", r.dotted()));
+        let first = r.path.first().cloned().unwrap_or_default();
+        let (base, rest): (Value, &[String]) = match r.root.as_str() {
+            "vars" => (
+                self.vars
+                    .get(&first)
+                    .cloned()
+                    .ok_or_else(|| missing("var is not resolved".into()))?,
+                &r.path[1..],
+            ),
+            "captures" => (
+                self.captures
+                    .get(&first)
+                    .cloned()
+                    .ok_or_else(|| missing("the step that captures it has not run".into()))?,
+                &r.path[1..],
+            ),
+            "env" => (
+                Value::String(
+                    std::env::var(&first)
+                        .map_err(|_| missing(format!("environment variable {first} is not set")))?,
+                ),
+                &[],
+            ),
+            "stack" => {
+                let endpoints = serde_json::to_value(&self.endpoints).unwrap_or(Value::Null);
+                let v = endpoints
+                    .get(&first)
+                    .cloned()
+                    .ok_or_else(|| missing(format!("{first} is not running in this stack")))?;
+                (v, &r.path[1..])
+            }
+            "scenario" => (
+                self.scenario_field(&first)
+                    .ok_or_else(|| missing("not available".into()))?,
+                &[],
+            ),
+            "mocks" => (
+                Value::String(
+                    self.mocks
+                        .get(&first)
+                        .cloned()
+                        .ok_or_else(|| missing("mock is not running".into()))?,
+                ),
+                &[],
+            ),
+            "fake" => (self.fake(&first), &[]),
+            other => return Err(missing(format!("unknown root `{other}`"))),
+        };
+        let mut v = &base;
+        for seg in rest {
+            v = match v {
+                Value::Object(m) => m.get(seg),
+                Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+                _ => None,
+            }
+            .ok_or_else(|| missing(format!("has no `{seg}`")))?;
+        }
+        Ok(v.clone())
+    }
+
+    fn scenario_field(&self, field: &str) -> Option<Value> {
+        Some(match field {
+            "id" => self.iso.id.clone().into(),
+            "name" => self.scenario.name.clone().into(),
+            "database" => self.iso.database.clone()?.into(),
+            "database_url" => self.iso.database_url.clone()?.into(),
+            "bucket" => self.iso.bucket.clone()?.into(),
+            "graph_label" => self.iso.graph_label.clone()?.into(),
+            "seed" => self.seed.into(),
+            _ => return None,
+        })
+    }
+
+    fn fake(&mut self, kind: &str) -> Value {
+        let rng = &mut self.rng;
+        let text: String = match kind {
+            "name" => Name().fake_with_rng(rng),
+            "first_name" => FirstName().fake_with_rng(rng),
+            "last_name" => LastName().fake_with_rng(rng),
+            "email" => SafeEmail().fake_with_rng(rng),
+            "username" => Username().fake_with_rng(rng),
+            "word" => Word().fake_with_rng(rng),
+            "sentence" => Sentence(3..8).fake_with_rng(rng),
+            "uuid" => {
+                let b: [u8; 16] = rng.random();
+                let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                format!(
+                    "{}-{}-4{}-a{}-{}",
+                    &h[0..8],
+                    &h[8..12],
+                    &h[13..16],
+                    &h[17..20],
+                    &h[20..32]
+                )
+            }
+            "number" => return Value::from(rng.random_range(1..1_000_000u64)),
+            _ => String::new(),
+        };
+        Value::String(text)
+    }
+}
+
+fn collect_refs(value: &Value) -> Vec<Ref> {
+    match value {
+        Value::String(s) => template::refs(s).unwrap_or_default(),
+        Value::Array(items) => items.iter().flat_map(collect_refs).collect(),
+        Value::Object(map) => map.values().flat_map(collect_refs).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Redactor;
+
+    #[test]
+    fn redacts_longest_secret_first_and_ignores_tiny_values() {
+        let r = Redactor::default();
+        r.add("abcd");
+        r.add("abcdef-long");
+        r.add("1");
+        assert_eq!(
+            r.redact("x abcdef-long y abcd 1"),
+            "x [redacted] y [redacted] 1"
+        );
+    }
+}

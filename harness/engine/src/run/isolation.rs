@@ -1,0 +1,337 @@
+//! Per-scenario isolation on a shared stack: each scenario gets its own Postgres database
+//! (cloned from a template prepared once per distinct set of SQL fixtures), its own
+//! versioned bucket, and its own graph label. Scenarios can then run in parallel on one
+//! stack without seeing each other's data; [`Shared::cleanup`] removes all three.
+
+use std::{collections::HashMap, path::Path};
+
+use aws_sdk_s3::{
+    Client,
+    types::{BucketVersioningStatus, ObjectIdentifier, VersioningConfiguration},
+};
+use harness_scenario::{Fixture, Scenario};
+use neo4rs::Graph;
+use sha2::{Digest, Sha256};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio::sync::Mutex;
+
+use super::steps::{cypher::run_query, s3::sdk_error, sql::quote_ident};
+use crate::{error::Error, stack::Endpoints};
+
+/// What one scenario owns.
+#[derive(Clone, Default)]
+pub struct Isolation {
+    pub id: String,
+    pub database: Option<String>,
+    pub database_url: Option<String>,
+    pub pool: Option<PgPool>,
+    pub bucket: Option<String>,
+    pub s3: Option<Client>,
+    pub graph_label: Option<String>,
+    pub graph: Option<Graph>,
+}
+
+/// Connections shared by every scenario of a run, and the template databases made so far.
+pub struct Shared {
+    endpoints: Endpoints,
+    admin: Option<PgPool>,
+    s3: Option<Client>,
+    graph: Option<Graph>,
+    templates: Mutex<HashMap<String, String>>,
+}
+
+impl Shared {
+    pub async fn connect(endpoints: &Endpoints) -> Result<Shared, Error> {
+        let admin = match &endpoints.postgres {
+            Some(pg) => Some(
+                PgPoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(pg.connect_options())
+                    .await?,
+            ),
+            None => None,
+        };
+        let graph = match &endpoints.neo4j {
+            Some(n) => Some(n.graph()?),
+            None => None,
+        };
+        Ok(Shared {
+            endpoints: endpoints.clone(),
+            admin,
+            s3: endpoints.s3.as_ref().map(|s| s.client()),
+            graph,
+            templates: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Creates the scenario's database, bucket and label, and loads its fixtures.
+    pub async fn prepare(
+        &self,
+        id: &str,
+        scenario: &Scenario,
+        dir: &Path,
+    ) -> Result<Isolation, String> {
+        let mut iso = Isolation {
+            id: id.to_owned(),
+            ..Isolation::default()
+        };
+        let sql_fixtures: Vec<&String> = scenario
+            .fixtures
+            .iter()
+            .filter_map(|f| match f {
+                Fixture::Sql(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        if let (Some(admin), Some(pg)) = (&self.admin, &self.endpoints.postgres) {
+            let template = self
+                .template(admin, pg.connect_options(), &sql_fixtures, dir)
+                .await?;
+            let name = format!("h_{}", id.replace('-', "_"));
+            sqlx::query(&format!(
+                "CREATE DATABASE {} TEMPLATE {}",
+                quote_ident(&name),
+                quote_ident(&template)
+            ))
+            .execute(admin)
+            .await
+            .map_err(|e| format!("create database {name}: {e}"))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(4)
+                .connect_with(pg.connect_options().database(&name))
+                .await
+                .map_err(|e| format!("connect to {name}: {e}"))?;
+            iso.database_url = Some(format!(
+                "postgres://{}:{}@{}:{}/{}",
+                pg.user,
+                pg.password.expose(),
+                pg.host,
+                pg.port,
+                name
+            ));
+            iso.database = Some(name);
+            iso.pool = Some(pool);
+        }
+        if let Some(client) = &self.s3 {
+            let bucket = format!("h-{id}");
+            client
+                .create_bucket()
+                .bucket(&bucket)
+                .send()
+                .await
+                .map_err(|e| format!("create bucket {bucket}: {}", sdk_error(&e)))?;
+            client
+                .put_bucket_versioning()
+                .bucket(&bucket)
+                .versioning_configuration(
+                    VersioningConfiguration::builder()
+                        .status(BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| format!("enable versioning on {bucket}: {}", sdk_error(&e)))?;
+            for f in &scenario.fixtures {
+                if let Fixture::S3(o) = f {
+                    let bytes = match (&o.file, &o.body) {
+                        (Some(file), _) => std::fs::read(dir.join(file)).map_err(|e| {
+                            format!("read fixture {}: {e}", dir.join(file).display())
+                        })?,
+                        (None, Some(body)) => body.clone().into_bytes(),
+                        (None, None) => Vec::new(),
+                    };
+                    client
+                        .put_object()
+                        .bucket(&bucket)
+                        .key(&o.key)
+                        .body(bytes.into())
+                        .send()
+                        .await
+                        .map_err(|e| format!("put fixture {}: {}", o.key, sdk_error(&e)))?;
+                }
+            }
+            iso.bucket = Some(bucket);
+            iso.s3 = Some(client.clone());
+        }
+        if let Some(graph) = &self.graph {
+            let label = format!("H_{}", id.replace('-', "_"));
+            for f in &scenario.fixtures {
+                if let Fixture::Cypher(file) = f {
+                    let path = dir.join(file);
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("read fixture {}: {e}", path.display()))?
+                        .replace("${scenario.graph_label}", &label);
+                    for statement in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                        run_query(graph, neo4rs::query(statement))
+                            .await
+                            .map_err(|e| format!("fixture {}: {e}", path.display()))?;
+                    }
+                }
+            }
+            iso.graph_label = Some(label);
+            iso.graph = Some(graph.clone());
+        }
+        Ok(iso)
+    }
+
+    /// The template database for a set of SQL fixtures, made once (also across processes
+    /// sharing the stack, under an advisory lock).
+    async fn template(
+        &self,
+        admin: &PgPool,
+        options: PgConnectOptions,
+        files: &[&String],
+        dir: &Path,
+    ) -> Result<String, String> {
+        if files.is_empty() {
+            return Ok("template1".into());
+        }
+        let mut hasher = Sha256::new();
+        let mut scripts = Vec::new();
+        for f in files {
+            let path = dir.join(f);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("read fixture {}: {e}", path.display()))?;
+            hasher.update(text.as_bytes());
+            hasher.update([0]);
+            scripts.push((path, text));
+        }
+        let hash: String = hasher
+            .finalize()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let name = format!("harness_tpl_{hash}");
+        let mut made = self.templates.lock().await;
+        if made.contains_key(&name) {
+            return Ok(name);
+        }
+        let mut conn = admin.acquire().await.map_err(|e| e.to_string())?;
+        sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+            .bind(&name)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = async {
+            let exists: Option<bool> =
+                sqlx::query_scalar("SELECT datistemplate FROM pg_database WHERE datname = $1")
+                    .bind(&name)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            match exists {
+                Some(true) => return Ok(()),
+                // A run that died half-way through making it.
+                Some(false) => {
+                    sqlx::query(&format!(
+                        "DROP DATABASE {} WITH (FORCE)",
+                        quote_ident(&name)
+                    ))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                }
+                None => {}
+            }
+            sqlx::query(&format!("CREATE DATABASE {}", quote_ident(&name)))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.database(&name))
+                .await
+                .map_err(|e| e.to_string())?;
+            for (path, text) in &scripts {
+                sqlx::raw_sql(text)
+                    .execute(&pool)
+                    .await
+                    .map_err(|e| format!("fixture {}: {e}", path.display()))?;
+            }
+            pool.close().await;
+            sqlx::query(&format!(
+                "ALTER DATABASE {} WITH IS_TEMPLATE true",
+                quote_ident(&name)
+            ))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok::<(), String>(())
+        }
+        .await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(&name)
+            .execute(&mut *conn)
+            .await;
+        result?;
+        made.insert(name.clone(), name.clone());
+        Ok(name)
+    }
+
+    /// Drops the database, empties and removes the bucket, deletes the labelled nodes.
+    pub async fn cleanup(&self, iso: &Isolation) {
+        if let Some(pool) = &iso.pool {
+            pool.close().await;
+        }
+        if let (Some(admin), Some(db)) = (&self.admin, &iso.database) {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(db)
+            ))
+            .execute(admin)
+            .await;
+        }
+        if let (Some(client), Some(bucket)) = (&self.s3, &iso.bucket) {
+            empty_bucket(client, bucket).await;
+            let _ = client.delete_bucket().bucket(bucket).send().await;
+        }
+        if let (Some(graph), Some(label)) = (&self.graph, &iso.graph_label) {
+            let _ = run_query(
+                graph,
+                neo4rs::query(&format!("MATCH (n:`{label}`) DETACH DELETE n")),
+            )
+            .await;
+        }
+    }
+}
+
+async fn empty_bucket(client: &Client, bucket: &str) {
+    for _ in 0..100 {
+        let Ok(page) = client.list_object_versions().bucket(bucket).send().await else {
+            return;
+        };
+        let ids: Vec<ObjectIdentifier> = page
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(
+                page.delete_markers()
+                    .iter()
+                    .map(|m| (m.key(), m.version_id())),
+            )
+            .filter_map(|(k, v)| {
+                ObjectIdentifier::builder()
+                    .key(k?)
+                    .set_version_id(v.map(str::to_owned))
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        for id in ids {
+            let _ = client
+                .delete_object()
+                .bucket(bucket)
+                .key(id.key())
+                .set_version_id(id.version_id().map(str::to_owned))
+                .send()
+                .await;
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Evaluates the matchers of `expect` blocks against actual values.
+
+use harness_scenario::{MatchOp, Matcher};
+use serde_json::Value;
+
+use super::{context::Ctx, steps::StepError};
+
+/// Checks `actual` (None: the value is absent) against a matcher whose expected values may
+/// hold `${…}` references. `subject` names what is checked ("status", "$.id").
+pub fn check(
+    ctx: &mut Ctx,
+    subject: &str,
+    m: &Matcher,
+    actual: Option<&Value>,
+) -> Result<(), StepError> {
+    let op = render(ctx, &m.op)?;
+    let ok = holds(&op, actual);
+    if ok {
+        return Ok(());
+    }
+    Err(StepError::Failed {
+        message: format!("{subject} did not match"),
+        expected: Some(describe(&op)),
+        actual: Some(match actual {
+            None => "nothing (absent)".into(),
+            Some(v) => short(v),
+        }),
+        span: Some(m.span),
+    })
+}
+
+fn render(ctx: &mut Ctx, op: &MatchOp) -> Result<MatchOp, StepError> {
+    Ok(match op {
+        MatchOp::Eq(v) => MatchOp::Eq(ctx.render_value(v)?),
+        MatchOp::Ne(v) => MatchOp::Ne(ctx.render_value(v)?),
+        MatchOp::Contains(v) => MatchOp::Contains(ctx.render_value(v)?),
+        MatchOp::Matches(re) => MatchOp::Matches(ctx.render_str(re)?),
+        MatchOp::OneOf(vs) => MatchOp::OneOf(
+            vs.iter()
+                .map(|v| ctx.render_value(v))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Whether an operator holds for a value.
+pub fn holds(op: &MatchOp, actual: Option<&Value>) -> bool {
+    match op {
+        MatchOp::Exists(want) => actual.is_some_and(|v| !v.is_null()) == *want,
+        MatchOp::Eq(expected) => actual.is_some_and(|a| equal(expected, a)),
+        MatchOp::Ne(expected) => !actual.is_some_and(|a| equal(expected, a)),
+        MatchOp::OneOf(options) => actual.is_some_and(|a| options.iter().any(|o| equal(o, a))),
+        MatchOp::Contains(needle) => match (actual, needle) {
+            (Some(Value::String(s)), n) => s.contains(&text(n)),
+            (Some(Value::Array(items)), n) => items.iter().any(|i| equal(n, i) || subset(n, i)),
+            (Some(Value::Object(_)), n @ Value::Object(_)) => actual.is_some_and(|a| subset(n, a)),
+            (Some(Value::Object(map)), Value::String(key)) => map.contains_key(key),
+            _ => false,
+        },
+        MatchOp::Matches(re) => match (actual, regex::Regex::new(re)) {
+            (Some(a), Ok(re)) => re.is_match(&text(a)),
+            _ => false,
+        },
+        MatchOp::Gt(n) => number(actual).is_some_and(|a| a > *n),
+        MatchOp::Ge(n) => number(actual).is_some_and(|a| a >= *n),
+        MatchOp::Lt(n) => number(actual).is_some_and(|a| a < *n),
+        MatchOp::Le(n) => number(actual).is_some_and(|a| a <= *n),
+        MatchOp::Len(n) => match actual {
+            Some(Value::Array(a)) => a.len() as u64 == *n,
+            Some(Value::String(s)) => s.chars().count() as u64 == *n,
+            Some(Value::Object(o)) => o.len() as u64 == *n,
+            _ => false,
+        },
+    }
+}
+
+/// Equality where numbers compare by value (1 == 1.0).
+pub fn equal(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| equal(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| equal(v, w)))
+        }
+        _ => expected == actual,
+    }
+}
+
+/// Every key of `part` is in `whole` with an equal (or, recursively, containing) value.
+fn subset(part: &Value, whole: &Value) -> bool {
+    match (part, whole) {
+        (Value::Object(p), Value::Object(w)) => p
+            .iter()
+            .all(|(k, v)| w.get(k).is_some_and(|x| equal(v, x) || subset(v, x))),
+        _ => false,
+    }
+}
+
+fn number(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::Number(n) => n.as_f64(),
+        // Postgres `numeric` and some APIs send numbers as strings.
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A value for a report, cut to a readable length.
+pub fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 500 {
+        let cut: String = s.chars().take(500).collect();
+        format!("{cut}… ({} bytes)", s.len())
+    } else {
+        s
+    }
+}
+
+fn describe(op: &MatchOp) -> String {
+    match op {
+        MatchOp::Eq(v) => short(v),
+        MatchOp::Ne(v) => format!("anything but {}", short(v)),
+        MatchOp::Contains(v) => format!("something containing {}", short(v)),
+        MatchOp::Matches(re) => format!("text matching /{re}/"),
+        MatchOp::Gt(n) => format!("> {n}"),
+        MatchOp::Ge(n) => format!(">= {n}"),
+        MatchOp::Lt(n) => format!("< {n}"),
+        MatchOp::Le(n) => format!("<= {n}"),
+        MatchOp::Exists(true) => "a value".into(),
+        MatchOp::Exists(false) => "no value".into(),
+        MatchOp::Len(n) => format!("length {n}"),
+        MatchOp::OneOf(vs) => format!("one of {}", short(&Value::Array(vs.clone()))),
+    }
+}
+
+/// Evaluates a JSONPath (already validated by the parser): one match gives that value,
+/// several give an array, none gives `None`.
+pub fn select(path: &str, doc: &Value) -> Option<Value> {
+    let path = serde_json_path::JsonPath::parse(path).ok()?;
+    let nodes = path.query(doc).all();
+    match nodes.as_slice() {
+        [] => None,
+        [one] => Some((*one).clone()),
+        many => Some(Value::Array(many.iter().map(|v| (*v).clone()).collect())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn operators() {
+        assert!(holds(&MatchOp::Eq(json!(1)), Some(&json!(1.0))));
+        assert!(!holds(&MatchOp::Eq(json!(1)), Some(&json!("1"))));
+        assert!(holds(
+            &MatchOp::Contains(json!("ell")),
+            Some(&json!("hello"))
+        ));
+        assert!(holds(
+            &MatchOp::Contains(json!({"a": 1})),
+            Some(&json!([{"a": 1, "b": 2}]))
+        ));
+        assert!(holds(
+            &MatchOp::Matches("^h.l".into()),
+            Some(&json!("hello"))
+        ));
+        assert!(holds(&MatchOp::Ge(2.0), Some(&json!("2.5"))));
+        assert!(!holds(&MatchOp::Lt(2.0), Some(&json!(3))));
+        assert!(holds(&MatchOp::Exists(false), None));
+        assert!(!holds(&MatchOp::Exists(true), Some(&Value::Null)));
+        assert!(holds(&MatchOp::Len(2), Some(&json!([1, 2]))));
+        assert!(holds(
+            &MatchOp::OneOf(vec![json!(1), json!(2)]),
+            Some(&json!(2))
+        ));
+        assert!(holds(&MatchOp::Ne(json!(1)), None));
+    }
+
+    #[test]
+    fn select_returns_one_many_or_none() {
+        let doc = json!({"items": [{"id": 1}, {"id": 2}]});
+        assert_eq!(select("$.items[0].id", &doc), Some(json!(1)));
+        assert_eq!(select("$.items[*].id", &doc), Some(json!([1, 2])));
+        assert_eq!(select("$.nope", &doc), None);
+    }
+}

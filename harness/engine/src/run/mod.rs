@@ -1,0 +1,684 @@
+//! The scenario runner: load → plan → run → events.
+//!
+//! [`load`] parses every file (reporting all invalid files at once, before anything
+//! starts); [`plan`] checks the chosen stack and capabilities can run them; [`run`] runs the
+//! scenarios on one shared stack, `jobs` at a time, each in its own database, bucket and
+//! graph label, and emits [`events::Event`]s to a reporter. The runner never prints.
+
+pub mod context;
+pub mod events;
+pub mod isolation;
+pub mod matcher;
+pub mod mocks;
+pub mod session;
+pub mod steps;
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+pub use self::events::Reporter;
+use futures::StreamExt;
+use harness_scenario::{Action, Diagnostics, Problem, Scenario, Service, Source, Span, Step};
+use tokio::sync::mpsc;
+
+use self::{
+    context::{Ctx, Redactor},
+    events::{Event, FailedStep, Failure, Location, Phase, Status},
+    isolation::Shared,
+    steps::{Extensions, StepError},
+};
+use crate::{
+    error::{Error, ExitCode},
+    secret::random_id,
+    stack::Endpoints,
+};
+
+/// Default time limit of a step.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time limit of a scenario.
+pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A parsed scenario and where it came from.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The path as given (relative paths stay relative, for stable reports).
+    pub path: PathBuf,
+    pub scenario: Arc<Scenario>,
+    pub source: Source,
+}
+
+/// The scenario files under `paths` (folders are searched for `*.yaml`/`*.yml`, skipping
+/// `snapshots/` folders and names starting with `_`), sorted.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| Error::io(format!("read {}", dir.display()), e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('_') || name.starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                if name != "snapshots" && name != "fixtures" {
+                    walk(&path, out)?;
+                }
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out)?;
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(Error::Other(format!("{} does not exist", p.display())));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Parses every file; all invalid files are returned together.
+pub fn load(files: &[PathBuf]) -> Result<Vec<Loaded>, Vec<Diagnostics>> {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                bad.push(Diagnostics::new(
+                    Source::new(name, ""),
+                    vec![Problem::new(
+                        Span::default(),
+                        format!("could not read the file: {e}"),
+                    )],
+                ));
+                continue;
+            }
+        };
+        match harness_scenario::parse_bytes(&name, &bytes) {
+            Ok(s) => ok.push(Loaded {
+                path: path.clone(),
+                source: Source::new(name, String::from_utf8_lossy(&bytes).into_owned()),
+                scenario: Arc::new(s),
+            }),
+            Err(d) => bad.push(d),
+        }
+    }
+    if bad.is_empty() { Ok(ok) } else { Err(bad) }
+}
+
+/// Services the scenarios need.
+pub fn services(scenarios: &[Loaded]) -> BTreeSet<Service> {
+    scenarios
+        .iter()
+        .flat_map(|l| l.scenario.stack.iter().copied())
+        .collect()
+}
+
+/// Checks that every step kind has a provider and the stack has every service needed.
+pub fn plan(
+    scenarios: &[Loaded],
+    endpoints: &Endpoints,
+    ext: &Extensions,
+) -> Result<(), Vec<Diagnostics>> {
+    let mut all = Vec::new();
+    for l in scenarios {
+        let mut problems = Vec::new();
+        for step in l
+            .scenario
+            .steady_state
+            .iter()
+            .chain(&l.scenario.steps)
+            .chain(&l.scenario.rollbacks)
+        {
+            check_extension(step, ext, &mut problems);
+        }
+        for svc in &l.scenario.stack {
+            let present = match svc {
+                Service::Postgres => endpoints.postgres.is_some(),
+                Service::S3 => endpoints.s3.is_some(),
+                Service::Neo4j => endpoints.neo4j.is_some(),
+                Service::Otel => endpoints.otel.is_some(),
+            };
+            if !present {
+                problems.push(Problem::new(
+                    l.scenario.span,
+                    format!("the stack has no {}", svc.name()),
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            all.push(Diagnostics::new(l.source.clone(), problems));
+        }
+    }
+    if all.is_empty() { Ok(()) } else { Err(all) }
+}
+
+fn check_extension(step: &Step, ext: &Extensions, problems: &mut Vec<Problem>) {
+    match &step.action {
+        Action::Extension(x) => match ext.get(&x.kind) {
+            None => problems.push(
+                Problem::new(step.span, format!("step kind `{}` is not available in this build", x.kind))
+                    .label("no capability provides it")
+                    .help("this kind is reserved for a capability (Cloud Run emulator, faults, drills) that is not registered with the runner"),
+            ),
+            Some(h) => {
+                if let Err(msg) = h.validate(&x.args) {
+                    problems.push(Problem::new(x.span, msg));
+                }
+            }
+        },
+        Action::Eventually(e) => check_extension(&e.probe, ext, problems),
+        _ => {}
+    }
+}
+
+/// How to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub jobs: usize,
+    pub seed: u64,
+    /// Keep a failed scenario's database, bucket and graph label.
+    pub keep: bool,
+    pub update_snapshots: bool,
+    pub extensions: Extensions,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            jobs: 4,
+            seed: 0,
+            keep: false,
+            update_snapshots: false,
+            extensions: Extensions::default(),
+        }
+    }
+}
+
+/// Totals of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub errored: usize,
+}
+
+impl Summary {
+    /// 0 all passed, 1 a scenario failed, 3 a scenario could not run (environment).
+    pub fn exit_code(&self) -> ExitCode {
+        if self.failed > 0 {
+            ExitCode::Failed
+        } else if self.errored > 0 {
+            ExitCode::Environment
+        } else {
+            ExitCode::Ok
+        }
+    }
+}
+
+/// Sends events to the reporter after redacting every string in them.
+#[derive(Clone)]
+struct Emitter {
+    tx: mpsc::UnboundedSender<Event>,
+    redactor: Redactor,
+}
+
+impl Emitter {
+    fn emit(&self, event: Event) {
+        let redacted = serde_json::to_value(&event)
+            .ok()
+            .map(|mut v| {
+                self.redactor.redact_value(&mut v);
+                v
+            })
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or(event);
+        let _ = self.tx.send(redacted);
+    }
+}
+
+/// Runs the scenarios against the stack's endpoints. `secrets` are values to redact from
+/// the start (the stack's generated credentials).
+pub async fn run(
+    scenarios: Vec<Loaded>,
+    endpoints: &Endpoints,
+    secrets: Vec<String>,
+    options: RunOptions,
+    reporter: &mut dyn Reporter,
+) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let redactor = Redactor::default();
+    for s in secrets {
+        redactor.add(s);
+    }
+    let shared = Arc::new(Shared::connect(endpoints).await?);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let emitter = Emitter {
+        tx,
+        redactor: redactor.clone(),
+    };
+    let run_id = random_id(8);
+    emitter.emit(Event::RunStarted {
+        run_id: run_id.clone(),
+        scenarios: scenarios.len(),
+        jobs: options.jobs.max(1),
+        seed: options.seed,
+    });
+    let http = reqwest::Client::builder()
+        .timeout(STEP_TIMEOUT)
+        .no_proxy()
+        .build()
+        .map_err(|e| Error::Other(e.to_string()))?;
+    let jobs = options.jobs.max(1);
+    let work = futures::stream::iter(scenarios.into_iter().enumerate())
+        .map(|(index, loaded)| {
+            let scenario_run = ScenarioRun {
+                index,
+                id: format!("{run_id}-{index}"),
+                loaded,
+                shared: Arc::clone(&shared),
+                endpoints: endpoints.clone(),
+                options: options.clone(),
+                emitter: emitter.clone(),
+                http: http.clone(),
+            };
+            scenario_run.run()
+        })
+        .buffer_unordered(jobs)
+        .collect::<Vec<Status>>();
+    drop(emitter.tx.clone());
+    let mut work = std::pin::pin!(work);
+    let statuses = loop {
+        tokio::select! {
+            done = &mut work => break done,
+            Some(e) = rx.recv() => reporter.event(&e),
+        }
+    };
+    while let Ok(e) = rx.try_recv() {
+        reporter.event(&e);
+    }
+    let summary = Summary {
+        passed: statuses.iter().filter(|s| **s == Status::Passed).count(),
+        failed: statuses.iter().filter(|s| **s == Status::Failed).count(),
+        errored: statuses.iter().filter(|s| **s == Status::Error).count(),
+    };
+    emitter.emit(Event::RunFinished {
+        passed: summary.passed,
+        failed: summary.failed,
+        errored: summary.errored,
+        duration_ms: ms(started.elapsed()),
+    });
+    while let Ok(e) = rx.try_recv() {
+        reporter.event(&e);
+    }
+    reporter
+        .finish()
+        .map_err(|e| Error::io("write a report", e))?;
+    Ok(summary)
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+struct ScenarioRun {
+    index: usize,
+    id: String,
+    loaded: Loaded,
+    shared: Arc<Shared>,
+    endpoints: Endpoints,
+    options: RunOptions,
+    emitter: Emitter,
+    http: reqwest::Client,
+}
+
+impl ScenarioRun {
+    fn location(&self, span: Span) -> Location {
+        let (line, column) = self.loaded.source.line_col(span.offset);
+        Location {
+            file: self.loaded.source.name.clone(),
+            line,
+            column,
+            offset: span.offset,
+            len: span.len,
+        }
+    }
+
+    fn failure(&self, e: &StepError, fallback: Span) -> Failure {
+        let (expected, actual) = match e {
+            StepError::Failed {
+                expected, actual, ..
+            } => (expected.clone(), actual.clone()),
+            StepError::Error { .. } => (None, None),
+        };
+        Failure {
+            message: e.message().to_owned(),
+            expected,
+            actual,
+            location: self.location(e.span().unwrap_or(fallback)),
+        }
+    }
+
+    async fn run(self) -> Status {
+        let started = Instant::now();
+        let sc = Arc::clone(&self.loaded.scenario);
+        self.emitter.emit(Event::ScenarioStarted {
+            scenario: self.index,
+            name: sc.name.clone(),
+            file: self.loaded.source.name.clone(),
+        });
+        let dir = self
+            .loaded
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let setup_started = Instant::now();
+        let iso = self.shared.prepare(&self.id, &sc, &dir).await;
+        let setup_ms = ms(setup_started.elapsed());
+        let iso = match iso {
+            Ok(iso) => iso,
+            Err(message) => {
+                let failure = self.failure(&StepError::error(message), sc.span);
+                return self.finish(
+                    started,
+                    setup_ms,
+                    Some(self.setup_failure(failure)),
+                    Vec::new(),
+                    None,
+                );
+            }
+        };
+        let mut ctx = Ctx::new(
+            Arc::clone(&sc),
+            self.loaded.source.clone(),
+            self.loaded.path.clone(),
+            self.endpoints.clone(),
+            iso,
+            self.emitter.redactor.clone(),
+            self.http.clone(),
+            self.options.seed.wrapping_add(self.index as u64),
+            self.options.update_snapshots,
+        );
+        let mut failed: Option<FailedStep> = None;
+        let mut rollback_failures = Vec::new();
+        let mut running_mocks = Vec::new();
+        match ctx.resolve_vars() {
+            Ok(()) => match mocks::start(&mut ctx, &sc.mocks).await {
+                Ok(m) => running_mocks = m,
+                Err(e) => failed = Some(self.setup_failure(self.failure(&e, sc.span))),
+            },
+            Err(e) => failed = Some(self.setup_failure(self.failure(&e, sc.span))),
+        }
+        let deadline = tokio::time::Instant::now() + sc.timeout.map_or(SCENARIO_TIMEOUT, |d| d.0);
+
+        if failed.is_none() {
+            failed = self
+                .phase(
+                    &mut ctx,
+                    Phase::SteadyStateBefore,
+                    &sc.steady_state,
+                    Some(deadline),
+                )
+                .await;
+        }
+        let steps_failure = if failed.is_none() {
+            self.phase(&mut ctx, Phase::Steps, &sc.steps, Some(deadline))
+                .await
+        } else {
+            self.skip(Phase::Steps, &sc.steps);
+            None
+        };
+        failed = failed.or(steps_failure);
+        // Rollbacks always run, each one, whatever happened before.
+        for (i, step) in sc.rollbacks.iter().enumerate() {
+            if let Err(f) = self.step(&mut ctx, Phase::Rollbacks, i, step, None).await {
+                rollback_failures.push(f);
+            }
+        }
+        if !sc.steady_state.is_empty() {
+            let after = self
+                .phase(&mut ctx, Phase::SteadyStateAfter, &sc.steady_state, None)
+                .await;
+            failed = failed.or(after);
+        }
+        for m in &running_mocks {
+            if let Some(want) = m.expect_calls {
+                let got = m.calls().await as u64;
+                if got != want {
+                    let e = StepError::Failed {
+                        message: format!(
+                            "mock `{}` received {got} matching calls, expected {want}",
+                            m.name
+                        ),
+                        expected: Some(want.to_string()),
+                        actual: Some(got.to_string()),
+                        span: Some(m.span),
+                    };
+                    let failure = self.failure(&e, m.span);
+                    self.emitter.emit(Event::StepFinished {
+                        scenario: self.index,
+                        phase: Phase::Verify,
+                        index: 0,
+                        name: format!("mock {}", m.name),
+                        kind: "mock".into(),
+                        location: failure.location.clone(),
+                        duration_ms: 0.0,
+                        status: Status::Failed,
+                        attempts: 1,
+                        failure: Some(failure.clone()),
+                    });
+                    failed = failed.or(Some(FailedStep {
+                        phase: Phase::Verify,
+                        index: 0,
+                        step: format!("mock {}", m.name),
+                        kind: "mock".into(),
+                        failure,
+                    }));
+                }
+            }
+        }
+        drop(running_mocks);
+        let is_bad = failed.is_some() || !rollback_failures.is_empty();
+        let kept = if is_bad && self.options.keep {
+            Some(describe_kept(&ctx.iso))
+        } else {
+            self.shared.cleanup(&ctx.iso).await;
+            None
+        };
+        self.finish(started, setup_ms, failed, rollback_failures, kept)
+    }
+
+    fn setup_failure(&self, failure: Failure) -> FailedStep {
+        self.emitter.emit(Event::StepFinished {
+            scenario: self.index,
+            phase: Phase::Setup,
+            index: 0,
+            name: "setup".into(),
+            kind: "setup".into(),
+            location: failure.location.clone(),
+            duration_ms: 0.0,
+            status: Status::Error,
+            attempts: 1,
+            failure: Some(failure.clone()),
+        });
+        FailedStep {
+            phase: Phase::Setup,
+            index: 0,
+            step: "setup".into(),
+            kind: "setup".into(),
+            failure,
+        }
+    }
+
+    fn finish(
+        &self,
+        started: Instant,
+        setup_ms: f64,
+        failed: Option<FailedStep>,
+        rollback_failures: Vec<FailedStep>,
+        kept: Option<String>,
+    ) -> Status {
+        let status = match &failed {
+            Some(f) if f.phase == Phase::Setup => Status::Error,
+            Some(f)
+                if f.failure.expected.is_none()
+                    && f.failure.actual.is_none()
+                    && f.kind != "mock" =>
+            {
+                // An error (not a mismatch) in a step is still a failed scenario: the
+                // scenario asked for something the system could not do.
+                Status::Failed
+            }
+            Some(_) => Status::Failed,
+            None if !rollback_failures.is_empty() => Status::Failed,
+            None => Status::Passed,
+        };
+        self.emitter.emit(Event::ScenarioFinished {
+            scenario: self.index,
+            name: self.loaded.scenario.name.clone(),
+            file: self.loaded.source.name.clone(),
+            status,
+            duration_ms: ms(started.elapsed()),
+            setup_ms,
+            failed_step: failed,
+            rollback_failures,
+            kept,
+        });
+        status
+    }
+
+    /// Runs steps in order until one fails; the rest are reported as skipped.
+    async fn phase(
+        &self,
+        ctx: &mut Ctx,
+        phase: Phase,
+        steps: &[Step],
+        deadline: Option<tokio::time::Instant>,
+    ) -> Option<FailedStep> {
+        for (i, step) in steps.iter().enumerate() {
+            if let Err(f) = self.step(ctx, phase, i, step, deadline).await {
+                self.skip(phase, &steps[i + 1..]);
+                return Some(f);
+            }
+        }
+        None
+    }
+
+    fn skip(&self, phase: Phase, steps: &[Step]) {
+        let offset = match phase {
+            Phase::Steps => self.loaded.scenario.steps.len() - steps.len(),
+            _ => 0,
+        };
+        for (i, step) in steps.iter().enumerate() {
+            self.emitter.emit(Event::StepFinished {
+                scenario: self.index,
+                phase,
+                index: offset + i,
+                name: step.display_name(offset + i),
+                kind: step.action.kind().to_owned(),
+                location: self.location(step.span),
+                duration_ms: 0.0,
+                status: Status::Skipped,
+                attempts: 0,
+                failure: None,
+            });
+        }
+    }
+
+    async fn step(
+        &self,
+        ctx: &mut Ctx,
+        phase: Phase,
+        index: usize,
+        step: &Step,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), FailedStep> {
+        let started = Instant::now();
+        let mut limit = step.timeout.map_or(STEP_TIMEOUT, |d| d.0);
+        let mut scenario_limit = false;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(tokio::time::Instant::now());
+            if left < limit {
+                limit = left;
+                scenario_limit = true;
+            }
+        }
+        let result = match tokio::time::timeout(
+            limit,
+            steps::run(ctx, step, &self.options.extensions),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(StepError::Failed {
+                message: if scenario_limit {
+                    "the scenario's timeout passed during this step".into()
+                } else {
+                    format!("step timed out after {limit:?}")
+                },
+                expected: Some(format!("done within {limit:?}")),
+                actual: Some("still running".into()),
+                span: Some(step.span),
+            }),
+        };
+        let (status, attempts, failure) = match &result {
+            Ok(n) => (Status::Passed, *n, None),
+            Err(e @ StepError::Failed { .. }) => {
+                (Status::Failed, 1, Some(self.failure(e, step.span)))
+            }
+            Err(e @ StepError::Error { .. }) => {
+                (Status::Failed, 1, Some(self.failure(e, step.span)))
+            }
+        };
+        self.emitter.emit(Event::StepFinished {
+            scenario: self.index,
+            phase,
+            index,
+            name: step.display_name(index),
+            kind: step.action.kind().to_owned(),
+            location: self.location(step.span),
+            duration_ms: ms(started.elapsed()),
+            status,
+            attempts,
+            failure: failure.clone(),
+        });
+        match failure {
+            None => Ok(()),
+            Some(failure) => Err(FailedStep {
+                phase,
+                index,
+                step: step.display_name(index),
+                kind: step.action.kind().to_owned(),
+                failure,
+            }),
+        }
+    }
+}
+
+fn describe_kept(iso: &isolation::Isolation) -> String {
+    let mut parts = Vec::new();
+    if let Some(db) = &iso.database {
+        parts.push(format!("database {db}"));
+    }
+    if let Some(b) = &iso.bucket {
+        parts.push(format!("bucket {b}"));
+    }
+    if let Some(l) = &iso.graph_label {
+        parts.push(format!("graph label {l}"));
+    }
+    parts.join(", ")
+}

@@ -1,0 +1,142 @@
+//! One `harness run`: find and parse the files, bring up (or attach to) a stack with the
+//! services they need, plan, run, and stop the stack. Shared by the CLI and the nextest
+//! harness so both behave the same.
+
+use std::path::PathBuf;
+
+use harness_scenario::{Diagnostics, Service};
+
+use super::{Loaded, RunOptions, Summary, discover, events::Reporter, load, plan, services};
+use crate::{
+    error::Error,
+    progress::Progress,
+    stack::{Endpoints, ServiceKind, Stack},
+};
+
+/// Where the stack comes from.
+#[derive(Clone, Debug, Default)]
+pub enum StackSource {
+    /// Start the services the scenarios need, natively, and stop them afterwards.
+    #[default]
+    Start,
+    /// Use a stack started with `harness up --detach` (its run id).
+    Attach(String),
+}
+
+/// Why a session did not produce a summary.
+#[derive(Debug)]
+pub enum SessionError {
+    /// Some files are not valid scenarios (exit 2; nothing was started).
+    Invalid(Vec<Diagnostics>),
+    /// The stack could not be started or reached (exit 3), or a path is bad (exit 2).
+    Env(Error),
+}
+
+impl From<Error> for SessionError {
+    fn from(e: Error) -> Self {
+        SessionError::Env(e)
+    }
+}
+
+/// Parses everything under `paths`; invalid files are reported together.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Loaded>, SessionError> {
+    let files = discover(paths).map_err(|e| match e {
+        Error::Other(m) => SessionError::Env(Error::BadInput(m)),
+        other => SessionError::Env(other),
+    })?;
+    if files.is_empty() {
+        return Err(SessionError::Env(Error::BadInput(format!(
+            "find scenarios: no *.yaml files under {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))));
+    }
+    load(&files).map_err(SessionError::Invalid)
+}
+
+/// Values the stack generated that must never appear in output.
+pub fn stack_secrets(e: &Endpoints) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(pg) = &e.postgres {
+        out.push(pg.password.expose().to_owned());
+        out.push(pg.url.expose().to_owned());
+    }
+    if let Some(s3) = &e.s3 {
+        out.push(s3.secret_access_key.expose().to_owned());
+    }
+    if let Some(n) = &e.neo4j {
+        out.push(n.password.expose().to_owned());
+    }
+    out
+}
+
+/// Runs loaded scenarios on a stack from `source`. `extra` adds services no scenario asks
+/// for (the collector for `--trace otlp`); `make_reporter` is called once the endpoints are
+/// known.
+pub async fn run_loaded<F>(
+    scenarios: Vec<Loaded>,
+    source: &StackSource,
+    options: RunOptions,
+    progress: Progress,
+    extra: &[Service],
+    make_reporter: F,
+) -> Result<Summary, SessionError>
+where
+    F: FnOnce(&Endpoints) -> Result<Box<dyn Reporter>, Error>,
+{
+    let mut needed = services(&scenarios);
+    needed.extend(extra.iter().copied());
+    let (stack, endpoints) = match source {
+        StackSource::Start => {
+            let mut builder = Stack::builder().progress(progress);
+            for s in &needed {
+                builder = builder.service(kind(*s));
+            }
+            if needed.is_empty() {
+                (None, Endpoints::default())
+            } else {
+                let stack = builder.start().await?;
+                let endpoints = stack.endpoints().clone();
+                (Some(stack), endpoints)
+            }
+        }
+        StackSource::Attach(run_id) => {
+            let record = crate::stack::list()
+                .into_iter()
+                .find(|r| &r.run_id == run_id)
+                .ok_or_else(|| Error::NoSuchRun(run_id.clone()))?;
+            (None, record.endpoints)
+        }
+    };
+    let outcome = match plan(&scenarios, &endpoints, &options.extensions) {
+        Err(d) => Err(SessionError::Invalid(d)),
+        Ok(()) => match make_reporter(&endpoints) {
+            Ok(mut reporter) => super::run(
+                scenarios,
+                &endpoints,
+                stack_secrets(&endpoints),
+                options,
+                reporter.as_mut(),
+            )
+            .await
+            .map_err(SessionError::Env),
+            Err(e) => Err(SessionError::Env(e)),
+        },
+    };
+    if let Some(stack) = stack {
+        stack.shutdown().await;
+    }
+    outcome
+}
+
+fn kind(s: Service) -> ServiceKind {
+    match s {
+        Service::Postgres => ServiceKind::Postgres,
+        Service::S3 => ServiceKind::S3,
+        Service::Neo4j => ServiceKind::Neo4j,
+        Service::Otel => ServiceKind::Otel,
+    }
+}

@@ -1,0 +1,59 @@
+//! `cypher`: run a query against the graph. The document is the list of records, each a
+//! map from column to value (nodes become their property maps).
+
+use harness_scenario::Cypher;
+use serde_json::Value;
+
+use super::{StepError, capture, expect_error, sql::check_rows};
+use crate::run::context::Ctx;
+
+pub async fn run(ctx: &mut Ctx, s: &Cypher) -> Result<(), StepError> {
+    let graph = ctx
+        .iso
+        .graph
+        .clone()
+        .ok_or_else(|| StepError::error("neo4j is not part of this run"))?;
+    let text = ctx.render_str(&s.query)?;
+    let mut q = neo4rs::query(&text);
+    for (k, v) in &s.params {
+        let v = ctx.render_value(v)?;
+        q = q.param(k, to_bolt(&v));
+    }
+    let result = run_query(&graph, q).await;
+    let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the query failed")? else {
+        return Ok(());
+    };
+    check_rows(ctx, &doc, &s.expect)?;
+    capture(ctx, &doc, None, &s.capture)
+}
+
+pub async fn run_query(graph: &neo4rs::Graph, q: neo4rs::Query) -> Result<Value, String> {
+    let mut stream = graph.execute(q).await.map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    while let Some(row) = stream.next().await.map_err(|e| e.to_string())? {
+        let value: Value = row.to().map_err(|e| format!("reading a record: {e}"))?;
+        rows.push(value);
+    }
+    Ok(Value::Array(rows))
+}
+
+fn to_bolt(v: &Value) -> neo4rs::BoltType {
+    use neo4rs::BoltType;
+    match v {
+        Value::Null => BoltType::Null(neo4rs::BoltNull),
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) if n.is_i64() => n.as_i64().unwrap_or_default().into(),
+        Value::Number(n) => n.as_f64().unwrap_or_default().into(),
+        Value::String(s) => s.clone().into(),
+        Value::Array(items) => BoltType::List(neo4rs::BoltList {
+            value: items.iter().map(to_bolt).collect(),
+        }),
+        Value::Object(map) => {
+            let mut m = neo4rs::BoltMap::new();
+            for (k, v) in map {
+                m.put(k.as_str().into(), to_bolt(v));
+            }
+            BoltType::Map(m)
+        }
+    }
+}

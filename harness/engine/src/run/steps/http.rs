@@ -1,0 +1,80 @@
+//! `http`: send a request, check status, headers, JSON and body, capture values.
+//!
+//! The document is the response body parsed as JSON, or the body text when it is not JSON.
+
+use std::collections::BTreeMap;
+
+use harness_scenario::Http;
+use serde_json::Value;
+
+use super::{StepError, capture, expect_json};
+use crate::run::{context::Ctx, matcher};
+
+pub async fn run(ctx: &mut Ctx, s: &Http) -> Result<(), StepError> {
+    let method = s.method.as_deref().unwrap_or("GET");
+    let url = ctx.render_str(&s.url)?;
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|e| StepError::error(e.to_string()))?;
+    let mut req = ctx.http.request(method, &url);
+    for (k, v) in &s.headers {
+        let v = ctx.render_str(v)?;
+        req = req.header(k, v);
+    }
+    if !s.query.is_empty() {
+        let mut q = Vec::new();
+        for (k, v) in &s.query {
+            q.push((k.clone(), ctx.render_str(v)?));
+        }
+        req = req.query(&q);
+    }
+    if let Some(body) = &s.body {
+        req = req.body(ctx.render_str(body)?);
+    }
+    if let Some(json) = &s.json {
+        req = req.json(&ctx.render_value(json)?);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| StepError::error(format!("{url}: {}", error_chain(&e))))?;
+    let status = resp.status().as_u16();
+    let headers: BTreeMap<String, String> = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| StepError::error(format!("reading the body of {url}: {e}")))?;
+    let doc = serde_json::from_str::<Value>(&text).unwrap_or_else(|_| Value::String(text.clone()));
+
+    if let Some(m) = &s.expect.status {
+        matcher::check(ctx, "status", m, Some(&Value::from(status)))?;
+    }
+    for (name, m) in &s.expect.headers {
+        let actual = headers.get(name).map(|v| Value::String(v.clone()));
+        matcher::check(ctx, &format!("header `{name}`"), m, actual.as_ref())?;
+    }
+    expect_json(ctx, &doc, &s.expect.json)?;
+    if let Some(m) = &s.expect.body {
+        matcher::check(ctx, "body", m, Some(&Value::String(text)))?;
+    }
+    capture(ctx, &doc, Some(&headers), &s.capture)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
