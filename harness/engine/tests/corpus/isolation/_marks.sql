@@ -1,0 +1,1 @@
+create table marks (what text);

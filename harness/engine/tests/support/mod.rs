@@ -1,0 +1,150 @@
+//! Helpers shared by the scenario tests: run files on a fresh stack and keep every event
+//! and every byte of console output.
+
+#![allow(dead_code)]
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use harness_engine::{
+    report::{Fanout, console::Console},
+    run::{
+        Reporter, RunOptions, Summary,
+        events::Event,
+        session::{SessionError, StackSource, load_paths, run_loaded, stack_secrets},
+    },
+};
+
+/// A `Write` whose bytes can be read afterwards.
+#[derive(Clone, Default)]
+pub struct SharedBuf(pub Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("buffer lock")).into_owned()
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Collect(pub Arc<Mutex<Vec<Event>>>);
+
+impl Reporter for Collect {
+    fn event(&mut self, event: &Event) {
+        self.0.lock().expect("events lock").push(event.clone());
+    }
+}
+
+pub struct Outcome {
+    pub summary: Summary,
+    pub events: Vec<Event>,
+    pub console: String,
+    /// The stack's generated credentials.
+    pub secrets: Vec<String>,
+}
+
+pub fn run_files(paths: &[PathBuf], jobs: usize) -> Result<Outcome, String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let scenarios = match load_paths(paths) {
+            Ok(s) => s,
+            Err(SessionError::Invalid(d)) => {
+                return Err(d.iter().map(|d| d.to_plain()).collect::<String>());
+            }
+            Err(SessionError::Env(e)) => return Err(e.to_string()),
+        };
+        let events = Collect::default();
+        let console = SharedBuf::default();
+        let secrets = Arc::new(Mutex::new(Vec::new()));
+        let (ev, out, sec) = (events.clone(), console.clone(), Arc::clone(&secrets));
+        let options = RunOptions {
+            jobs,
+            seed: 7,
+            ..RunOptions::default()
+        };
+        let summary = run_loaded(
+            scenarios,
+            &StackSource::Start,
+            options,
+            harness_engine::progress::silent(),
+            &[],
+            move |endpoints| {
+                *sec.lock().expect("secrets lock") = stack_secrets(endpoints);
+                let reporters: Vec<Box<dyn Reporter>> =
+                    vec![Box::new(ev), Box::new(Console::new(Box::new(out), false))];
+                Ok(Box::new(Fanout::new(reporters)))
+            },
+        )
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+        let events = events.0.lock().expect("events lock").clone();
+        let secrets = secrets.lock().expect("secrets lock").clone();
+        Ok(Outcome {
+            summary,
+            events,
+            console: console.text(),
+            secrets,
+        })
+    })
+}
+
+/// Like [`run_files`], also writing the JSON and JUnit reports.
+pub fn run_files_with_reports(
+    paths: &[PathBuf],
+    json: &std::path::Path,
+    junit: &std::path::Path,
+) -> Result<Outcome, String> {
+    use harness_engine::report::{json::JsonReport, junit::JunitReport};
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let scenarios = load_paths(paths).map_err(|e| format!("{e:?}"))?;
+        let events = Collect::default();
+        let console = SharedBuf::default();
+        let secrets = Arc::new(Mutex::new(Vec::new()));
+        let (ev, out, sec) = (events.clone(), console.clone(), Arc::clone(&secrets));
+        let (json, junit) = (json.to_path_buf(), junit.to_path_buf());
+        let summary = run_loaded(
+            scenarios,
+            &StackSource::Start,
+            RunOptions {
+                jobs: 2,
+                seed: 7,
+                ..RunOptions::default()
+            },
+            harness_engine::progress::silent(),
+            &[],
+            move |endpoints| {
+                *sec.lock().expect("secrets lock") = stack_secrets(endpoints);
+                let reporters: Vec<Box<dyn Reporter>> = vec![
+                    Box::new(ev),
+                    Box::new(Console::new(Box::new(out), false)),
+                    Box::new(JsonReport::new(json)),
+                    Box::new(JunitReport::new(junit)),
+                ];
+                Ok(Box::new(Fanout::new(reporters)))
+            },
+        )
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+        let events = events.0.lock().expect("events lock").clone();
+        let secrets = secrets.lock().expect("secrets lock").clone();
+        Ok(Outcome {
+            summary,
+            events,
+            console: console.text(),
+            secrets,
+        })
+    })
+}
