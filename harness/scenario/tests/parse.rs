@@ -120,3 +120,14 @@ fn fuzz_seeds_are_valid_scenarios() {
     }
     assert!(seen >= 3, "expected at least 3 seeds, found {seen}");
 }
+
+#[test]
+fn committed_schema_matches_the_types() {
+    let committed = include_str!("../../../docs/scenario.schema.json");
+    let committed: serde_json::Value =
+        serde_json::from_str(committed).expect("committed schema is JSON");
+    assert!(
+        committed == harness_scenario::json_schema(),
+        "docs/scenario.schema.json is stale; regenerate it with `cargo run -p harness-cli -- schema > docs/scenario.schema.json`"
+    );
+}
