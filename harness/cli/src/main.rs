@@ -79,6 +79,9 @@ struct RunArgs {
     /// Files or folders.
     #[arg(default_value = "scenarios")]
     paths: Vec<PathBuf>,
+    /// Run only scenarios with one of these tags (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    tag: Vec<String>,
     /// Scenarios run at the same time, each isolated in its own database, bucket and graph label.
     #[arg(long, short = 'j', default_value_t = 4)]
     jobs: usize,

@@ -61,6 +61,20 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
         }
         Err(SessionError::Env(e)) => return fail(&e),
     };
+    let scenarios: Vec<_> = if args.tag.is_empty() {
+        scenarios
+    } else {
+        scenarios
+            .into_iter()
+            .filter(|l| l.scenario.tags.iter().any(|t| args.tag.contains(t)))
+            .collect()
+    };
+    if scenarios.is_empty() {
+        return fail(&Error::BadInput(format!(
+            "select scenarios: none has a tag in {}",
+            args.tag.join(", ")
+        )));
+    }
     let trace = args.trace.as_deref();
     if let Some(t) = trace
         && t != "stdout"

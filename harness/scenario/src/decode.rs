@@ -704,13 +704,25 @@ fn fixture(cx: &mut Cx, node: &Node) -> Option<Fixture> {
         return None;
     }
     match present[0] {
-        "sql" => opt(cx, &f, "sql", file_path).map(Fixture::Sql),
-        "cypher" => opt(cx, &f, "cypher", file_path).map(Fixture::Cypher),
+        "sql" => opt(cx, &f, "sql", fixture_path).map(Fixture::Sql),
+        "cypher" => opt(cx, &f, "cypher", fixture_path).map(Fixture::Cypher),
         _ => opt(cx, &f, "s3", |cx, n| {
             let g = fields(cx, n, "an s3 fixture", &["key", "file", "body"])?;
-            let key = req(cx, &g, "key", "an s3 fixture", string);
-            let file = opt(cx, &g, "file", file_path);
-            let body = opt(cx, &g, "body", string);
+            let key = req(cx, &g, "key", "an s3 fixture", |cx, n| {
+                literal(
+                    cx,
+                    n,
+                    "fixture keys (fixtures load before the scenario starts)",
+                )
+            });
+            let file = opt(cx, &g, "file", fixture_path);
+            let body = opt(cx, &g, "body", |cx, n| {
+                literal(
+                    cx,
+                    n,
+                    "fixture bodies (fixtures load before the scenario starts)",
+                )
+            });
             // Presence, not decoded values: a bad `file` is reported on its own.
             if g.get("file").is_some() == g.get("body").is_some() {
                 cx.error(n.span, "an s3 fixture has exactly one of `file` and `body`");
@@ -723,6 +735,30 @@ fn fixture(cx: &mut Cx, node: &Node) -> Option<Fixture> {
             }))
         }),
     }
+}
+
+/// A string in which `${…}` is not expanded (names, fixture paths).
+fn literal(cx: &mut Cx, node: &Node, what: &str) -> Option<String> {
+    let has_ref = node.as_str().is_some_and(|s| s.contains("${"));
+    if has_ref {
+        cx.push(
+            Problem::new(node.span, format!("references are not expanded in {what}"))
+                .label("written as is")
+                .help("write the value itself here"),
+        );
+        return None;
+    }
+    string(cx, node)
+}
+
+/// A fixture path: literal, relative, inside the scenario's folder.
+fn fixture_path(cx: &mut Cx, node: &Node) -> Option<String> {
+    literal(
+        cx,
+        node,
+        "fixture paths (fixtures load before the scenario starts)",
+    )?;
+    file_path(cx, node)
 }
 
 fn file_path(cx: &mut Cx, node: &Node) -> Option<String> {
@@ -860,7 +896,7 @@ pub fn step(cx: &mut Cx, node: &Node) -> Option<Step> {
         .copied()
         .collect();
     let f = fields(cx, node, "a step", &known)?;
-    let step_name = opt(cx, &f, "name", string);
+    let step_name = opt(cx, &f, "name", |cx, n| literal(cx, n, "step names"));
     let timeout = opt(cx, &f, "timeout", duration);
     let kinds: Vec<(&Node, &Node)> = f
         .entries

@@ -18,13 +18,14 @@ pub struct Scenario {
     /// What the scenario proves, in a sentence or two.
     #[serde(default)]
     pub description: Option<String>,
-    /// Free-form labels for selecting scenarios (`harness run --tag`).
+    /// Free-form labels; `harness run --tag T` runs only scenarios carrying one of them.
     #[serde(default)]
     pub tags: Vec<String>,
     /// Services the scenario needs. harness starts them, or checks an attached stack has them.
     #[serde(default)]
     pub stack: Vec<Service>,
-    /// Time limit for the whole scenario, rollbacks included (default 5m).
+    /// Time limit for the steady-state check and the steps (default 5m). Rollbacks always
+    /// run afterwards, each within its own step timeout.
     #[serde(default)]
     pub timeout: Option<Dur>,
     /// Values used as `${vars.NAME}`. A var may be `{ value: ..., secret: true }`.
@@ -114,7 +115,8 @@ impl JsonSchema for Var {
 pub enum Fixture {
     /// A SQL file run in the scenario's database (part of its template, so loaded once).
     Sql(String),
-    /// A Cypher file run with `$label` bound to the scenario's graph label.
+    /// A Cypher file (statements separated by `;`); `${scenario.graph_label}` in it is
+    /// replaced by the scenario's graph label.
     Cypher(String),
     /// An object put into the scenario's bucket.
     S3(S3Fixture),
@@ -460,7 +462,8 @@ pub struct S3Expect {
     pub error: Option<Matcher>,
 }
 
-/// Cypher run against the graph; `$label` is bound to the scenario's graph label.
+/// Cypher run against the graph. Write `${scenario.graph_label}` as a label to stay in the
+/// scenario's own part of the graph.
 #[derive(Clone, Debug, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cypher {

@@ -258,6 +258,10 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
                 backticked(&SCENARIO_FIELDS)
             ))),
         },
+        "mocks" if matches!(u.scope, Scope::Var(_)) => problems.push(
+            err("vars are resolved before the mocks start, so they cannot refer to mocks".into())
+                .help("write `${mocks.NAME.url}` where the value is used"),
+        ),
         "mocks" => match first {
             Some(name) if s.mocks.iter().any(|m| m.name == name) => {
                 if r.path.get(1).map(String::as_str) != Some("url") || r.path.len() != 2 {

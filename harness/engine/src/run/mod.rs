@@ -608,7 +608,7 @@ impl ScenarioRun {
         deadline: Option<tokio::time::Instant>,
     ) -> Result<(), FailedStep> {
         let started = Instant::now();
-        let mut limit = step.timeout.map_or(STEP_TIMEOUT, |d| d.0);
+        let mut limit = step.timeout.map_or_else(|| default_timeout(step), |d| d.0);
         let mut scenario_limit = false;
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(tokio::time::Instant::now());
@@ -666,6 +666,15 @@ impl ScenarioRun {
                 failure,
             }),
         }
+    }
+}
+
+/// A step's time limit when it sets none: `eventually` gets its own timeout plus the time
+/// one more probe may take, so its own timeout is what decides.
+fn default_timeout(step: &Step) -> Duration {
+    match &step.action {
+        Action::Eventually(e) => e.timeout.0 + e.probe.timeout.map_or(STEP_TIMEOUT, |d| d.0),
+        _ => STEP_TIMEOUT,
     }
 }
 
