@@ -121,8 +121,9 @@ impl Console {
         status: Status,
         attempts: u32,
     ) {
+        let concurrent = self.jobs > 1 && self.scenarios.is_none_or(|n| n > 1);
         let prefix = match self.names.get(&scenario) {
-            Some(scenario) if self.jobs > 1 => format!("{scenario}: "),
+            Some(scenario) if concurrent => format!("{scenario}: "),
             _ => String::new(),
         };
         let tries = if attempts > 1 {
