@@ -77,5 +77,6 @@ fn must_fail(path: &Path) -> datatest_stable::Result<()> {
 
 datatest_stable::harness! {
     { test = library, root = "../../scenarios", pattern = r"^[^/]*\.ya?ml$" },
+    { test = library, root = "tests/corpus/pass", pattern = r"^[^_][^/]*\.ya?ml$" },
     { test = must_fail, root = "tests/corpus/fail", pattern = r"^[^_][^/]*\.ya?ml$" },
 }

@@ -24,6 +24,7 @@ pub enum Scope {
     Var(String),
     Fixture,
     Mock,
+    Process,
     Step { phase: Phase, index: usize },
 }
 
@@ -542,7 +543,7 @@ pub fn valid_ident(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-const SCENARIO_KEYS: [&str; 11] = [
+const SCENARIO_KEYS: [&str; 12] = [
     "name",
     "description",
     "tags",
@@ -551,6 +552,7 @@ const SCENARIO_KEYS: [&str; 11] = [
     "vars",
     "fixtures",
     "mocks",
+    "processes",
     "steady_state",
     "steps",
     "rollbacks",
@@ -594,6 +596,10 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
     let mocks = opt(cx, &f, "mocks", |cx, n| {
         list(cx, n, "`mocks`", |cx, _, n| mock(cx, n))
     });
+    cx.scope = Scope::Process;
+    let processes = opt(cx, &f, "processes", |cx, n| {
+        list(cx, n, "`processes`", |cx, _, n| process(cx, n))
+    });
     let steady_state = opt(cx, &f, "steady_state", |cx, n| {
         steps(cx, n, Phase::SteadyState)
     });
@@ -621,6 +627,7 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
         vars: vars.unwrap_or_default(),
         fixtures: fixtures.unwrap_or_default(),
         mocks: mocks.unwrap_or_default(),
+        processes: processes.unwrap_or_default(),
         steady_state: steady_state.unwrap_or_default(),
         steps: body?,
         rollbacks: rollbacks.unwrap_or_default(),
@@ -850,6 +857,96 @@ fn mock(cx: &mut Cx, node: &Node) -> Option<Mock> {
     })
 }
 
+fn process(cx: &mut Cx, node: &Node) -> Option<Process> {
+    let f = fields(
+        cx,
+        node,
+        "a process",
+        &["name", "cargo", "command", "args", "env", "ready", "timeout"],
+    )?;
+    let process_name = req(cx, &f, "name", "a process", |cx, n| {
+        let s = name(cx, n)?;
+        if valid_ident(&s) {
+            Some(s)
+        } else {
+            cx.error(n.span, "a process name must be letters, digits, `_` or `-`");
+            None
+        }
+    });
+    let cargo = opt(cx, &f, "cargo", |cx, n| {
+        let s = name(cx, n)?;
+        if valid_ident(&s) {
+            Some(s)
+        } else {
+            cx.error(n.span, "a cargo package name must be letters, digits, `_` or `-`");
+            None
+        }
+    });
+    let command = opt(cx, &f, "command", command);
+    if f.get("cargo").is_some() == f.get("command").is_some() {
+        cx.push(
+            Problem::new(node.span, "a process has exactly one of `cargo` and `command`")
+                .help("`cargo: PACKAGE` builds and runs a workspace binary; `command` runs any program"),
+        );
+    }
+    let args = opt(cx, &f, "args", |cx, n| list(cx, n, "`args`", |cx, _, n| string(cx, n)));
+    let env = opt(cx, &f, "env", |cx, n| string_map(cx, n, "`env`"));
+    let ready = opt(cx, &f, "ready", |cx, n| {
+        let g = fields(cx, n, "`ready`", &["http", "log", "tcp"])?;
+        let present: Vec<&str> = ["http", "log", "tcp"]
+            .into_iter()
+            .filter(|k| g.get(k).is_some())
+            .collect();
+        if present.len() != 1 {
+            cx.error(n.span, "`ready` has exactly one of `http`, `log` and `tcp`");
+            return None;
+        }
+        match present[0] {
+            "http" => opt(cx, &g, "http", |cx, n| {
+                let p = string(cx, n)?;
+                if p.starts_with('/') {
+                    Some(Ready::Http(p))
+                } else {
+                    cx.error(n.span, "`ready.http` is a path starting with `/`, such as `/healthz`");
+                    None
+                }
+            }),
+            "log" => opt(cx, &g, "log", string).map(Ready::Log),
+            _ => opt(cx, &g, "tcp", boolean).map(Ready::Tcp),
+        }
+    });
+    let timeout = opt(cx, &f, "timeout", duration);
+    Some(Process {
+        name: process_name?,
+        cargo,
+        command: if f.get("cargo").is_some() == f.get("command").is_some() {
+            return None;
+        } else {
+            command
+        },
+        args: args.unwrap_or_default(),
+        env: env.unwrap_or_default(),
+        ready,
+        timeout,
+        span: node.span,
+    })
+}
+
+fn command(cx: &mut Cx, n: &Node) -> Option<Command> {
+    match &n.value {
+        NodeValue::Seq(items) if items.is_empty() => {
+            cx.error(n.span, "`command` needs at least the program name");
+            None
+        }
+        NodeValue::Seq(_) => list(cx, n, "`command`", |cx, _, n| string(cx, n)).map(Command::Argv),
+        NodeValue::Str(_) => string(cx, n).map(Command::Shell),
+        _ => {
+            cx.expected(n, "a command line or a list of arguments");
+            None
+        }
+    }
+}
+
 fn status_code(cx: &mut Cx, node: &Node) -> Option<u16> {
     match node.value {
         NodeValue::Int(i) if (100..=599).contains(&i) => Some(i as u16),
@@ -1054,7 +1151,7 @@ fn sql(cx: &mut Cx, node: &Node) -> Option<Sql> {
         cx,
         node,
         "a `sql` step",
-        &["query", "execute", "params", "role", "expect", "capture"],
+        &["query", "execute", "params", "role", "settings", "expect", "capture"],
     )?;
     let query = opt(cx, &f, "query", string);
     let execute = opt(cx, &f, "execute", string);
@@ -1071,6 +1168,7 @@ fn sql(cx: &mut Cx, node: &Node) -> Option<Sql> {
         list(cx, n, "`params`", |cx, _, n| value(cx, n))
     });
     let role = opt(cx, &f, "role", string);
+    let settings = opt(cx, &f, "settings", |cx, n| string_map(cx, n, "`settings`"));
     let expect = opt(cx, &f, "expect", |cx, n| {
         rows_expect(cx, n, "`expect` of a `sql` step")
     });
@@ -1083,6 +1181,7 @@ fn sql(cx: &mut Cx, node: &Node) -> Option<Sql> {
         execute,
         params: params.unwrap_or_default(),
         role,
+        settings: settings.unwrap_or_default(),
         expect: expect.unwrap_or_default(),
         capture: capture.unwrap_or_default(),
     })

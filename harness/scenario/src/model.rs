@@ -37,6 +37,10 @@ pub struct Scenario {
     /// HTTP stubs the scenario declares; each gets its own server at `${mocks.NAME.url}`.
     #[serde(default)]
     pub mocks: Vec<Mock>,
+    /// Local processes (the system under test) started after the mocks and stopped after
+    /// the rollbacks; each is reachable at `${processes.NAME.url}`.
+    #[serde(default)]
+    pub processes: Vec<Process>,
     /// Probes that must hold before the steps and again after the rollbacks.
     #[serde(default)]
     pub steady_state: Vec<Step>,
@@ -198,6 +202,50 @@ impl Default for MockResponse {
             delay: None,
         }
     }
+}
+
+/// A local process the scenario runs, such as the service under test.
+///
+/// harness picks a free port on 127.0.0.1 and passes it as `PORT` (the Cloud Run
+/// convention) unless `env` sets `PORT`. The process inherits harness's environment, runs in
+/// its own process group, and is stopped with SIGTERM (then SIGKILL) when the scenario ends.
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    /// Name used in `${processes.NAME.url}` and `${processes.NAME.port}`.
+    pub name: String,
+    /// A binary of the Cargo workspace around the scenario file: harness builds it
+    /// (`cargo build -p NAME --bin NAME`) once per run and runs it.
+    #[serde(default)]
+    pub cargo: Option<String>,
+    /// Any other program: a string runs through `sh -c`, a list is the argv.
+    #[serde(default)]
+    pub command: Option<Command>,
+    /// Arguments after the program (with `cargo`).
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// When the process counts as started (default: its port accepts TCP connections).
+    #[serde(default)]
+    pub ready: Option<Ready>,
+    /// How long to wait for readiness (default 30s).
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// A readiness condition for a scenario process.
+#[derive(Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Ready {
+    /// An HTTP GET of this path answers 2xx.
+    Http(String),
+    /// A line of stdout or stderr contains this text.
+    Log(String),
+    /// The port accepts TCP connections.
+    Tcp(bool),
 }
 
 /// One step: a name, an optional timeout, and exactly one step kind.
@@ -372,6 +420,10 @@ pub struct Sql {
     /// Run as this role (`SET LOCAL ROLE`) inside a transaction.
     #[serde(default)]
     pub role: Option<String>,
+    /// Settings for this statement's transaction, such as `app.user_id: u1` for row-level
+    /// security policies (`set_config(name, value, true)`).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
     #[serde(default)]
     pub expect: RowsExpect,
     /// Values to keep: `NAME: "$[0].column"`.

@@ -1,12 +1,19 @@
 //! `${root.path}` references inside scenario strings.
 //!
-//! Roots: `vars`, `captures`, `stack`, `env`, `scenario`, `mocks`, `fake`. `$${` writes a
+//! Roots: `vars`, `captures`, `stack`, `env`, `scenario`, `mocks`, `processes`, `fake`. `$${` writes a
 //! literal `${`. A string that is exactly one reference keeps the referenced value's type
 //! (a captured number stays a number); anything else is text interpolation.
 
 /// Names a reference may start with.
-pub const ROOTS: [&str; 7] = [
-    "vars", "captures", "stack", "env", "scenario", "mocks", "fake",
+pub const ROOTS: [&str; 8] = [
+    "vars",
+    "captures",
+    "stack",
+    "env",
+    "scenario",
+    "mocks",
+    "processes",
+    "fake",
 ];
 
 /// Fields under `${scenario.…}`.

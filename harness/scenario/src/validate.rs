@@ -89,6 +89,15 @@ fn check_names(s: &Scenario, problems: &mut Vec<Problem>) {
             );
         }
     }
+    let mut procs = BTreeMap::new();
+    for p in &s.processes {
+        if let Some(first) = procs.insert(p.name.clone(), p.span) {
+            problems.push(
+                Problem::new(p.span, format!("process `{}` is declared twice", p.name))
+                    .also(first, "first declared here"),
+            );
+        }
+    }
     let mut snaps = BTreeMap::new();
     for step in all_steps(s) {
         if let Action::Snapshot(snap) = &step.action
@@ -177,7 +186,7 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
                         problems.push(p);
                     }
                 }
-                Scope::Var(_) | Scope::Fixture | Scope::Mock => problems.push(
+                Scope::Var(_) | Scope::Fixture | Scope::Mock | Scope::Process => problems.push(
                     err("captures are set by steps, so they cannot be used here".into())
                         .help("vars, fixtures and mocks are resolved before any step runs"),
                 ),
@@ -257,6 +266,27 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
                 "write `${{scenario.FIELD}}` with one of {}",
                 backticked(&SCENARIO_FIELDS)
             ))),
+        },
+        "processes" if matches!(u.scope, Scope::Var(_) | Scope::Mock | Scope::Process) => problems.push(
+            err("processes start after vars and mocks are resolved, so only steps can refer to them".into())
+                .help("use `${processes.NAME.url}` in steps"),
+        ),
+        "processes" => match first {
+            Some(name) if s.processes.iter().any(|p| p.name == name) => {
+                let field = r.path.get(1).map(String::as_str);
+                if r.path.len() != 2 || !matches!(field, Some("url" | "port")) {
+                    problems.push(err(format!("write `${{processes.{name}.url}}` or `${{processes.{name}.port}}`")));
+                }
+            }
+            Some(name) => {
+                let mut p = err(format!("unknown process `{name}`"));
+                p = match did_you_mean(name, s.processes.iter().map(|p| p.name.as_str())) {
+                    Some(c) => p.help(format!("did you mean `{c}`?")),
+                    None => p.help("declare it under `processes`"),
+                };
+                problems.push(p);
+            }
+            None => problems.push(err("write `${processes.NAME.url}`".into())),
         },
         "mocks" if matches!(u.scope, Scope::Var(_)) => problems.push(
             err("vars are resolved before the mocks start, so they cannot refer to mocks".into())

@@ -90,6 +90,8 @@ pub struct Ctx {
     pub vars: BTreeMap<String, Value>,
     pub captures: BTreeMap<String, Value>,
     pub mocks: BTreeMap<String, String>,
+    /// Ports of the scenario's processes, by name.
+    pub processes: BTreeMap<String, u16>,
     pub redactor: Redactor,
     pub http: reqwest::Client,
     pub seed: u64,
@@ -124,6 +126,7 @@ impl Ctx {
             vars: BTreeMap::new(),
             captures: BTreeMap::new(),
             mocks: BTreeMap::new(),
+            processes: BTreeMap::new(),
             redactor,
             http,
             seed,
@@ -261,6 +264,17 @@ impl Ctx {
                 ),
                 &[],
             ),
+            "processes" => {
+                let port = *self
+                    .processes
+                    .get(&first)
+                    .ok_or_else(|| missing("process is not running".into()))?;
+                let v = match r.path.get(1).map(String::as_str) {
+                    Some("port") => Value::from(port),
+                    _ => Value::String(format!("http://127.0.0.1:{port}")),
+                };
+                (v, &[])
+            }
             "fake" => (self.fake(&first), &[]),
             other => return Err(missing(format!("unknown root `{other}`"))),
         };

@@ -10,6 +10,7 @@ pub mod events;
 pub mod isolation;
 pub mod matcher;
 pub mod mocks;
+pub mod processes;
 pub mod session;
 pub mod steps;
 
@@ -265,6 +266,7 @@ pub async fn run(
         redactor.add(s);
     }
     let shared = Arc::new(Shared::connect(endpoints).await?);
+    let builds = Arc::new(processes::Builds::default());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let emitter = Emitter {
         tx,
@@ -290,6 +292,7 @@ pub async fn run(
                 id: format!("{run_id}-{index}"),
                 loaded,
                 shared: Arc::clone(&shared),
+                builds: Arc::clone(&builds),
                 endpoints: endpoints.clone(),
                 options: options.clone(),
                 emitter: emitter.clone(),
@@ -339,6 +342,7 @@ struct ScenarioRun {
     id: String,
     loaded: Loaded,
     shared: Arc<Shared>,
+    builds: Arc<processes::Builds>,
     endpoints: Endpoints,
     options: RunOptions,
     emitter: Emitter,
@@ -416,12 +420,22 @@ impl ScenarioRun {
         let mut failed: Option<FailedStep> = None;
         let mut rollback_failures = Vec::new();
         let mut running_mocks = Vec::new();
+        let mut running_processes = Vec::new();
         match ctx.resolve_vars() {
             Ok(()) => match mocks::start(&mut ctx, &sc.mocks).await {
                 Ok(m) => running_mocks = m,
                 Err(e) => failed = Some(self.setup_failure(self.failure(&e, sc.span))),
             },
             Err(e) => failed = Some(self.setup_failure(self.failure(&e, sc.span))),
+        }
+        if failed.is_none() {
+            let started_at = Instant::now();
+            match processes::start(&mut ctx, &sc.processes, &self.builds).await {
+                Ok(p) => running_processes = p,
+                Err((name, e)) => {
+                    failed = Some(self.process_failure(&name, &e, ms(started_at.elapsed())))
+                }
+            }
         }
         let deadline = tokio::time::Instant::now() + sc.timeout.map_or(SCENARIO_TIMEOUT, |d| d.0);
 
@@ -492,6 +506,7 @@ impl ScenarioRun {
             }
         }
         drop(running_mocks);
+        processes::stop(running_processes).await;
         let is_bad = failed.is_some() || !rollback_failures.is_empty();
         let kept = if is_bad && self.options.keep {
             Some(describe_kept(&ctx.iso))
@@ -500,6 +515,36 @@ impl ScenarioRun {
             None
         };
         self.finish(started, setup_ms, failed, rollback_failures, kept)
+    }
+
+    /// A process that does not start is a failure of the system under test, not of the
+    /// environment.
+    fn process_failure(&self, name: &str, e: &StepError, duration_ms: f64) -> FailedStep {
+        let failure = self.failure(e, self.loaded.scenario.span);
+        let status = match e {
+            StepError::Failed { .. } => Status::Failed,
+            StepError::Error { .. } => Status::Error,
+        };
+        let step = format!("start process {name}");
+        self.emitter.emit(Event::StepFinished {
+            scenario: self.index,
+            phase: Phase::Setup,
+            index: 0,
+            name: step.clone(),
+            kind: "process".into(),
+            location: failure.location.clone(),
+            duration_ms,
+            status,
+            attempts: 1,
+            failure: Some(failure.clone()),
+        });
+        FailedStep {
+            phase: Phase::Setup,
+            index: 0,
+            step,
+            kind: "process".into(),
+            failure,
+        }
     }
 
     fn setup_failure(&self, failure: Failure) -> FailedStep {
@@ -533,16 +578,16 @@ impl ScenarioRun {
         kept: Option<String>,
     ) -> Status {
         let status = match &failed {
-            Some(f) if f.phase == Phase::Setup => Status::Error,
+            // Harness could not set the scenario up: an environment error. A process that
+            // exits or never gets ready is a failure of the system under test.
             Some(f)
-                if f.failure.expected.is_none()
-                    && f.failure.actual.is_none()
-                    && f.kind != "mock" =>
+                if f.phase == Phase::Setup
+                    && (f.kind != "process" || f.failure.expected.is_none()) =>
             {
-                // An error (not a mismatch) in a step is still a failed scenario: the
-                // scenario asked for something the system could not do.
-                Status::Failed
+                Status::Error
             }
+            // A step that could not be carried out still fails the scenario: the scenario
+            // asked for something the system could not do.
             Some(_) => Status::Failed,
             None if !rollback_failures.is_empty() => Status::Failed,
             None => Status::Passed,

@@ -25,12 +25,16 @@ pub async fn run(ctx: &mut Ctx, s: &Sql) -> Result<(), StepError> {
         Some(r) => Some(ctx.render_str(r)?),
         None => None,
     };
+    let mut settings = Vec::new();
+    for (k, v) in &s.settings {
+        settings.push((k.clone(), ctx.render_str(v)?));
+    }
     let (statement, is_query) = match (&s.query, &s.execute) {
         (Some(q), _) => (ctx.render_str(q)?, true),
         (None, Some(e)) => (ctx.render_str(e)?, false),
         (None, None) => return Err(StepError::error("a `sql` step needs `query` or `execute`")),
     };
-    let result = run_statement(pool, role, statement, params, is_query).await;
+    let result = run_statement(pool, role, settings, statement, params, is_query).await;
     let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the statement failed")?
     else {
         return Ok(());
@@ -44,6 +48,7 @@ pub async fn run(ctx: &mut Ctx, s: &Sql) -> Result<(), StepError> {
 fn run_statement(
     pool: sqlx::PgPool,
     role: Option<String>,
+    settings: Vec<(String, String)>,
     statement: String,
     params: Vec<Value>,
     is_query: bool,
@@ -53,6 +58,14 @@ fn run_statement(
         if let Some(role) = &role {
             let set_role = format!("SET LOCAL ROLE {}", quote_ident(role));
             sqlx::Executor::execute(&mut *tx, set_role.as_str())
+                .await
+                .map_err(|e| db_error(&e))?;
+        }
+        for (name, value) in &settings {
+            sqlx::query("select set_config($1, $2, true)")
+                .bind(name)
+                .bind(value)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| db_error(&e))?;
         }
