@@ -441,6 +441,7 @@ pub fn matcher(cx: &mut Cx, node: &Node) -> Option<Matcher> {
             "eq" => value(cx, v).map(MatchOp::Eq),
             "ne" => value(cx, v).map(MatchOp::Ne),
             "contains" => value(cx, v).map(MatchOp::Contains),
+            "excludes" => value(cx, v).map(MatchOp::Excludes),
             "matches" => string(cx, v).and_then(|re| match regex::Regex::new(&re) {
                 Ok(_) => Some(MatchOp::Matches(re)),
                 Err(e) => {
@@ -862,7 +863,9 @@ fn process(cx: &mut Cx, node: &Node) -> Option<Process> {
         cx,
         node,
         "a process",
-        &["name", "cargo", "command", "args", "env", "ready", "timeout"],
+        &[
+            "name", "cargo", "command", "args", "env", "ready", "timeout",
+        ],
     )?;
     let process_name = req(cx, &f, "name", "a process", |cx, n| {
         let s = name(cx, n)?;
@@ -878,18 +881,28 @@ fn process(cx: &mut Cx, node: &Node) -> Option<Process> {
         if valid_ident(&s) {
             Some(s)
         } else {
-            cx.error(n.span, "a cargo package name must be letters, digits, `_` or `-`");
+            cx.error(
+                n.span,
+                "a cargo package name must be letters, digits, `_` or `-`",
+            );
             None
         }
     });
     let command = opt(cx, &f, "command", command);
     if f.get("cargo").is_some() == f.get("command").is_some() {
         cx.push(
-            Problem::new(node.span, "a process has exactly one of `cargo` and `command`")
-                .help("`cargo: PACKAGE` builds and runs a workspace binary; `command` runs any program"),
+            Problem::new(
+                node.span,
+                "a process has exactly one of `cargo` and `command`",
+            )
+            .help(
+                "`cargo: PACKAGE` builds and runs a workspace binary; `command` runs any program",
+            ),
         );
     }
-    let args = opt(cx, &f, "args", |cx, n| list(cx, n, "`args`", |cx, _, n| string(cx, n)));
+    let args = opt(cx, &f, "args", |cx, n| {
+        list(cx, n, "`args`", |cx, _, n| string(cx, n))
+    });
     let env = opt(cx, &f, "env", |cx, n| string_map(cx, n, "`env`"));
     let ready = opt(cx, &f, "ready", |cx, n| {
         let g = fields(cx, n, "`ready`", &["http", "log", "tcp"])?;
@@ -907,7 +920,10 @@ fn process(cx: &mut Cx, node: &Node) -> Option<Process> {
                 if p.starts_with('/') {
                     Some(Ready::Http(p))
                 } else {
-                    cx.error(n.span, "`ready.http` is a path starting with `/`, such as `/healthz`");
+                    cx.error(
+                        n.span,
+                        "`ready.http` is a path starting with `/`, such as `/healthz`",
+                    );
                     None
                 }
             }),
@@ -1151,7 +1167,9 @@ fn sql(cx: &mut Cx, node: &Node) -> Option<Sql> {
         cx,
         node,
         "a `sql` step",
-        &["query", "execute", "params", "role", "settings", "expect", "capture"],
+        &[
+            "query", "execute", "params", "role", "settings", "expect", "capture",
+        ],
     )?;
     let query = opt(cx, &f, "query", string);
     let execute = opt(cx, &f, "execute", string);
@@ -1354,24 +1372,36 @@ fn exec(cx: &mut Cx, node: &Node) -> Option<Exec> {
         cx,
         node,
         "an `exec` step",
-        &["command", "env", "cwd", "stdin", "expect", "capture"],
+        &[
+            "command", "cargo", "args", "env", "cwd", "stdin", "expect", "capture",
+        ],
     )?;
-    let command = req(cx, &f, "command", "an `exec` step", |cx, n| {
-        match &n.value {
-            NodeValue::Seq(items) if items.is_empty() => {
-                cx.error(n.span, "`command` needs at least the program name");
-                None
-            }
-            NodeValue::Seq(_) => {
-                list(cx, n, "`command`", |cx, _, n| string(cx, n)).map(Command::Argv)
-            }
-            NodeValue::Map(_) | NodeValue::Null => {
-                cx.expected(n, "a command (a string, or a list of arguments)");
-                None
-            }
-            _ => string(cx, n).map(Command::Shell),
+    let command_node = opt(cx, &f, "command", command);
+    let cargo = opt(cx, &f, "cargo", |cx, n| {
+        let s = name(cx, n)?;
+        if valid_ident(&s) {
+            Some(s)
+        } else {
+            cx.error(
+                n.span,
+                "a cargo package name must be letters, digits, `_` or `-`",
+            );
+            None
         }
     });
+    let args = opt(cx, &f, "args", |cx, n| {
+        list(cx, n, "`args`", |cx, _, n| string(cx, n))
+    });
+    let one_program = f.get("command").is_some() != f.get("cargo").is_some();
+    if !one_program {
+        cx.push(
+            Problem::new(
+                node.span,
+                "an `exec` step has exactly one of `command` and `cargo`",
+            )
+            .help("`command` runs a program; `cargo: PACKAGE` builds and runs a workspace binary"),
+        );
+    }
     let env = opt(cx, &f, "env", |cx, n| string_map(cx, n, "`env`"));
     let cwd = opt(cx, &f, "cwd", string);
     let stdin = opt(cx, &f, "stdin", string);
@@ -1394,8 +1424,13 @@ fn exec(cx: &mut Cx, node: &Node) -> Option<Exec> {
         })
     });
     let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
+    if !one_program || (command_node.is_none() && cargo.is_none()) {
+        return None;
+    }
     Some(Exec {
-        command: command?,
+        command: command_node,
+        cargo,
+        args: args.unwrap_or_default(),
         env: env.unwrap_or_default(),
         cwd,
         stdin,

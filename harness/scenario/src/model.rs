@@ -549,7 +549,15 @@ pub struct Eventually {
 #[derive(Clone, Debug, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Exec {
-    pub command: Command,
+    /// The program: a string runs through `sh -c`, a list is the argv.
+    #[serde(default)]
+    pub command: Option<Command>,
+    /// Or a binary of the Cargo workspace around the scenario file, built once per run.
+    #[serde(default)]
+    pub cargo: Option<String>,
+    /// Arguments after the program (with `cargo`).
+    #[serde(default)]
+    pub args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
@@ -672,7 +680,7 @@ impl JsonSchema for Capture {
 }
 
 /// A check on one value: a plain value means "equals"; a map with one operator key
-/// (`eq`, `ne`, `contains`, `matches`, `gt`, `ge`, `lt`, `le`, `exists`, `len`, `one_of`)
+/// (`eq`, `ne`, `contains`, `excludes`, `matches`, `gt`, `ge`, `lt`, `le`, `exists`, `len`, `one_of`)
 /// applies that operator.
 #[derive(Clone, Debug)]
 pub struct Matcher {
@@ -685,6 +693,8 @@ pub enum MatchOp {
     Eq(Value),
     Ne(Value),
     Contains(Value),
+    /// The opposite of `contains`: text without the substring, a list without the item.
+    Excludes(Value),
     Matches(String),
     Gt(f64),
     Ge(f64),
@@ -696,8 +706,9 @@ pub enum MatchOp {
 }
 
 impl MatchOp {
-    pub const NAMES: [&str; 11] = [
-        "eq", "ne", "contains", "matches", "gt", "ge", "lt", "le", "exists", "len", "one_of",
+    pub const NAMES: [&str; 12] = [
+        "eq", "ne", "contains", "excludes", "matches", "gt", "ge", "lt", "le", "exists", "len",
+        "one_of",
     ];
 }
 
@@ -711,6 +722,7 @@ impl JsonSchema for Matcher {
             serde_json::json!({"type": "object", "properties": {"eq": {}}, "required": ["eq"], "additionalProperties": false}),
             serde_json::json!({"type": "object", "properties": {"ne": {}}, "required": ["ne"], "additionalProperties": false}),
             serde_json::json!({"type": "object", "properties": {"contains": {}}, "required": ["contains"], "additionalProperties": false}),
+            serde_json::json!({"type": "object", "properties": {"excludes": {}}, "required": ["excludes"], "additionalProperties": false}),
             serde_json::json!({"type": "object", "properties": {"matches": {"type": "string", "format": "regex"}}, "required": ["matches"], "additionalProperties": false}),
         ];
         for op in ["gt", "ge", "lt", "le"] {

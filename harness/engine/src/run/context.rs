@@ -23,7 +23,7 @@ use harness_scenario::{
 };
 use serde_json::Value;
 
-use super::{isolation::Isolation, steps::StepError};
+use super::{isolation::Isolation, processes::Builds, steps::StepError};
 use crate::stack::Endpoints;
 
 /// Replaces every known secret value with `[redacted]`. Shared by all scenarios of a run.
@@ -92,6 +92,8 @@ pub struct Ctx {
     pub mocks: BTreeMap<String, String>,
     /// Ports of the scenario's processes, by name.
     pub processes: BTreeMap<String, u16>,
+    /// Workspace binaries built for this run (`cargo:` in processes and `exec`).
+    pub builds: Arc<Builds>,
     pub redactor: Redactor,
     pub http: reqwest::Client,
     pub seed: u64,
@@ -127,6 +129,7 @@ impl Ctx {
             captures: BTreeMap::new(),
             mocks: BTreeMap::new(),
             processes: BTreeMap::new(),
+            builds: Arc::default(),
             redactor,
             http,
             seed,

@@ -34,6 +34,7 @@ fn render(ctx: &mut Ctx, op: &MatchOp) -> Result<MatchOp, StepError> {
         MatchOp::Eq(v) => MatchOp::Eq(ctx.render_value(v)?),
         MatchOp::Ne(v) => MatchOp::Ne(ctx.render_value(v)?),
         MatchOp::Contains(v) => MatchOp::Contains(ctx.render_value(v)?),
+        MatchOp::Excludes(v) => MatchOp::Excludes(ctx.render_value(v)?),
         MatchOp::Matches(re) => MatchOp::Matches(ctx.render_str(re)?),
         MatchOp::OneOf(vs) => MatchOp::OneOf(
             vs.iter()
@@ -51,6 +52,7 @@ pub fn holds(op: &MatchOp, actual: Option<&Value>) -> bool {
         MatchOp::Eq(expected) => actual.is_some_and(|a| equal(expected, a)),
         MatchOp::Ne(expected) => !actual.is_some_and(|a| equal(expected, a)),
         MatchOp::OneOf(options) => actual.is_some_and(|a| options.iter().any(|o| equal(o, a))),
+        MatchOp::Excludes(needle) => !holds(&MatchOp::Contains(needle.clone()), actual),
         MatchOp::Contains(needle) => match (actual, needle) {
             (Some(Value::String(s)), n) => s.contains(&text(n)),
             (Some(Value::Array(items)), n) => items.iter().any(|i| equal(n, i) || subset(n, i)),
@@ -131,6 +133,7 @@ fn describe(op: &MatchOp) -> String {
         MatchOp::Eq(v) => short(v),
         MatchOp::Ne(v) => format!("anything but {}", short(v)),
         MatchOp::Contains(v) => format!("something containing {}", short(v)),
+        MatchOp::Excludes(v) => format!("something without {}", short(v)),
         MatchOp::Matches(re) => format!("text matching /{re}/"),
         MatchOp::Gt(n) => format!("> {n}"),
         MatchOp::Ge(n) => format!(">= {n}"),
@@ -187,6 +190,14 @@ mod tests {
             Some(&json!(2))
         ));
         assert!(holds(&MatchOp::Ne(json!(1)), None));
+        assert!(holds(
+            &MatchOp::Excludes(json!("pw")),
+            Some(&json!("no secret here"))
+        ));
+        assert!(!holds(
+            &MatchOp::Excludes(json!("secret")),
+            Some(&json!("a secret"))
+        ));
     }
 
     #[test]

@@ -417,6 +417,7 @@ impl ScenarioRun {
             self.options.seed.wrapping_add(self.index as u64),
             self.options.update_snapshots,
         );
+        ctx.builds = Arc::clone(&self.builds);
         let mut failed: Option<FailedStep> = None;
         let mut rollback_failures = Vec::new();
         let mut running_mocks = Vec::new();
@@ -430,7 +431,7 @@ impl ScenarioRun {
         }
         if failed.is_none() {
             let started_at = Instant::now();
-            match processes::start(&mut ctx, &sc.processes, &self.builds).await {
+            match processes::start(&mut ctx, &sc.processes).await {
                 Ok(p) => running_processes = p,
                 Err((name, e)) => {
                     failed = Some(self.process_failure(&name, &e, ms(started_at.elapsed())))

@@ -9,6 +9,7 @@ use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     process::Stdio,
+    sync::Arc,
     time::Duration,
 };
 
@@ -96,14 +97,10 @@ impl Running {
 }
 
 /// Starts every process in order, each waited for before the next.
-pub async fn start(
-    ctx: &mut Ctx,
-    procs: &[Process],
-    builds: &Builds,
-) -> Result<Vec<Running>, (String, StepError)> {
+pub async fn start(ctx: &mut Ctx, procs: &[Process]) -> Result<Vec<Running>, (String, StepError)> {
     let mut out = Vec::new();
     for p in procs {
-        match start_one(ctx, p, builds).await {
+        match start_one(ctx, p).await {
             Ok(r) => {
                 ctx.processes.insert(p.name.clone(), r.port);
                 out.push(r);
@@ -117,7 +114,7 @@ pub async fn start(
     Ok(out)
 }
 
-async fn start_one(ctx: &mut Ctx, p: &Process, builds: &Builds) -> Result<Running, StepError> {
+async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
     let at = |e: StepError| match e {
         StepError::Error {
             message,
@@ -130,6 +127,7 @@ async fn start_one(ctx: &mut Ctx, p: &Process, builds: &Builds) -> Result<Runnin
     };
     let mut cmd = match (&p.cargo, &p.command) {
         (Some(package), _) => {
+            let builds = Arc::clone(&ctx.builds);
             let bin = builds.binary(&ctx.dir, package).await.map_err(at)?;
             tokio::process::Command::new(bin)
         }

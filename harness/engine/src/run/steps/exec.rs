@@ -11,13 +11,23 @@ use super::{StepError, capture, expect_json};
 use crate::run::{context::Ctx, matcher};
 
 pub async fn run(ctx: &mut Ctx, s: &Exec) -> Result<(), StepError> {
-    let mut cmd = match &s.command {
-        Command::Shell(line) => {
+    let mut cmd = match (&s.cargo, &s.command) {
+        (Some(package), _) => {
+            let builds = ctx.builds.clone();
+            let bin = builds.binary(&ctx.dir, package).await?;
+            tokio::process::Command::new(bin)
+        }
+        (None, None) => {
+            return Err(StepError::error(
+                "an `exec` step needs `command` or `cargo`",
+            ));
+        }
+        (None, Some(Command::Shell(line))) => {
             let mut c = tokio::process::Command::new("sh");
             c.arg("-c").arg(ctx.render_str(line)?);
             c
         }
-        Command::Argv(argv) => {
+        (None, Some(Command::Argv(argv))) => {
             let mut rendered = Vec::new();
             for a in argv {
                 rendered.push(ctx.render_str(a)?);
@@ -27,6 +37,10 @@ pub async fn run(ctx: &mut Ctx, s: &Exec) -> Result<(), StepError> {
             c
         }
     };
+    for a in &s.args {
+        let a = ctx.render_str(a)?;
+        cmd.arg(a);
+    }
     let cwd = match &s.cwd {
         Some(d) => {
             let d = ctx.render_str(d)?;

@@ -71,6 +71,7 @@ fn render_op(ctx: &mut Ctx, op: &MatchOp) -> Result<MatchOp, StepError> {
         MatchOp::Eq(v) => MatchOp::Eq(ctx.render_value(v)?),
         MatchOp::Ne(v) => MatchOp::Ne(ctx.render_value(v)?),
         MatchOp::Contains(v) => MatchOp::Contains(ctx.render_value(v)?),
+        MatchOp::Excludes(v) => MatchOp::Excludes(ctx.render_value(v)?),
         MatchOp::Matches(r) => MatchOp::Matches(ctx.render_str(r)?),
         other => other.clone(),
     })
