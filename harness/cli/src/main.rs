@@ -167,6 +167,9 @@ fn progress() -> Progress {
             eprintln!("  {service} ready in {:.2}s", elapsed.as_secs_f64())
         }
         ProgressEvent::Reaped { run_id } => eprintln!("  removed leftovers of killed run {run_id}"),
+        ProgressEvent::Building { package } => {
+            eprintln!("  building {package} (cargo build -p {package})")
+        }
     })
 }
 

@@ -95,6 +95,7 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
         seed,
         keep: args.keep,
         update_snapshots: args.update_snapshots,
+        progress: progress(),
         ..RunOptions::default()
     };
     let source = match args.attach {

@@ -4,7 +4,12 @@
 use std::process::Command;
 
 fn harness() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+    // The sample apps this test run built sit beside harness.
+    if let Some(dir) = std::path::Path::new(env!("CARGO_BIN_EXE_harness")).parent() {
+        cmd.env("HARNESS_BIN_DIR", dir);
+    }
+    cmd
 }
 
 #[test]

@@ -23,6 +23,8 @@ pub enum ProgressEvent {
     ServiceReady { service: String, elapsed: Duration },
     /// Orphans of a killed run were removed.
     Reaped { run_id: String },
+    /// A workspace binary a scenario runs (`cargo:`) is being built.
+    Building { package: String },
 }
 
 /// A sink for progress events.

@@ -195,6 +195,10 @@ pub struct RunOptions {
     pub keep: bool,
     pub update_snapshots: bool,
     pub extensions: Extensions,
+    /// Prebuilt binaries for `cargo:` packages (else they are built with cargo).
+    pub bin_dir: Option<PathBuf>,
+    /// Told about long waits (building `cargo:` binaries).
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for RunOptions {
@@ -205,6 +209,8 @@ impl Default for RunOptions {
             keep: false,
             update_snapshots: false,
             extensions: Extensions::default(),
+            bin_dir: std::env::var_os("HARNESS_BIN_DIR").map(PathBuf::from),
+            progress: crate::progress::silent(),
         }
     }
 }
@@ -266,7 +272,15 @@ pub async fn run(
         redactor.add(s);
     }
     let shared = Arc::new(Shared::connect(endpoints).await?);
-    let builds = Arc::new(processes::Builds::default());
+    let builds = Arc::new(processes::Builds::new(options.bin_dir.clone()));
+    // Build what the scenarios run before any clock starts, so a first build never eats a
+    // step's timeout. A failure shows again, with its output, in the step that needs it.
+    for (dir, package) in cargo_packages(&scenarios) {
+        (options.progress)(&crate::progress::ProgressEvent::Building {
+            package: package.clone(),
+        });
+        let _ = builds.binary(&dir, &package).await;
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let emitter = Emitter {
         tx,
@@ -722,6 +736,35 @@ fn default_timeout(step: &Step) -> Duration {
         Action::Eventually(e) => e.timeout.0 + e.probe.timeout.map_or(STEP_TIMEOUT, |d| d.0),
         _ => STEP_TIMEOUT,
     }
+}
+
+/// `(scenario folder, package)` of every `cargo:` process and exec step.
+fn cargo_packages(scenarios: &[Loaded]) -> BTreeSet<(PathBuf, String)> {
+    fn from_step(step: &Step, dir: &Path, out: &mut BTreeSet<(PathBuf, String)>) {
+        match &step.action {
+            Action::Exec(e) => {
+                if let Some(p) = &e.cargo {
+                    out.insert((dir.to_path_buf(), p.clone()));
+                }
+            }
+            Action::Eventually(e) => from_step(&e.probe, dir, out),
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    for l in scenarios {
+        let dir = l.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        for p in &l.scenario.processes {
+            if let Some(c) = &p.cargo {
+                out.insert((dir.clone(), c.clone()));
+            }
+        }
+        let sc = &l.scenario;
+        for step in sc.steady_state.iter().chain(&sc.steps).chain(&sc.rollbacks) {
+            from_step(step, &dir, &mut out);
+        }
+    }
+    out
 }
 
 fn describe_kept(iso: &isolation::Isolation) -> String {

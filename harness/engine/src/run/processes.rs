@@ -30,11 +30,26 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub struct Builds {
     built: Mutex<HashMap<(PathBuf, String), PathBuf>>,
+    /// Prebuilt binaries to use instead of building (`HARNESS_BIN_DIR`).
+    bin_dir: Option<PathBuf>,
 }
 
 impl Builds {
-    /// Builds `package`'s binary of the same name in the Cargo workspace around `dir`, once.
+    pub fn new(bin_dir: Option<PathBuf>) -> Self {
+        Builds {
+            built: Mutex::default(),
+            bin_dir,
+        }
+    }
+
+    /// Builds `package`'s binary of the same name in the Cargo workspace around `dir`, once,
+    /// unless the prebuilt folder already has it.
     pub async fn binary(&self, dir: &Path, package: &str) -> Result<PathBuf, StepError> {
+        if let Some(prebuilt) = self.bin_dir.as_ref().map(|d| d.join(package)) {
+            if prebuilt.is_file() {
+                return Ok(prebuilt);
+            }
+        }
         let mut built = self.built.lock().await;
         let key = (dir.to_path_buf(), package.to_owned());
         if let Some(path) = built.get(&key) {

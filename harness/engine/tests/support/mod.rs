@@ -47,6 +47,14 @@ impl Reporter for Collect {
     }
 }
 
+/// The folder the workspace's binaries are built into (`target/debug`), so `cargo:`
+/// processes use the binaries this test run built instead of building again.
+pub fn bin_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    // target/debug/deps/<test binary>
+    Some(exe.parent()?.parent()?.to_path_buf())
+}
+
 pub struct Outcome {
     pub summary: Summary,
     pub events: Vec<Event>,
@@ -72,6 +80,7 @@ pub fn run_files(paths: &[PathBuf], jobs: usize) -> Result<Outcome, String> {
         let options = RunOptions {
             jobs,
             seed: 7,
+            bin_dir: bin_dir(),
             ..RunOptions::default()
         };
         let summary = run_loaded(

@@ -1,0 +1,63 @@
+//! Mutation check for the scenario library: each broken variant of the sample platform
+//! (`SAMPLE_BROKEN`, see `fixtures/apps/api/README.md`) is run against the scenario meant to
+//! catch it, and that scenario must FAIL at the named step. A scenario that cannot fail does
+//! not count as coverage (`docs/coverage.md`).
+
+use std::process::Command;
+
+fn run_broken(variant: &str, scenario: &str) -> (Option<i32>, serde_json::Value, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("report.json");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_harness"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", &format!("../../scenarios/{scenario}"), "--json"])
+        .env("HARNESS_BIN_DIR", bin_dir)
+        .arg(&report)
+        .env("SAMPLE_BROKEN", variant)
+        .output()
+        .expect("run harness");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = std::fs::read(&report)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (out.status.code(), json, stderr)
+}
+
+fn assert_caught(variant: &str, scenario: &str, step: &str) {
+    let (code, report, stderr) = run_broken(variant, scenario);
+    assert_eq!(
+        code,
+        Some(1),
+        "{scenario} must fail with SAMPLE_BROKEN={variant}:\n{stderr}"
+    );
+    let s = &report["scenarios"][0];
+    assert_eq!(s["status"], "failed", "{stderr}");
+    assert_eq!(
+        s["failed_step"]["step"], step,
+        "{scenario} must fail at `{step}` with SAMPLE_BROKEN={variant}:\n{stderr}"
+    );
+}
+
+macro_rules! caught {
+    ($($test:ident: $variant:literal in $scenario:literal at $step:literal;)*) => {$(
+        #[test]
+        fn $test() {
+            assert_caught($variant, $scenario, $step);
+        }
+    )*};
+}
+
+caught! {
+    crash_on_start_fails_health: "crash_on_start" in "platform_health.yaml" at "start process api";
+    leaked_secret_fails_version: "leak_secret" in "platform_version.yaml" at "version metadata carries no credential";
+    leaked_secret_fails_browser_config: "leak_secret" in "platform_browser_config.yaml" at "only the public keys are served";
+    rls_bypass_fails_rls: "rls_bypass" in "platform_rls.yaml" at "grace lists only her own deck";
+    unsafe_v2_migration_fails_rollback: "v2_breaks_v1" in "platform_rollback_schema.yaml" at "after rolling back, v1 can still write";
+    graph_500_fails_degradation: "graph_500" in "platform_graph_degrades.yaml" at "with the graph down, the answer degrades instead of failing";
+    silent_api_fails_telemetry: "no_telemetry" in "platform_telemetry.yaml" at "its span reached the collector with service name and version";
+    silent_ingest_fails_ingest: "no_telemetry" in "platform_ingest.yaml" at "the job's run span reached the collector";
+}
