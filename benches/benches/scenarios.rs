@@ -26,7 +26,10 @@ fn isolation(c: &mut Criterion) {
     let stack = rt
         .block_on(Stack::builder().postgres().object_store().start())
         .expect("stack");
-    let shared = Arc::new(rt.block_on(Shared::connect(stack.endpoints())).expect("connect"));
+    let shared = Arc::new(
+        rt.block_on(Shared::connect(stack.endpoints()))
+            .expect("connect"),
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("schema.sql"),
@@ -35,20 +38,30 @@ fn isolation(c: &mut Criterion) {
     )
     .expect("fixture");
     let mut group = c.benchmark_group("isolation");
-    group.sample_size(30).measurement_time(Duration::from_secs(15));
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(15));
     for (name, yaml) in [
-        ("empty", "name: b\nstack: [postgres, s3]\nsteps:\n  - exec: { command: 'true' }\n"),
+        (
+            "empty",
+            "name: b\nstack: [postgres, s3]\nsteps:\n  - exec: { command: 'true' }\n",
+        ),
         (
             "sql_fixture_1000_rows",
             "name: b\nstack: [postgres, s3]\nfixtures:\n  - sql: schema.sql\nsteps:\n  - exec: { command: 'true' }\n",
         ),
     ] {
         let scenario = harness_scenario::parse("b.yaml", yaml).expect("valid");
-        let (shared, dir, scenario) = (Arc::clone(&shared), dir.path().to_path_buf(), Arc::new(scenario));
+        let (shared, dir, scenario) = (
+            Arc::clone(&shared),
+            dir.path().to_path_buf(),
+            Arc::new(scenario),
+        );
         let mut n = 0u64;
         group.bench_function(name, |b| {
             b.to_async(&rt).iter_custom(|iters| {
-                let (shared, dir, scenario) = (Arc::clone(&shared), dir.clone(), Arc::clone(&scenario));
+                let (shared, dir, scenario) =
+                    (Arc::clone(&shared), dir.clone(), Arc::clone(&scenario));
                 let base = n;
                 n += iters;
                 async move {
@@ -81,7 +94,10 @@ fn http_step(c: &mut Criterion) {
             .mount(&server),
     );
     let url = format!("{}/orders/1", server.uri());
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
     let yaml = format!(
         "name: b\nvars:\n  url: {url}\nsteps:\n  - http:\n      url: \"${{vars.url}}\"\n      expect:\n        status: 200\n        json: {{ \"$.status\": paid }}\n      capture: {{ id: \"$.id\" }}\n"
     );
@@ -112,7 +128,9 @@ fn http_step(c: &mut Criterion) {
     group.bench_function("harness_http_step", |b| {
         b.to_async(&rt).iter(|| async {
             let mut ctx = ctx.lock().await;
-            steps::run(&mut ctx, &scenario.steps[0], &ext).await.expect("step passes");
+            steps::run(&mut ctx, &scenario.steps[0], &ext)
+                .await
+                .expect("step passes");
         })
     });
     group.finish();

@@ -45,10 +45,10 @@ impl Builds {
     /// Builds `package`'s binary of the same name in the Cargo workspace around `dir`, once,
     /// unless the prebuilt folder already has it.
     pub async fn binary(&self, dir: &Path, package: &str) -> Result<PathBuf, StepError> {
-        if let Some(prebuilt) = self.bin_dir.as_ref().map(|d| d.join(package)) {
-            if prebuilt.is_file() {
-                return Ok(prebuilt);
-            }
+        if let Some(prebuilt) = self.bin_dir.as_ref().map(|d| d.join(package))
+            && prebuilt.is_file()
+        {
+            return Ok(prebuilt);
         }
         let mut built = self.built.lock().await;
         let key = (dir.to_path_buf(), package.to_owned());
