@@ -59,5 +59,6 @@ caught! {
     unsafe_v2_migration_fails_rollback: "v2_breaks_v1" in "platform_rollback_schema.yaml" at "after rolling back, v1 can still write";
     graph_500_fails_degradation: "graph_500" in "platform_graph_degrades.yaml" at "with the graph down, the answer degrades instead of failing";
     silent_api_fails_telemetry: "no_telemetry" in "platform_telemetry.yaml" at "its span reached the collector with service name and version";
+    purged_versions_fail_artifact_recovery: "purge_on_replace" in "platform_artifact_recovery.yaml" at "recover - read the previous version";
     silent_ingest_fails_ingest: "no_telemetry" in "platform_ingest.yaml" at "the job's run span reached the collector";
 }
