@@ -81,11 +81,20 @@ fn no_generated_secret_reaches_any_report() {
     let junit = dir.path().join("junit.xml");
     let files = [
         corpus("fail/secret_leak.yaml"),
+        corpus("fail/secret_snapshot.yaml"),
         PathBuf::from("../../scenarios/postgres_orders.yaml"),
     ];
+    let pending = PathBuf::from("tests/corpus/fail/snapshots/secret_snapshot__connection.snap.new");
+    let _ = std::fs::remove_file(&pending);
     let out = support::run_files_with_reports(&files, &json, &junit).expect("run");
-    assert_eq!(out.summary.failed, 1);
+    assert_eq!(out.summary.failed, 2);
     assert!(!out.secrets.is_empty());
+    let snapshot =
+        std::fs::read_to_string(&pending).expect("the snapshot step wrote its pending file");
+    assert!(
+        snapshot.contains("\"password\": \"[redacted]\""),
+        "{snapshot}"
+    );
     let json_text = std::fs::read_to_string(&json).expect("json report");
     let junit_text = std::fs::read_to_string(&junit).expect("junit report");
     let events = serde_json::to_string(&out.events).expect("events");
