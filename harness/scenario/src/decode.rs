@@ -24,7 +24,8 @@ pub enum Scope {
     Var(String),
     Fixture,
     Mock,
-    Process,
+    /// The process at this position of `processes`.
+    Process(usize),
     Step { phase: Phase, index: usize },
 }
 
@@ -597,9 +598,11 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
     let mocks = opt(cx, &f, "mocks", |cx, n| {
         list(cx, n, "`mocks`", |cx, _, n| mock(cx, n))
     });
-    cx.scope = Scope::Process;
     let processes = opt(cx, &f, "processes", |cx, n| {
-        list(cx, n, "`processes`", |cx, _, n| process(cx, n))
+        list(cx, n, "`processes`", |cx, i, n| {
+            cx.scope = Scope::Process(i);
+            process(cx, n)
+        })
     });
     let steady_state = opt(cx, &f, "steady_state", |cx, n| {
         steps(cx, n, Phase::SteadyState)

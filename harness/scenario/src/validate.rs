@@ -186,7 +186,7 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
                         problems.push(p);
                     }
                 }
-                Scope::Var(_) | Scope::Fixture | Scope::Mock | Scope::Process => problems.push(
+                Scope::Var(_) | Scope::Fixture | Scope::Mock | Scope::Process(_) => problems.push(
                     err("captures are set by steps, so they cannot be used here".into())
                         .help("vars, fixtures and mocks are resolved before any step runs"),
                 ),
@@ -267,10 +267,20 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
                 backticked(&SCENARIO_FIELDS)
             ))),
         },
-        "processes" if matches!(u.scope, Scope::Var(_) | Scope::Mock | Scope::Process) => problems.push(
-            err("processes start after vars and mocks are resolved, so only steps can refer to them".into())
-                .help("use `${processes.NAME.url}` in steps"),
+        "processes" if matches!(u.scope, Scope::Var(_) | Scope::Mock) => problems.push(
+            err("processes start after vars and mocks are resolved, so vars and mocks cannot refer to them".into())
+                .help("use `${processes.NAME.url}` in steps, or in a process declared after NAME"),
         ),
+        "processes"
+            if matches!(u.scope, Scope::Process(i)
+                if !first.is_some_and(|name| s.processes[..i.min(s.processes.len())].iter().any(|p| p.name == name))
+                    && first.is_some_and(|name| s.processes.iter().any(|p| p.name == name))) =>
+        {
+            problems.push(
+                err("a process can refer only to processes declared before it".into())
+                    .help("processes start in order; move this one after the one it uses"),
+            )
+        }
         "processes" => match first {
             Some(name) if s.processes.iter().any(|p| p.name == name) => {
                 let field = r.path.get(1).map(String::as_str);
