@@ -6,6 +6,10 @@
 use std::process::Command;
 
 fn run_broken(variant: &str, scenario: &str) -> (Option<i32>, serde_json::Value, String) {
+    run_with(&[("SAMPLE_BROKEN", variant)], scenario)
+}
+
+fn run_with(env: &[(&str, &str)], scenario: &str) -> (Option<i32>, serde_json::Value, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = dir.path().join("report.json");
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_harness"))
@@ -16,7 +20,7 @@ fn run_broken(variant: &str, scenario: &str) -> (Option<i32>, serde_json::Value,
         .args(["run", &format!("../../scenarios/{scenario}"), "--json"])
         .env("HARNESS_BIN_DIR", bin_dir)
         .arg(&report)
-        .env("SAMPLE_BROKEN", variant)
+        .envs(env.iter().copied())
         .output()
         .expect("run harness");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -61,4 +65,24 @@ caught! {
     silent_api_fails_telemetry: "no_telemetry" in "platform_telemetry.yaml" at "its span reached the collector with service name and version";
     purged_versions_fail_artifact_recovery: "purge_on_replace" in "platform_artifact_recovery.yaml" at "recover - read the previous version";
     silent_ingest_fails_ingest: "no_telemetry" in "platform_ingest.yaml" at "the job's run span reached the collector";
+}
+
+#[test]
+fn an_unversioned_collector_config_fails_the_versioning_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let custom = dir.path().join("collector.yaml");
+    let versioned =
+        std::fs::read_to_string("../../infra/otel/collector.yaml").expect("versioned config");
+    std::fs::write(&custom, format!("{versioned}# a local tweak\n")).expect("write config");
+    let custom = custom.to_string_lossy().into_owned();
+    let (code, report, stderr) = run_with(
+        &[("HARNESS_OTEL_CONFIG", &custom)],
+        "collector_config_versioned.yaml",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        report["scenarios"][0]["failed_step"]["step"],
+        "the running collector uses exactly the versioned configuration",
+        "{stderr}"
+    );
 }

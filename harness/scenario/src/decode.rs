@@ -26,7 +26,10 @@ pub enum Scope {
     Mock,
     /// The process at this position of `processes`.
     Process(usize),
-    Step { phase: Phase, index: usize },
+    Step {
+        phase: Phase,
+        index: usize,
+    },
 }
 
 /// The three lists of steps.

@@ -38,7 +38,7 @@ pub fn stack_fields(service: &str) -> Option<&'static [&'static str]> {
             "secret_access_key",
         ],
         "neo4j" => &["bolt_url", "user", "password"],
-        "otel" => &["otlp_http", "otlp_grpc"],
+        "otel" => &["otlp_http", "otlp_grpc", "config_file"],
         _ => return None,
     })
 }

@@ -32,6 +32,9 @@ pub struct OtelEndpoint {
     pub health_url: String,
     /// The JSON-lines file the collector writes everything it receives to.
     pub output_file: PathBuf,
+    /// The configuration the collector runs with.
+    #[serde(default)]
+    pub config_file: PathBuf,
 }
 
 impl OtelEndpoint {
@@ -135,47 +138,16 @@ impl Ping {
     }
 }
 
-fn config(grpc: u16, http: u16, health: u16, output: &Path) -> String {
-    format!(
-        r#"receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-      http:
-        endpoint: 127.0.0.1:{http}
-processors:
-  batch:
-    timeout: 50ms
-exporters:
-  file:
-    path: {output}
-    format: json
-    flush_interval: 50ms
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  telemetry:
-    metrics:
-      level: none
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-    metrics:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-    logs:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-"#,
-        output = output.display()
-    )
+/// The versioned collector configuration (`infra/otel/collector.yaml`).
+pub const COLLECTOR_CONFIG: &str = include_str!("../../../../../infra/otel/collector.yaml");
+
+/// The configuration to run: `HARNESS_OTEL_CONFIG` when set, else the versioned one.
+fn config_text() -> Result<String, Error> {
+    match std::env::var_os("HARNESS_OTEL_CONFIG") {
+        Some(path) => std::fs::read_to_string(&path)
+            .ctx(|| format!("read HARNESS_OTEL_CONFIG {}", Path::new(&path).display())),
+        None => Ok(COLLECTOR_CONFIG.to_owned()),
+    }
 }
 
 pub async fn start(
@@ -188,16 +160,25 @@ pub async fn start(
     let (http, health) = (free_port()?, free_port()?);
     let output = dir.join("received.jsonl");
     let config_path = dir.join("config.yaml");
-    std::fs::write(&config_path, config(port, http, health, &output))
+    std::fs::write(&config_path, config_text()?)
         .ctx(|| format!("write {}", config_path.display()))?;
     let mut cmd = tokio::process::Command::new(runtime.path(OTEL_BINARY));
-    cmd.arg("--config").arg(&config_path);
+    cmd.arg("--config")
+        .arg(&config_path)
+        .env("HARNESS_OTLP_GRPC_ENDPOINT", format!("127.0.0.1:{port}"))
+        .env("HARNESS_OTLP_HTTP_ENDPOINT", format!("127.0.0.1:{http}"))
+        .env(
+            "HARNESS_OTEL_HEALTH_ENDPOINT",
+            format!("127.0.0.1:{health}"),
+        )
+        .env("HARNESS_OTEL_OUTPUT", &output);
     let mut process = ServiceProcess::spawn("otel", cmd, &dir.join("otel.log"), Signal::SIGTERM)?;
     let endpoint = OtelEndpoint {
         otlp_grpc: format!("127.0.0.1:{port}"),
         otlp_http: format!("http://127.0.0.1:{http}"),
         health_url: format!("http://127.0.0.1:{health}/"),
         output_file: output,
+        config_file: config_path,
     };
     let ping = Ping {
         endpoint: endpoint.clone(),
