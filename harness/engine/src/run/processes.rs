@@ -95,6 +95,42 @@ impl Builds {
     }
 }
 
+/// The command for `cargo: PACKAGE` (built once per run) or `command` (a string through
+/// `sh -c`, or an argv), with `args` after it. Shared by processes and `exec` steps.
+pub async fn program(
+    ctx: &mut Ctx,
+    cargo: Option<&str>,
+    command: Option<&Command>,
+    args: &[String],
+) -> Result<tokio::process::Command, StepError> {
+    let mut cmd = match (cargo, command) {
+        (Some(package), _) => {
+            let builds = Arc::clone(&ctx.builds);
+            let bin = builds.binary(&ctx.dir, package).await?;
+            tokio::process::Command::new(bin)
+        }
+        (None, Some(Command::Shell(line))) => {
+            let mut c = tokio::process::Command::new("sh");
+            c.arg("-c").arg(ctx.render_str(line)?);
+            c
+        }
+        (None, Some(Command::Argv(argv))) => {
+            let mut rendered = Vec::new();
+            for a in argv {
+                rendered.push(ctx.render_str(a)?);
+            }
+            let mut c = tokio::process::Command::new(&rendered[0]);
+            c.args(&rendered[1..]);
+            c
+        }
+        (None, None) => return Err(StepError::error("no program: set `cargo` or `command`")),
+    };
+    for a in args {
+        cmd.arg(ctx.render_str(a)?);
+    }
+    Ok(cmd)
+}
+
 /// A started process.
 pub struct Running {
     pub name: String,
@@ -140,31 +176,9 @@ async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
         },
         other => other,
     };
-    let mut cmd = match (&p.cargo, &p.command) {
-        (Some(package), _) => {
-            let builds = Arc::clone(&ctx.builds);
-            let bin = builds.binary(&ctx.dir, package).await.map_err(at)?;
-            tokio::process::Command::new(bin)
-        }
-        (None, Some(Command::Shell(line))) => {
-            let mut c = tokio::process::Command::new("sh");
-            c.arg("-c").arg(ctx.render_str(line)?);
-            c
-        }
-        (None, Some(Command::Argv(argv))) => {
-            let mut rendered = Vec::new();
-            for a in argv {
-                rendered.push(ctx.render_str(a)?);
-            }
-            let mut c = tokio::process::Command::new(&rendered[0]);
-            c.args(&rendered[1..]);
-            c
-        }
-        (None, None) => return Err(StepError::error("a process needs `cargo` or `command`")),
-    };
-    for a in &p.args {
-        cmd.arg(ctx.render_str(a)?);
-    }
+    let mut cmd = program(ctx, p.cargo.as_deref(), p.command.as_ref(), &p.args)
+        .await
+        .map_err(at)?;
     let port = free_port().map_err(|e| StepError::error(e.to_string()))?;
     let mut env = Vec::new();
     for (k, v) in &p.env {

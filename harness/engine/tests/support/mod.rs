@@ -5,12 +5,12 @@
 
 use std::{
     io::Write,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
 use harness_engine::{
-    report::{Fanout, console::Console},
+    report::{Fanout, console::Console, json::JsonReport, junit::JunitReport},
     run::{
         Reporter, RunOptions, Summary,
         events::Event,
@@ -64,6 +64,23 @@ pub struct Outcome {
 }
 
 pub fn run_files(paths: &[PathBuf], jobs: usize) -> Result<Outcome, String> {
+    run(paths, jobs, None)
+}
+
+/// Like [`run_files`] (two at a time), also writing the JSON and JUnit reports.
+pub fn run_files_with_reports(
+    paths: &[PathBuf],
+    json: &Path,
+    junit: &Path,
+) -> Result<Outcome, String> {
+    run(paths, 2, Some((json.to_path_buf(), junit.to_path_buf())))
+}
+
+fn run(
+    paths: &[PathBuf],
+    jobs: usize,
+    reports: Option<(PathBuf, PathBuf)>,
+) -> Result<Outcome, String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let scenarios = match load_paths(paths) {
@@ -91,57 +108,12 @@ pub fn run_files(paths: &[PathBuf], jobs: usize) -> Result<Outcome, String> {
             &[],
             move |endpoints| {
                 *sec.lock().expect("secrets lock") = stack_secrets(endpoints);
-                let reporters: Vec<Box<dyn Reporter>> =
+                let mut reporters: Vec<Box<dyn Reporter>> =
                     vec![Box::new(ev), Box::new(Console::new(Box::new(out), false))];
-                Ok(Box::new(Fanout::new(reporters)))
-            },
-        )
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-        let events = events.0.lock().expect("events lock").clone();
-        let secrets = secrets.lock().expect("secrets lock").clone();
-        Ok(Outcome {
-            summary,
-            events,
-            console: console.text(),
-            secrets,
-        })
-    })
-}
-
-/// Like [`run_files`], also writing the JSON and JUnit reports.
-pub fn run_files_with_reports(
-    paths: &[PathBuf],
-    json: &std::path::Path,
-    junit: &std::path::Path,
-) -> Result<Outcome, String> {
-    use harness_engine::report::{json::JsonReport, junit::JunitReport};
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let scenarios = load_paths(paths).map_err(|e| format!("{e:?}"))?;
-        let events = Collect::default();
-        let console = SharedBuf::default();
-        let secrets = Arc::new(Mutex::new(Vec::new()));
-        let (ev, out, sec) = (events.clone(), console.clone(), Arc::clone(&secrets));
-        let (json, junit) = (json.to_path_buf(), junit.to_path_buf());
-        let summary = run_loaded(
-            scenarios,
-            &StackSource::Start,
-            RunOptions {
-                jobs: 2,
-                seed: 7,
-                ..RunOptions::default()
-            },
-            harness_engine::progress::silent(),
-            &[],
-            move |endpoints| {
-                *sec.lock().expect("secrets lock") = stack_secrets(endpoints);
-                let reporters: Vec<Box<dyn Reporter>> = vec![
-                    Box::new(ev),
-                    Box::new(Console::new(Box::new(out), false)),
-                    Box::new(JsonReport::new(json)),
-                    Box::new(JunitReport::new(junit)),
-                ];
+                if let Some((json, junit)) = reports {
+                    reporters.push(Box::new(JsonReport::new(json)));
+                    reporters.push(Box::new(JunitReport::new(junit)));
+                }
                 Ok(Box::new(Fanout::new(reporters)))
             },
         )

@@ -3,44 +3,15 @@
 
 use std::process::Stdio;
 
-use harness_scenario::{Command, Exec};
+use harness_scenario::Exec;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use super::{StepError, capture, expect_json};
-use crate::run::{context::Ctx, matcher};
+use crate::run::{context::Ctx, matcher, processes};
 
 pub async fn run(ctx: &mut Ctx, s: &Exec) -> Result<(), StepError> {
-    let mut cmd = match (&s.cargo, &s.command) {
-        (Some(package), _) => {
-            let builds = ctx.builds.clone();
-            let bin = builds.binary(&ctx.dir, package).await?;
-            tokio::process::Command::new(bin)
-        }
-        (None, None) => {
-            return Err(StepError::error(
-                "an `exec` step needs `command` or `cargo`",
-            ));
-        }
-        (None, Some(Command::Shell(line))) => {
-            let mut c = tokio::process::Command::new("sh");
-            c.arg("-c").arg(ctx.render_str(line)?);
-            c
-        }
-        (None, Some(Command::Argv(argv))) => {
-            let mut rendered = Vec::new();
-            for a in argv {
-                rendered.push(ctx.render_str(a)?);
-            }
-            let mut c = tokio::process::Command::new(&rendered[0]);
-            c.args(&rendered[1..]);
-            c
-        }
-    };
-    for a in &s.args {
-        let a = ctx.render_str(a)?;
-        cmd.arg(a);
-    }
+    let mut cmd = processes::program(ctx, s.cargo.as_deref(), s.command.as_ref(), &s.args).await?;
     let cwd = match &s.cwd {
         Some(d) => {
             let d = ctx.render_str(d)?;
