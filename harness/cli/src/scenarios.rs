@@ -136,7 +136,15 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
             Ok(Box::new(Fanout::new(reporters)))
         };
     match run_loaded(scenarios, &source, options, progress(), extra, make).await {
-        Ok(summary) => ExitCode::from(summary.exit_code() as u8),
+        Ok(summary) => {
+            if let Some(run_id) = &summary.kept_stack {
+                eprintln!(
+                    "kept stack {run_id} with the failed scenarios' data for inspection; \
+                     `harness status --json` shows its endpoints, `harness down {run_id}` stops it"
+                );
+            }
+            ExitCode::from(summary.exit_code() as u8)
+        }
         Err(SessionError::Invalid(d)) => {
             print_diagnostics(&d);
             ExitCode::from(2)

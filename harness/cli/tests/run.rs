@@ -126,3 +126,69 @@ fn schema_is_json_with_every_step_kind() {
         assert!(text.contains(&format!("\"{kind}\"")), "schema lacks {kind}");
     }
 }
+
+#[test]
+fn keep_leaves_the_failed_scenarios_data_and_its_stack_for_inspection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("report.json");
+    let out = harness()
+        .args([
+            "run",
+            "../engine/tests/corpus/fail/sql_rows_differ.yaml",
+            "--keep",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let run_id = err
+        .split("kept stack ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the kept stack is named")
+        .to_owned();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("JSON");
+    let kept = report["scenarios"][0]["kept"]
+        .as_str()
+        .expect("kept is reported")
+        .to_owned();
+    let database = kept
+        .split("database ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the kept database is named")
+        .to_owned();
+
+    let status = harness()
+        .args(["status", "--json"])
+        .output()
+        .expect("status");
+    let runs: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let run = runs
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["run_id"] == run_id.as_str()))
+        .expect("the kept stack is recorded");
+    let pg = &run["endpoints"]["postgres"];
+    let url = format!(
+        "postgres://{}:{}@{}:{}/{database}",
+        pg["user"].as_str().unwrap_or_default(),
+        pg["password"].as_str().unwrap_or_default(),
+        pg["host"].as_str().unwrap_or_default(),
+        pg["port"]
+    );
+    let rows = Command::new("psql")
+        .args([url.as_str(), "-tAc", "select count(*) from marks"])
+        .output()
+        .expect("psql");
+    let down = harness().args(["down", &run_id]).output().expect("down");
+    assert_eq!(
+        String::from_utf8_lossy(&rows.stdout).trim(),
+        "0",
+        "the kept database holds the scenario's table (its rollback emptied it): {}",
+        String::from_utf8_lossy(&rows.stderr)
+    );
+    assert_eq!(down.status.code(), Some(0));
+}

@@ -221,6 +221,9 @@ pub struct Summary {
     pub passed: usize,
     pub failed: usize,
     pub errored: usize,
+    /// With `--keep` and a scenario that did not pass: the stack left running for
+    /// inspection (stop it with `harness down RUN_ID`).
+    pub kept_stack: Option<String>,
 }
 
 impl Summary {
@@ -331,6 +334,7 @@ pub async fn run(
         passed: statuses.iter().filter(|s| **s == Status::Passed).count(),
         failed: statuses.iter().filter(|s| **s == Status::Failed).count(),
         errored: statuses.iter().filter(|s| **s == Status::Error).count(),
+        kept_stack: None,
     };
     emitter.emit(Event::RunFinished {
         passed: summary.passed,

@@ -111,7 +111,8 @@ where
             (None, record.endpoints)
         }
     };
-    let outcome = match plan(&scenarios, &endpoints, &options.extensions) {
+    let keep = options.keep;
+    let mut outcome = match plan(&scenarios, &endpoints, &options.extensions) {
         Err(d) => Err(SessionError::Invalid(d)),
         Ok(()) => match make_reporter(&endpoints) {
             Ok(mut reporter) => super::run(
@@ -127,7 +128,16 @@ where
         },
     };
     if let Some(stack) = stack {
-        stack.shutdown().await;
+        let inspect = keep && matches!(&outcome, Ok(s) if s.failed + s.errored > 0);
+        if inspect {
+            // What `--keep` kept (databases, buckets, labels) lives in this stack.
+            let record = stack.detach()?;
+            if let Ok(summary) = outcome.as_mut() {
+                summary.kept_stack = Some(record.run_id);
+            }
+        } else {
+            stack.shutdown().await;
+        }
     }
     outcome
 }
