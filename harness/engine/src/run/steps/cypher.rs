@@ -20,7 +20,7 @@ pub async fn run(ctx: &mut Ctx, s: &Cypher) -> Result<(), StepError> {
         q = q.param(k, to_bolt(&v));
     }
     let result = run_query(&graph, q).await;
-    let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the query failed")? else {
+    let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the query")? else {
         return Ok(());
     };
     check_rows(ctx, &doc, &s.expect)?;

@@ -190,7 +190,8 @@ pub fn capture(
 }
 
 /// The step's `expect.error`: when set, the operation must have failed with a matching
-/// message; when unset, a failure is an error of the step.
+/// message; when unset, a failure is an error of the step. `what` names the operation
+/// ("the statement").
 pub fn expect_error<T>(
     ctx: &mut Ctx,
     result: Result<T, String>,
@@ -199,7 +200,7 @@ pub fn expect_error<T>(
 ) -> Result<Option<T>, StepError> {
     match (result, want) {
         (Ok(v), None) => Ok(Some(v)),
-        (Err(e), None) => Err(StepError::error(format!("{what}: {e}"))),
+        (Err(e), None) => Err(StepError::error(format!("{what} failed: {e}"))),
         (Err(e), Some(m)) => {
             matcher::check(ctx, "error", m, Some(&Value::String(e)))?;
             Ok(None)

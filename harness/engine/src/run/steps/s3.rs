@@ -128,13 +128,7 @@ pub async fn run(ctx: &mut Ctx, s: &S3) -> Result<(), StepError> {
             .map(|o| json!({"key": key_s, "version_id": o.version_id()}))
             .map_err(|e| sdk_error(&e)),
     };
-    let Some(doc) = expect_error(
-        ctx,
-        result,
-        s.expect.error.as_ref(),
-        "the s3 operation failed",
-    )?
-    else {
+    let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the s3 operation")? else {
         return Ok(());
     };
     if let Some(want) = s.expect.exists {

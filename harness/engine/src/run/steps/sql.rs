@@ -35,8 +35,7 @@ pub async fn run(ctx: &mut Ctx, s: &Sql) -> Result<(), StepError> {
         (None, None) => return Err(StepError::error("a `sql` step needs `query` or `execute`")),
     };
     let result = run_statement(pool, role, settings, statement, params, is_query).await;
-    let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the statement failed")?
-    else {
+    let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the statement")? else {
         return Ok(());
     };
     check_rows(ctx, &doc, &s.expect)?;

@@ -177,3 +177,38 @@ pub fn items(text: &str, signal: Signal) -> Vec<Value> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const LINES: &str = concat!(
+        r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}}]},"scopeSpans":[{"spans":[{"name":"GET /x","traceId":"t1","attributes":[{"key":"http.status","value":{"intValue":"200"}}]}]}]}]}"#,
+        "\n",
+        r#"{"resourceMetrics":[{"resource":{"attributes":[]},"scopeMetrics":[{"metrics":[{"name":"requests","sum":{"dataPoints":[{"asInt":"3","attributes":[{"key":"route","value":{"stringValue":"/x"}}]},{"asInt":"1"}]}}]}]}]}"#,
+        "\n",
+        r#"{"resourceLogs":[{"resource":{"attributes":[]},"scopeLogs":[{"logRecords":[{"body":{"stringValue":"started"},"severityText":"INFO"}]}]}]}"#,
+        "\n",
+        r#"{"resourceSpans":[ a line still being written"#,
+    );
+
+    #[test]
+    fn spans_metrics_and_logs_become_flat_items() {
+        let spans = items(LINES, Signal::Spans);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0]["name"], "GET /x");
+        assert_eq!(lookup(&spans[0], "service.name"), Some(json!("api")));
+        assert_eq!(lookup(&spans[0], "http.status"), Some(json!(200)));
+
+        let points = items(LINES, Signal::Metrics);
+        assert_eq!(points.len(), 2, "one item per data point");
+        assert_eq!(points[0]["value"], json!(3));
+        assert_eq!(lookup(&points[0], "route"), Some(json!("/x")));
+
+        let logs = items(LINES, Signal::Logs);
+        assert_eq!(logs[0]["name"], "started");
+        assert_eq!(lookup(&logs[0], "nothing"), None);
+    }
+}
