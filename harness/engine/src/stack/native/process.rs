@@ -112,4 +112,9 @@ pub async fn stop_group(pgid: u32, signal: Signal, grace: Duration) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = killpg(group, Signal::SIGKILL);
+    // Return only once the group is gone, so a caller that checks right after sees it gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while group_alive(pgid) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
