@@ -192,3 +192,59 @@ fn keep_leaves_the_failed_scenarios_data_and_its_stack_for_inspection() {
     );
     assert_eq!(down.status.code(), Some(0));
 }
+
+#[test]
+fn trace_otlp_sends_the_runs_own_spans_to_the_attached_collector() {
+    let up = harness()
+        .args(["up", "--services", "otel", "--detach", "--json"])
+        .output()
+        .expect("up");
+    assert_eq!(
+        up.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let stack: serde_json::Value = serde_json::from_slice(&up.stdout).expect("up JSON");
+    let run_id = stack["run_id"].as_str().expect("run id").to_owned();
+    let output = stack["services"]["otel"]["output_file"]
+        .as_str()
+        .expect("output file")
+        .to_owned();
+    let run = harness()
+        .args([
+            "run",
+            "../engine/tests/corpus/pass/process_http_server.yaml",
+            "--attach",
+            &run_id,
+            "--trace",
+            "otlp",
+        ])
+        .output()
+        .expect("run");
+    // The collector batches and flushes its file every 50 ms; give it a moment.
+    let mut received = String::new();
+    for _ in 0..100 {
+        received = std::fs::read_to_string(&output).unwrap_or_default();
+        if received.contains("\"harness run\"") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let down = harness().args(["down", &run_id]).output().expect("down");
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        received.contains("\"harness run\""),
+        "the run span reached the collector"
+    );
+    assert!(
+        received.contains("the process answers on its port"),
+        "step spans reached the collector"
+    );
+    assert_eq!(down.status.code(), Some(0));
+}
