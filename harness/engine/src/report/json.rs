@@ -42,6 +42,9 @@ pub struct ScenarioDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept: Option<String>,
     pub steps: Vec<StepDoc>,
+    /// Whether `ScenarioFinished` was seen (not written: `status` says `error` otherwise).
+    #[serde(skip)]
+    pub finished: bool,
 }
 
 /// One finished step.
@@ -67,38 +70,18 @@ struct RunTotals {
     duration_ms: f64,
 }
 
-/// Collects a run's events and writes them as one JSON document on [`Reporter::finish`].
-pub struct JsonReport {
-    destination: Destination,
+/// Folds a run's events into a [`Document`]; shared by the JSON and JUnit reports.
+#[derive(Default)]
+pub(crate) struct Collector {
     run_id: String,
     seed: u64,
     totals: Option<RunTotals>,
     scenarios: BTreeMap<usize, ScenarioDoc>,
 }
 
-impl JsonReport {
-    /// Writes the document to `path` (parent directories are created).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self::with_destination(Destination::Path(path.into()))
-    }
-
-    /// Writes the document to `writer`, for example stdout.
-    pub fn to_writer(writer: Box<dyn std::io::Write + Send>) -> Self {
-        Self::with_destination(Destination::Writer(writer))
-    }
-
-    fn with_destination(destination: Destination) -> Self {
-        Self {
-            destination,
-            run_id: String::new(),
-            seed: 0,
-            totals: None,
-            scenarios: BTreeMap::new(),
-        }
-    }
-
+impl Collector {
     /// The document as it stands: complete once `RunFinished` has been seen.
-    pub fn report(&self) -> Document {
+    pub(crate) fn document(&self) -> Document {
         let scenarios: Vec<ScenarioDoc> = self.scenarios.values().cloned().collect();
         let totals = self.totals.as_ref();
         let count = |status| scenarios.iter().filter(|s| s.status == status).count();
@@ -114,11 +97,6 @@ impl JsonReport {
         }
     }
 
-    /// The document as a JSON value.
-    pub fn document(&self) -> serde_json::Value {
-        serde_json::to_value(self.report()).unwrap_or(serde_json::Value::Null)
-    }
-
     fn scenario(&mut self, index: usize) -> &mut ScenarioDoc {
         self.scenarios.entry(index).or_insert_with(|| ScenarioDoc {
             name: String::new(),
@@ -130,12 +108,11 @@ impl JsonReport {
             rollback_failures: Vec::new(),
             kept: None,
             steps: Vec::new(),
+            finished: false,
         })
     }
-}
 
-impl Reporter for JsonReport {
-    fn event(&mut self, event: &Event) {
+    pub(crate) fn event(&mut self, event: &Event) {
         match event {
             Event::RunStarted { run_id, seed, .. } => {
                 self.run_id.clone_from(run_id);
@@ -192,6 +169,7 @@ impl Reporter for JsonReport {
                 doc.failed_step.clone_from(failed_step);
                 doc.rollback_failures.clone_from(rollback_failures);
                 doc.kept.clone_from(kept);
+                doc.finished = true;
             }
             Event::RunFinished {
                 passed,
@@ -207,6 +185,47 @@ impl Reporter for JsonReport {
                 });
             }
         }
+    }
+}
+
+/// Collects a run's events and writes them as one JSON document on [`Reporter::finish`].
+pub struct JsonReport {
+    destination: Destination,
+    collector: Collector,
+}
+
+impl JsonReport {
+    /// Writes the document to `path` (parent directories are created).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_destination(Destination::Path(path.into()))
+    }
+
+    /// Writes the document to `writer`, for example stdout.
+    pub fn to_writer(writer: Box<dyn std::io::Write + Send>) -> Self {
+        Self::with_destination(Destination::Writer(writer))
+    }
+
+    fn with_destination(destination: Destination) -> Self {
+        Self {
+            destination,
+            collector: Collector::default(),
+        }
+    }
+
+    /// The document as it stands: complete once `RunFinished` has been seen.
+    pub fn report(&self) -> Document {
+        self.collector.document()
+    }
+
+    /// The document as a JSON value.
+    pub fn document(&self) -> serde_json::Value {
+        serde_json::to_value(self.report()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Reporter for JsonReport {
+    fn event(&mut self, event: &Event) {
+        self.collector.event(event);
     }
 
     fn finish(&mut self) -> std::io::Result<()> {

@@ -7,32 +7,24 @@
 //! `<error>` instead. Rollbacks that failed are listed in the description and in
 //! `system-err`.
 
-use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf};
+use std::{fmt::Write as _, path::PathBuf};
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{Destination, millis};
+use super::{
+    Destination,
+    json::{Collector, ScenarioDoc},
+    millis,
+};
 use crate::run::events::{Event, FailedStep, Reporter, Status};
 
 /// The name of the report and of its test suite.
 pub const SUITE: &str = "harness";
 
-struct Scenario {
-    name: String,
-    file: String,
-    status: Status,
-    duration_ms: f64,
-    failed_step: Option<FailedStep>,
-    rollback_failures: Vec<FailedStep>,
-    finished: bool,
-}
-
 /// Collects scenario results and writes JUnit XML on [`Reporter::finish`].
 pub struct JunitReport {
     destination: Destination,
-    run_id: Option<String>,
-    duration_ms: f64,
-    scenarios: BTreeMap<usize, Scenario>,
+    collector: Collector,
 }
 
 impl JunitReport {
@@ -49,22 +41,21 @@ impl JunitReport {
     fn with_destination(destination: Destination) -> Self {
         Self {
             destination,
-            run_id: None,
-            duration_ms: 0.0,
-            scenarios: BTreeMap::new(),
+            collector: Collector::default(),
         }
     }
 
     /// The report as it stands.
     pub fn report(&self) -> Report {
+        let run = self.collector.document();
         let mut suite = TestSuite::new(SUITE);
-        if let Some(run_id) = &self.run_id {
-            suite.add_property(("run_id", run_id.as_str()));
+        if !run.run_id.is_empty() {
+            suite.add_property(("run_id", run.run_id.as_str()));
         }
-        suite.set_time(millis(self.duration_ms));
-        suite.add_test_cases(self.scenarios.values().map(test_case));
+        suite.set_time(millis(run.duration_ms));
+        suite.add_test_cases(run.scenarios.iter().map(test_case));
         let mut report = Report::new(SUITE);
-        report.set_time(millis(self.duration_ms));
+        report.set_time(millis(run.duration_ms));
         report.add_test_suite(suite);
         report
     }
@@ -73,55 +64,11 @@ impl JunitReport {
     pub fn to_xml(&self) -> std::io::Result<String> {
         self.report().to_string().map_err(std::io::Error::other)
     }
-
-    fn scenario(&mut self, index: usize) -> &mut Scenario {
-        self.scenarios.entry(index).or_insert_with(|| Scenario {
-            name: String::new(),
-            file: String::new(),
-            status: Status::Error,
-            duration_ms: 0.0,
-            failed_step: None,
-            rollback_failures: Vec::new(),
-            finished: false,
-        })
-    }
 }
 
 impl Reporter for JunitReport {
     fn event(&mut self, event: &Event) {
-        match event {
-            Event::RunStarted { run_id, .. } => self.run_id = Some(run_id.clone()),
-            Event::ScenarioStarted {
-                scenario,
-                name,
-                file,
-            } => {
-                let s = self.scenario(*scenario);
-                s.name.clone_from(name);
-                s.file.clone_from(file);
-            }
-            Event::ScenarioFinished {
-                scenario,
-                name,
-                file,
-                status,
-                duration_ms,
-                failed_step,
-                rollback_failures,
-                ..
-            } => {
-                let s = self.scenario(*scenario);
-                s.name.clone_from(name);
-                s.file.clone_from(file);
-                s.status = *status;
-                s.duration_ms = *duration_ms;
-                s.failed_step.clone_from(failed_step);
-                s.rollback_failures.clone_from(rollback_failures);
-                s.finished = true;
-            }
-            Event::RunFinished { duration_ms, .. } => self.duration_ms = *duration_ms,
-            Event::StepFinished { .. } => {}
-        }
+        self.collector.event(event);
     }
 
     fn finish(&mut self) -> std::io::Result<()> {
@@ -130,7 +77,7 @@ impl Reporter for JunitReport {
     }
 }
 
-fn test_case(s: &Scenario) -> TestCase {
+fn test_case(s: &ScenarioDoc) -> TestCase {
     let status = match (s.status, s.finished) {
         (Status::Passed, _) if s.rollback_failures.is_empty() => TestCaseStatus::success(),
         (Status::Skipped, _) => TestCaseStatus::skipped(),
@@ -146,7 +93,7 @@ fn test_case(s: &Scenario) -> TestCase {
     case
 }
 
-fn non_success(kind: NonSuccessKind, s: &Scenario) -> TestCaseStatus {
+fn non_success(kind: NonSuccessKind, s: &ScenarioDoc) -> TestCaseStatus {
     let mut status = TestCaseStatus::non_success(kind);
     let (message, kind_name) = match (&s.failed_step, s.finished) {
         (_, false) => (
