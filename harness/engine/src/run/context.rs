@@ -71,10 +71,6 @@ impl Redactor {
             _ => {}
         }
     }
-
-    pub fn secrets(&self) -> Vec<String> {
-        self.secrets.read().map(|l| l.clone()).unwrap_or_default()
-    }
 }
 
 /// Everything a step can read or change.

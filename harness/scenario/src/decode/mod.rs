@@ -518,7 +518,7 @@ fn captures(cx: &mut Cx, node: &Node, allow_header: bool) -> Option<BTreeMap<Str
                 let secret = opt(cx, &f, "secret", boolean).unwrap_or(false);
                 let from = match (f.get("path"), f.get("header")) {
                     (Some(p), None) => {
-                        let path = name_or_string(cx, p)?;
+                        let path = string(cx, p)?;
                         json_path(cx, p, &path).then_some(CaptureFrom::Path(path))?
                     }
                     (None, Some(h)) => CaptureFrom::Header(string(cx, h)?.to_ascii_lowercase()),
@@ -535,10 +535,6 @@ fn captures(cx: &mut Cx, node: &Node, allow_header: bool) -> Option<BTreeMap<Str
             }
         }
     })
-}
-
-fn name_or_string(cx: &mut Cx, node: &Node) -> Option<String> {
-    string(cx, node)
 }
 
 /// A Cargo package name (`cargo:` in processes and `exec`).

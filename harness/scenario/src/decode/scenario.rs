@@ -80,7 +80,6 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
         step_list(cx, n, Phase::Rollbacks)
     });
 
-    let _ = f.keys();
     Some(Scenario {
         name: scenario_name?,
         description,
