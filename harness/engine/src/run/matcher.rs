@@ -29,7 +29,8 @@ pub fn check(
     })
 }
 
-fn render(ctx: &mut Ctx, op: &MatchOp) -> Result<MatchOp, StepError> {
+/// Expands the `${…}` references in a matcher's expected values.
+pub fn render(ctx: &mut Ctx, op: &MatchOp) -> Result<MatchOp, StepError> {
     Ok(match op {
         MatchOp::Eq(v) => MatchOp::Eq(ctx.render_value(v)?),
         MatchOp::Ne(v) => MatchOp::Ne(ctx.render_value(v)?),

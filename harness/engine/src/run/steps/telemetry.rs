@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use harness_scenario::{MatchOp, Signal, Telemetry};
+use harness_scenario::{Signal, Telemetry};
 use serde_json::{Map, Value, json};
 
 use super::{StepError, capture};
@@ -21,7 +21,7 @@ pub async fn run(ctx: &mut Ctx, s: &Telemetry) -> Result<(), StepError> {
     let deadline = tokio::time::Instant::now() + within;
     let mut filters = Vec::new();
     for (k, m) in &s.filter {
-        filters.push((k.clone(), render_op(ctx, &m.op)?));
+        filters.push((k.clone(), matcher::render(ctx, &m.op)?));
     }
     loop {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
@@ -35,7 +35,7 @@ pub async fn run(ctx: &mut Ctx, s: &Telemetry) -> Result<(), StepError> {
             .collect();
         let count = Value::from(matching.len());
         let ok = match &s.expect.count {
-            Some(m) => matcher::holds(&render_op(ctx, &m.op)?, Some(&count)),
+            Some(m) => matcher::holds(&matcher::render(ctx, &m.op)?, Some(&count)),
             None => !matching.is_empty(),
         };
         if ok {
@@ -64,17 +64,6 @@ pub async fn run(ctx: &mut Ctx, s: &Telemetry) -> Result<(), StepError> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn render_op(ctx: &mut Ctx, op: &MatchOp) -> Result<MatchOp, StepError> {
-    Ok(match op {
-        MatchOp::Eq(v) => MatchOp::Eq(ctx.render_value(v)?),
-        MatchOp::Ne(v) => MatchOp::Ne(ctx.render_value(v)?),
-        MatchOp::Contains(v) => MatchOp::Contains(ctx.render_value(v)?),
-        MatchOp::Excludes(v) => MatchOp::Excludes(ctx.render_value(v)?),
-        MatchOp::Matches(r) => MatchOp::Matches(ctx.render_str(r)?),
-        other => other.clone(),
-    })
 }
 
 /// `name`, then item attributes, then resource attributes.
