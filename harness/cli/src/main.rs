@@ -2,7 +2,11 @@
 
 mod scenarios;
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
 
 use scenarios::{run_scenarios, validate};
 
@@ -11,7 +15,7 @@ use harness_engine::{
     Error,
     progress::{Progress, ProgressEvent},
     runtimes::{self, RuntimeKind, RuntimeStatus},
-    stack::{self, ServiceKind, Stack},
+    stack::{self, ProviderKind, ServiceKind, Stack},
 };
 
 #[derive(Parser)]
@@ -42,9 +46,19 @@ enum Command {
         /// Comma-separated services: postgres, s3, neo4j, otel (default: all).
         #[arg(long, value_delimiter = ',')]
         services: Vec<String>,
-        /// Only `native` is available in this build.
-        #[arg(long, default_value = "native")]
+        /// native (child processes), docker (containers through testcontainers), or
+        /// external (attach to a stack someone else started; needs --from).
+        #[arg(long, env = "HARNESS_PROVIDER", default_value = "native")]
         provider: String,
+        /// external: an endpoints file, or a compose file with an `x-harness` key.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// external: allow endpoints that are not on this machine.
+        #[arg(long)]
+        allow_remote: bool,
+        /// docker: the image of a service, as SERVICE=IMAGE (repeatable).
+        #[arg(long = "image", value_name = "SERVICE=IMAGE")]
+        images: Vec<String>,
         /// Fixed ports, as SERVICE=PORT (repeatable).
         #[arg(long = "port", value_name = "SERVICE=PORT")]
         ports: Vec<String>,
@@ -72,6 +86,33 @@ enum Command {
     },
     /// Print the JSON Schema of scenario files (for editor completion).
     Schema,
+    /// Images for the Docker provider.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Build the local images from infra/docker (no registry needed): the services', and
+    /// the sample apps' when run inside the project.
+    Build {
+        /// Comma-separated: postgres, s3, neo4j, otel, sample-api, sample-ingest (default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Rebuild even when nothing changed.
+        #[arg(long)]
+        force: bool,
+        /// The folder of Dockerfiles (default: ./infra/docker).
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+    },
+    /// Show which image each service would run, and whether it is on this machine.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -106,6 +147,10 @@ struct RunArgs {
     /// Run on a stack started with `harness up --detach` instead of starting one.
     #[arg(long, value_name = "RUN_ID")]
     attach: Option<String>,
+    /// The provider of the stack this run starts: native or docker (default:
+    /// HARNESS_PROVIDER, else native).
+    #[arg(long)]
+    provider: Option<String>,
     /// Colour in console output (default: when stderr is a terminal).
     #[arg(long)]
     color: Option<bool>,
@@ -182,7 +227,7 @@ fn kinds(names: &[String]) -> Result<Vec<RuntimeKind>, Error> {
 
 async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Doctor { json } => doctor(json),
+        Command::Doctor { json } => doctor(json).await,
         Command::Runtimes {
             command: RuntimesCommand::Install { only, force },
         } => {
@@ -200,10 +245,26 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Up {
             services,
             provider,
+            from,
+            allow_remote,
+            images,
             ports,
             detach,
             json,
-        } => up(&services, &provider, &ports, detach, json).await,
+        } => {
+            let provider = ProviderKind::parse(&provider)?;
+            if provider == ProviderKind::External {
+                return attach_external(from.as_deref(), allow_remote, json).await;
+            }
+            if from.is_some() {
+                return Err(Error::BadInput(
+                    "read --from: it names the stack to attach to, so it needs --provider external"
+                        .into(),
+                ));
+            }
+            up(&services, provider, &images, &ports, detach, json).await
+        }
+        Command::Images { command } => images_command(command).await,
         Command::Status { json } => {
             let runs = stack::list();
             if json {
@@ -212,14 +273,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 println!("no stacks are recorded");
             } else {
                 for r in runs {
-                    let state = if r.any_service_alive() {
-                        "running"
-                    } else {
-                        "dead"
-                    };
+                    let state = if r.alive().await { "running" } else { "dead" };
                     let mode = if r.detached { "detached" } else { "attached" };
-                    let names: Vec<_> = r.services.iter().map(|(n, _)| n.as_str()).collect();
-                    println!("{}  {state}  {mode}  {}", r.run_id, names.join(","));
+                    let names = service_names(&r.endpoints);
+                    println!(
+                        "{}  {state}  {mode}  {}  {}",
+                        r.run_id,
+                        r.provider.name(),
+                        names.join(",")
+                    );
                 }
             }
             Ok(())
@@ -243,23 +305,163 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+fn service_names(e: &stack::Endpoints) -> Vec<&'static str> {
+    [
+        ("postgres", e.postgres.is_some()),
+        ("s3", e.s3.is_some()),
+        ("neo4j", e.neo4j.is_some()),
+        ("otel", e.otel.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(n, present)| present.then_some(n))
+    .collect()
+}
+
+/// `harness up --provider external --from FILE`: check the stack answers and record it.
+async fn attach_external(from: Option<&Path>, allow_remote: bool, json: bool) -> Result<(), Error> {
+    let from = from.ok_or_else(|| {
+        Error::BadInput(
+            "attach: --provider external needs --from FILE (an endpoints file, or a compose \
+             file with an `x-harness` key such as infra/compose/compose.yaml)"
+                .into(),
+        )
+    })?;
+    let record = stack::external::attach(from, allow_remote).await?;
+    if json {
+        print_json(&serde_json::json!({
+            "run_id": record.run_id,
+            "provider": "external",
+            "services": record.endpoints,
+        }));
+    } else {
+        println!(
+            "attached to the external stack as {} ({}); run scenarios on it with \
+             `harness run --attach {}`; `harness down {}` forgets it and stops nothing",
+            record.run_id,
+            service_names(&record.endpoints).join(", "),
+            record.run_id,
+            record.run_id
+        );
+    }
+    Ok(())
+}
+
+async fn images_command(command: ImagesCommand) -> Result<(), Error> {
+    use stack::docker::{build, images};
+    match command {
+        ImagesCommand::Build { only, force, from } => {
+            let wanted: Vec<images::ImageSpec> = if only.is_empty() {
+                images::ALL.to_vec()
+            } else {
+                only.iter()
+                    .map(|n| {
+                        images::ALL
+                            .into_iter()
+                            .find(|s| s.name == n.trim())
+                            .ok_or_else(|| Error::UnknownService {
+                                name: n.clone(),
+                                known: images::ALL.map(|s| s.name).join(", "),
+                            })
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            let (apps, services): (Vec<_>, Vec<_>) = wanted
+                .into_iter()
+                .partition(|s| s.name.starts_with("sample-"));
+            let mut app_binaries = Vec::new();
+            if !apps.is_empty() {
+                let builds = harness_engine::run::processes::Builds::new(
+                    std::env::var_os("HARNESS_BIN_DIR").map(PathBuf::from),
+                );
+                for app in apps {
+                    if !Path::new("fixtures/apps").is_dir() {
+                        eprintln!(
+                            "  skipping {}: run `harness images build` from the project's folder to build the sample apps",
+                            app.name
+                        );
+                        continue;
+                    }
+                    eprintln!("  building {} (cargo build -p {})", app.name, app.name);
+                    let bin = builds
+                        .binary(Path::new("."), app.name)
+                        .await
+                        .map_err(|e| Error::Other(e.message().to_owned()))?;
+                    app_binaries.push((app, bin));
+                }
+            }
+            let options = build::BuildOptions {
+                docker_dir: from.unwrap_or_else(build::default_docker_dir),
+                only: services,
+                app_binaries,
+                force,
+            };
+            for b in build::build(options, &progress()).await? {
+                println!(
+                    "{}  {}  recipe {}  {:.1}s",
+                    b.image,
+                    if b.rebuilt { "built" } else { "up to date" },
+                    b.recipe,
+                    b.seconds
+                );
+            }
+            Ok(())
+        }
+        ImagesCommand::List { json } => {
+            let docker = stack::docker::connect().await?;
+            let mut rows = Vec::new();
+            for spec in images::ALL {
+                let mut present = Vec::new();
+                for image in [spec.upstream, spec.local] {
+                    if images::present(&docker, image).await? && !present.contains(&image) {
+                        present.push(image);
+                    }
+                }
+                let chosen = spec.resolve(&docker, None).await.ok();
+                rows.push(serde_json::json!({
+                    "name": spec.name, "upstream": spec.upstream, "local": spec.local,
+                    "env": spec.env, "present": present, "runs": chosen,
+                }));
+            }
+            if json {
+                print_json(&rows);
+            } else {
+                for r in &rows {
+                    println!(
+                        "{:<14} runs {:<46} (upstream {}, local {}, override {})",
+                        r["name"].as_str().unwrap_or_default(),
+                        r["runs"].as_str().unwrap_or("nothing: missing"),
+                        r["upstream"].as_str().unwrap_or_default(),
+                        r["local"].as_str().unwrap_or_default(),
+                        r["env"].as_str().unwrap_or_default(),
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 async fn up(
     services: &[String],
-    provider: &str,
+    provider: ProviderKind,
+    images: &[String],
     ports: &[String],
     detach: bool,
     json: bool,
 ) -> Result<(), Error> {
-    if provider != "native" {
-        return Err(Error::UnknownService {
-            name: format!("provider {provider}"),
-            known: "native".into(),
-        });
-    }
     let mut signals = StopSignals::register();
-    let mut builder = Stack::builder().progress(progress());
+    let mut builder = Stack::builder().progress(progress()).provider(provider);
     for kind in kinds(services)? {
         builder = builder.service(kind);
+    }
+    for spec in images {
+        let (name, image) = spec
+            .split_once('=')
+            .filter(|(_, i)| !i.is_empty())
+            .ok_or_else(|| {
+                Error::BadInput(format!("read --image `{spec}`: expected SERVICE=IMAGE"))
+            })?;
+        builder = builder.image(ServiceKind::parse(name)?, image);
     }
     for spec in ports {
         let (name, port) = spec
@@ -271,6 +473,7 @@ async fn up(
     let stack = builder.start().await?;
     let summary = serde_json::json!({
         "run_id": stack.run_id(),
+        "provider": stack.provider().name(),
         "run_dir": stack.run_dir(),
         "services": stack.endpoints(),
     });
@@ -338,7 +541,7 @@ fn print_json<T: serde::Serialize>(value: &T) {
     }
 }
 
-fn doctor(json: bool) -> Result<(), Error> {
+async fn doctor(json: bool) -> Result<(), Error> {
     let mut rows = Vec::new();
     for kind in RuntimeKind::ALL {
         let (state, detail, fix) = match runtimes::status(kind, true) {
@@ -362,6 +565,16 @@ fn doctor(json: bool) -> Result<(), Error> {
     rows.push(serde_json::json!({
         "runtime": "provider:native", "version": "", "state": "ok", "detail": "", "fix": "",
     }));
+    rows.push(match stack::docker::connect().await {
+        Ok(_) => serde_json::json!({
+            "runtime": "provider:docker", "version": "", "state": "ok", "detail": "", "fix": "",
+        }),
+        Err(e) => serde_json::json!({
+            "runtime": "provider:docker", "version": "", "state": "missing",
+            "detail": e.to_string().lines().next().unwrap_or_default(),
+            "fix": "see `harness images list`; the Docker engine and images are needed only for --provider docker",
+        }),
+    });
     if json {
         print_json(&rows);
     } else {

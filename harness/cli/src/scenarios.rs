@@ -10,6 +10,7 @@ use harness_engine::{
         Reporter, RunOptions,
         session::{SessionError, StackSource, load_paths, run_loaded},
     },
+    stack::ProviderKind,
 };
 use harness_scenario::{Diagnostics, Service};
 
@@ -98,9 +99,13 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
         progress: progress(),
         ..RunOptions::default()
     };
-    let source = match args.attach {
-        Some(id) => StackSource::Attach(id),
-        None => StackSource::Start,
+    let source = match (args.attach, args.provider.as_deref()) {
+        (Some(id), _) => StackSource::Attach(id),
+        (None, Some(p)) => match ProviderKind::parse(p) {
+            Ok(p) => StackSource::StartWith(p),
+            Err(e) => return fail(&e),
+        },
+        (None, None) => StackSource::Start,
     };
     let extra: &[Service] = if trace == Some("otlp") {
         &[Service::Otel]

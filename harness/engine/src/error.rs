@@ -61,6 +61,26 @@ pub enum Error {
         tail: String,
     },
 
+    #[error("reach the Docker engine: {detail}\n  fix: {fix}")]
+    DockerUnavailable { detail: String, fix: String },
+
+    #[error(
+        "use the Docker engine: it speaks API {found}, and the Docker provider (testcontainers) needs API {needed} or newer\n  fix: upgrade the Docker engine, or use `--provider native`"
+    )]
+    DockerTooOld { found: String, needed: String },
+
+    #[error(
+        "find the {service} image: {image} is not on this machine, and harness does not pull\n  fix: {fix}"
+    )]
+    ImageMissing {
+        service: String,
+        image: String,
+        fix: String,
+    },
+
+    #[error("docker: {0}")]
+    Docker(String),
+
     #[error("service {0} is not part of this stack")]
     NotInStack(&'static str),
 

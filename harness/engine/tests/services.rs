@@ -1,4 +1,5 @@
-//! One test per service: start it through the native provider and do a real round trip.
+//! One test per service: start it and do a real round trip. The provider is HARNESS_PROVIDER
+//! (native when unset), so CI runs this file once per provider.
 
 use aws_sdk_s3::{
     primitives::ByteStream,

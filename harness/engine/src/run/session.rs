@@ -10,15 +10,18 @@ use super::{Loaded, RunOptions, Summary, discover, events::Reporter, load, plan,
 use crate::{
     error::Error,
     progress::Progress,
-    stack::{Endpoints, ServiceKind, Stack},
+    stack::{Endpoints, ProviderKind, ServiceKind, Stack},
 };
 
 /// Where the stack comes from.
 #[derive(Clone, Debug, Default)]
 pub enum StackSource {
-    /// Start the services the scenarios need, natively, and stop them afterwards.
+    /// Start the services the scenarios need with the default provider
+    /// (`HARNESS_PROVIDER`, else native), and stop them afterwards.
     #[default]
     Start,
+    /// The same, with this provider.
+    StartWith(ProviderKind),
     /// Use a stack started with `harness up --detach` (its run id).
     Attach(String),
 }
@@ -90,8 +93,11 @@ where
     let mut needed = services(&scenarios);
     needed.extend(extra.iter().copied());
     let (stack, endpoints) = match source {
-        StackSource::Start => {
+        StackSource::Start | StackSource::StartWith(_) => {
             let mut builder = Stack::builder().progress(progress);
+            if let StackSource::StartWith(p) = source {
+                builder = builder.provider(*p);
+            }
             for s in &needed {
                 builder = builder.service(kind(*s));
             }

@@ -3,8 +3,11 @@
 //! stops every service and removes its folder; [`Stack::detach`] leaves it running for
 //! `harness down` to stop later.
 
+pub mod docker;
+pub mod external;
 pub mod native;
 pub mod ports;
+pub mod provider;
 pub mod readiness;
 pub mod state;
 
@@ -19,7 +22,8 @@ pub use self::native::{
     otel::{CollectorOutput, OtelEndpoint, ReceivedSpan},
     postgres::PostgresEndpoint,
 };
-use self::{native::process::ServiceProcess, state::RunRecord};
+pub use self::provider::{Fault, ProviderKind};
+use self::{docker::ContainerService, native::process::ServiceProcess, state::RunRecord};
 use crate::{
     error::{Error, IoContext},
     home,
@@ -44,10 +48,12 @@ pub struct Endpoints {
     pub otel: Option<OtelEndpoint>,
 }
 
-/// Chooses the services of a stack.
+/// Chooses the services of a stack and the provider that runs them.
 pub struct StackBuilder {
     services: Vec<ServiceKind>,
     ports: BTreeMap<ServiceKind, u16>,
+    images: BTreeMap<ServiceKind, String>,
+    provider: Option<ProviderKind>,
     progress: Progress,
     install: bool,
 }
@@ -84,14 +90,37 @@ impl StackBuilder {
         self.progress = progress;
         self
     }
+    /// The provider (default: `HARNESS_PROVIDER`, else native).
+    pub fn provider(mut self, provider: ProviderKind) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+    /// The image a service runs from under the Docker provider, instead of the default
+    /// (which `HARNESS_IMAGE_<SERVICE>` also overrides).
+    pub fn image(mut self, kind: ServiceKind, image: impl Into<String>) -> Self {
+        self.images.insert(kind, image.into());
+        self
+    }
     /// Whether missing runtimes are installed (default) or reported as an error.
     pub fn install_missing(mut self, install: bool) -> Self {
         self.install = install;
         self
     }
 
-    /// Reaps orphans, installs what is missing, and starts every service in parallel.
+    /// Reaps orphans, installs what is missing (native) or finds the images (docker), and
+    /// starts every service in parallel.
     pub async fn start(self) -> Result<Stack, Error> {
+        let provider = match self.provider {
+            Some(p) => p,
+            None => ProviderKind::from_env()?,
+        };
+        if provider == ProviderKind::External {
+            return Err(Error::BadInput(
+                "start a stack: the external provider starts nothing; attach with \
+                 `harness up --provider external --from FILE`"
+                    .into(),
+            ));
+        }
         for run in state::reap().await {
             (self.progress)(&ProgressEvent::Reaped { run_id: run });
         }
@@ -99,7 +128,10 @@ impl StackBuilder {
         for (kind, port) in &self.ports {
             fixed.insert(*kind, ports::check_requested(kind.name(), *port)?);
         }
-        let installed = self.runtimes().await?;
+        let launch = match provider {
+            ProviderKind::Docker => self.docker_launch().await?,
+            _ => Launch::Native(self.runtimes().await?),
+        };
         let run_id = format!("{}-{}", std::process::id(), random_id(6));
         let run_dir = home::run_data_root().join(&run_id);
         let record = RunRecord {
@@ -107,28 +139,47 @@ impl StackBuilder {
             owner_pid: std::process::id(),
             owner_start: state::start_ticks(std::process::id()).unwrap_or(0),
             run_dir: run_dir.clone(),
+            provider,
             ..RunRecord::default()
         };
         record.save()?;
         let mut stack = Stack {
             record,
-            processes: Vec::new(),
+            services: Vec::new(),
+            docker: None,
             detached: false,
         };
         create_run_dir(&run_dir)?;
         let record = Arc::new(std::sync::Mutex::new(stack.record.clone()));
-        let starts = installed.into_iter().map(|rt| {
-            let (run_dir, progress, record) =
-                (run_dir.clone(), self.progress.clone(), record.clone());
-            let port = fixed.get(&rt.kind).copied();
-            async move { start_service(&run_dir, rt, port, &progress, &record).await }
-        });
-        let results = futures::future::join_all(starts).await;
+        let results = match launch {
+            Launch::Native(installed) => {
+                let starts = installed.into_iter().map(|rt| {
+                    let (run_dir, progress, record) =
+                        (run_dir.clone(), self.progress.clone(), record.clone());
+                    let port = fixed.get(&rt.kind).copied();
+                    async move { start_service(&run_dir, rt, port, &progress, &record).await }
+                });
+                futures::future::join_all(starts).await
+            }
+            Launch::Docker(docker, images) => {
+                stack.docker = Some(docker);
+                let starts =
+                    images.into_iter().map(|(kind, image)| {
+                        let (run_dir, run_id, progress) =
+                            (run_dir.clone(), run_id.clone(), self.progress.clone());
+                        let port = fixed.get(&kind).copied();
+                        async move {
+                            start_container(kind, image, &run_id, &run_dir, port, &progress).await
+                        }
+                    });
+                futures::future::join_all(starts).await
+            }
+        };
         let mut first_error = None;
         for result in results {
             match result {
-                Ok((process, endpoints)) => {
-                    stack.processes.push(process);
+                Ok((service, endpoints)) => {
+                    stack.services.push(service);
                     merge(&mut stack.record.endpoints, endpoints);
                 }
                 Err(e) => {
@@ -140,12 +191,42 @@ impl StackBuilder {
             .lock()
             .map(|r| r.services.clone())
             .unwrap_or_default();
+        stack.record.containers = stack
+            .services
+            .iter()
+            .filter_map(|s| match s {
+                Running::Container(c) => Some((c.name.to_owned(), c.id.clone())),
+                Running::Process(_) => None,
+            })
+            .collect();
         if let Some(e) = first_error {
             stack.shutdown().await;
             return Err(e);
         }
         stack.record.save()?;
         Ok(stack)
+    }
+
+    /// Connects to the engine, removes containers of runs nobody records, and picks every
+    /// service's image, so that a missing image fails before anything starts.
+    async fn docker_launch(&self) -> Result<Launch, Error> {
+        let docker = docker::connect().await?;
+        let known: Vec<String> = RunRecord::load_all()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        for run in docker::sweep(&known).await {
+            (self.progress)(&ProgressEvent::Reaped { run_id: run });
+        }
+        let mut images = Vec::new();
+        for kind in &self.services {
+            let spec = docker::images::for_service(*kind);
+            let image = spec
+                .resolve(&docker, self.images.get(kind).map(String::as_str))
+                .await?;
+            images.push((*kind, image));
+        }
+        Ok(Launch::Docker(docker, images))
     }
 
     async fn runtimes(&self) -> Result<Vec<Installed>, Error> {
@@ -169,6 +250,12 @@ impl StackBuilder {
             })
             .collect()
     }
+}
+
+/// What a provider needs to start the services.
+enum Launch {
+    Native(Vec<Installed>),
+    Docker(testcontainers::bollard::Docker, Vec<(ServiceKind, String)>),
 }
 
 fn create_run_dir(dir: &PathBuf) -> Result<(), Error> {
@@ -207,7 +294,7 @@ async fn start_service(
     fixed_port: Option<u16>,
     progress: &Progress,
     record: &Arc<std::sync::Mutex<RunRecord>>,
-) -> Result<(ServiceProcess, Endpoints), Error> {
+) -> Result<(Running, Endpoints), Error> {
     let kind = rt.kind;
     let started = Instant::now();
     let mut attempt = 0;
@@ -246,7 +333,7 @@ async fn start_service(
                     service: kind.name().into(),
                     elapsed: started.elapsed(),
                 });
-                return Ok((process, endpoints));
+                return Ok((Running::Process(Box::new(process)), endpoints));
             }
             Err(Error::ServiceExited { tail, .. })
                 if attempt < 3
@@ -260,10 +347,79 @@ async fn start_service(
     }
 }
 
+/// Starts one service's container on a free (or the requested) port.
+async fn start_container(
+    kind: ServiceKind,
+    image: String,
+    run_id: &str,
+    run_dir: &std::path::Path,
+    port: Option<u16>,
+    progress: &Progress,
+) -> Result<(Running, Endpoints), Error> {
+    let started = Instant::now();
+    progress(&ProgressEvent::ServiceStarting {
+        service: format!("{} ({image})", kind.name()),
+    });
+    let port = match port {
+        Some(p) => p,
+        None => ports::free_port()?,
+    };
+    let request = docker::Request {
+        run_id,
+        run_dir,
+        image,
+        port,
+        timeout: timeout_for(kind),
+    };
+    let (container, endpoints) = docker::start(kind, request).await?;
+    progress(&ProgressEvent::ServiceReady {
+        service: kind.name().into(),
+        elapsed: started.elapsed(),
+    });
+    Ok((Running::Container(Box::new(container)), endpoints))
+}
+
+/// One running service, whichever provider started it.
+pub(crate) enum Running {
+    Process(Box<ServiceProcess>),
+    Container(Box<ContainerService>),
+}
+
+impl Running {
+    fn name(&self) -> &str {
+        match self {
+            Running::Process(p) => p.name,
+            Running::Container(c) => c.name,
+        }
+    }
+
+    async fn stop(&mut self) {
+        match self {
+            Running::Process(p) => p.stop(Duration::from_secs(5)).await,
+            Running::Container(c) => c.remove().await,
+        }
+    }
+
+    fn forget(&mut self) {
+        match self {
+            Running::Process(p) => p.forget(),
+            Running::Container(c) => c.forget(),
+        }
+    }
+
+    fn drop_now(&mut self) {
+        match self {
+            Running::Process(p) => p.kill_now(),
+            Running::Container(c) => c.remove_on_drop(),
+        }
+    }
+}
+
 /// A running stack.
 pub struct Stack {
     record: RunRecord,
-    processes: Vec<ServiceProcess>,
+    services: Vec<Running>,
+    docker: Option<testcontainers::bollard::Docker>,
     detached: bool,
 }
 
@@ -272,6 +428,8 @@ impl Stack {
         StackBuilder {
             services: Vec::new(),
             ports: BTreeMap::new(),
+            images: BTreeMap::new(),
+            provider: None,
             progress: progress::silent(),
             install: true,
         }
@@ -279,6 +437,56 @@ impl Stack {
 
     pub fn run_id(&self) -> &str {
         &self.record.run_id
+    }
+
+    /// The provider that started the services.
+    pub fn provider(&self) -> ProviderKind {
+        self.record.provider
+    }
+
+    /// Container ids of the services, by name (Docker provider).
+    pub fn containers(&self) -> Vec<(String, String)> {
+        self.record.containers.clone()
+    }
+
+    /// Injects a process fault into one service. `Start` and `Restart` return once the
+    /// service passes its readiness checks again, on the same port and data.
+    pub async fn fault(&mut self, kind: ServiceKind, fault: Fault) -> Result<(), Error> {
+        let endpoints = self.record.endpoints.clone();
+        let index = self
+            .services
+            .iter()
+            .position(|s| s.name() == kind.name())
+            .ok_or(Error::NotInStack(kind.name()))?;
+        let timeout = timeout_for(kind);
+        match &mut self.services[index] {
+            Running::Container(c) => {
+                let docker = self
+                    .docker
+                    .as_ref()
+                    .ok_or_else(|| Error::Other("no Docker engine connection".into()))?;
+                c.fault(docker, fault).await?;
+                if matches!(fault, Fault::Start | Fault::Restart) {
+                    let conditions = docker::restart_conditions(kind, &endpoints);
+                    readiness::wait_all(c.as_mut(), &conditions, timeout).await?;
+                }
+            }
+            Running::Process(p) => {
+                p.fault(fault).await?;
+                if matches!(fault, Fault::Start | Fault::Restart) {
+                    let pid = p.pid;
+                    let conditions = docker::restart_conditions(kind, &endpoints);
+                    readiness::wait_all(p.as_mut(), &conditions, timeout).await?;
+                    for entry in &mut self.record.services {
+                        if entry.0 == kind.name() {
+                            entry.1 = pid;
+                        }
+                    }
+                    self.record.save()?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The folder holding every service's data and log.
@@ -330,10 +538,8 @@ impl Stack {
     }
 
     async fn stop_all(&mut self) {
-        for p in &mut self.processes {
-            p.stop(Duration::from_secs(5)).await;
-        }
-        self.processes.clear();
+        futures::future::join_all(self.services.iter_mut().map(Running::stop)).await;
+        self.services.clear();
         let _ = std::fs::remove_dir_all(&self.record.run_dir);
         let _ = std::fs::remove_file(RunRecord::path(&self.record.run_id));
     }
@@ -342,8 +548,8 @@ impl Stack {
     pub fn detach(mut self) -> Result<RunRecord, Error> {
         self.record.detached = true;
         self.record.save()?;
-        for p in &mut self.processes {
-            p.forget();
+        for s in &mut self.services {
+            s.forget();
         }
         self.detached = true;
         Ok(self.record.clone())
@@ -352,11 +558,11 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        if self.detached || self.processes.is_empty() {
+        if self.detached || self.services.is_empty() {
             return;
         }
-        for p in &mut self.processes {
-            p.kill_now();
+        for s in &mut self.services {
+            s.drop_now();
         }
         let _ = std::fs::remove_dir_all(&self.record.run_dir);
         let _ = std::fs::remove_file(RunRecord::path(&self.record.run_id));

@@ -2,7 +2,7 @@
 //! tried, and all of them within the service's start-up timeout. This is the closed set:
 //! a log line, a TCP connect, an HTTP status, or a protocol ping that does real work.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::Path, time::Duration};
 
 use tokio::time::Instant;
 
@@ -44,7 +44,7 @@ impl WaitFor {
         }
     }
 
-    async fn check(&self, log: &PathBuf) -> Result<(), String> {
+    async fn check(&self, log: &Path) -> Result<(), String> {
         match self {
             WaitFor::LogLine(text) => match tokio::fs::read_to_string(log).await {
                 Ok(s) if s.contains(text) => Ok(()),
@@ -67,6 +67,27 @@ impl WaitFor {
     }
 }
 
+/// What readiness watches while a service starts: its log file and whether it has exited.
+/// Both a native process and a container provide it.
+pub trait Watch {
+    fn name(&self) -> &str;
+    fn log(&self) -> &Path;
+    /// Whether the service has exited, with its status.
+    fn exited(&mut self) -> Option<String>;
+}
+
+impl Watch for ServiceProcess {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn log(&self) -> &Path {
+        &self.log
+    }
+    fn exited(&mut self) -> Option<String> {
+        ServiceProcess::exited(self)
+    }
+}
+
 /// Waits for every condition in order, failing early when the process exits. A service
 /// that does not become ready is stopped before the error is returned.
 pub async fn wait_ready(
@@ -81,8 +102,10 @@ pub async fn wait_ready(
     result
 }
 
-async fn wait_all(
-    process: &mut ServiceProcess,
+/// Waits for every condition in order, each within what is left of `timeout`, failing
+/// early when the service exits.
+pub async fn wait_all(
+    service: &mut dyn Watch,
     conditions: &[WaitFor],
     timeout: Duration,
 ) -> Result<(), Error> {
@@ -91,25 +114,25 @@ async fn wait_all(
     for condition in conditions {
         let mut delay = Duration::from_millis(5);
         loop {
-            let last = match condition.check(&process.log).await {
+            let last = match condition.check(service.log()).await {
                 Ok(()) => break,
                 Err(e) => e,
             };
-            if let Some(status) = process.exited() {
+            if let Some(status) = service.exited() {
                 return Err(Error::ServiceExited {
-                    service: process.name.to_owned(),
+                    service: service.name().to_owned(),
                     status,
-                    log: process.log.clone(),
-                    tail: fsutil::tail(&process.log, 12),
+                    log: service.log().to_owned(),
+                    tail: fsutil::tail(service.log(), 12),
                 });
             }
             if Instant::now() >= deadline {
                 return Err(Error::ReadinessTimeout {
-                    service: process.name.to_owned(),
+                    service: service.name().to_owned(),
                     condition: format!("{} (last: {last})", condition.describe()),
                     waited_ms: started.elapsed().as_millis(),
-                    log: process.log.clone(),
-                    tail: fsutil::tail(&process.log, 12),
+                    log: service.log().to_owned(),
+                    tail: fsutil::tail(service.log(), 12),
                 });
             }
             tokio::time::sleep(delay).await;

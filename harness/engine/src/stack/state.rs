@@ -1,7 +1,8 @@
 //! Run records and the reaper. Every stack writes `$HARNESS_HOME/runs/<run-id>.json` before
 //! it creates anything, and updates it as each service starts. On the next start, the
 //! reaper removes whatever a run whose owner died (SIGKILL, a crash) left behind: its
-//! service process groups, any process whose command line names its folder, and the folder.
+//! service process groups, any process whose command line names its folder, its containers
+//! and their volumes (found by the run's label), and the folder.
 
 use std::{
     fs,
@@ -12,7 +13,7 @@ use std::{
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::{Endpoints, native::process};
+use super::{Endpoints, ProviderKind, docker, native::process};
 use crate::{
     error::{Error, IoContext},
     home,
@@ -27,8 +28,14 @@ pub struct RunRecord {
     pub owner_start: u64,
     pub detached: bool,
     pub run_dir: PathBuf,
-    /// Process-group ids of the services, by name.
+    /// Process-group ids of the services, by name (native provider).
     pub services: Vec<(String, u32)>,
+    /// Which provider started the services.
+    #[serde(default)]
+    pub provider: ProviderKind,
+    /// Container ids of the services, by name (Docker provider).
+    #[serde(default)]
+    pub containers: Vec<(String, String)>,
     pub endpoints: Endpoints,
 }
 
@@ -65,15 +72,31 @@ impl RunRecord {
         start_ticks(self.owner_pid) == Some(self.owner_start)
     }
 
-    /// Whether any of its services still runs.
-    pub fn any_service_alive(&self) -> bool {
-        self.services
-            .iter()
-            .any(|(_, pgid)| process::group_alive(*pgid))
+    /// Whether any of its services still runs (for an external stack: still answers).
+    pub async fn alive(&self) -> bool {
+        match self.provider {
+            ProviderKind::Native => self
+                .services
+                .iter()
+                .any(|(_, pgid)| process::group_alive(*pgid)),
+            ProviderKind::Docker => docker::run_alive(&self.run_id).await,
+            ProviderKind::External => super::external::answers(&self.endpoints).await,
+        }
     }
 
-    /// Stops everything of this run and removes its folder and record.
+    /// Stops everything of this run and removes its folder and record. An external stack
+    /// belongs to someone else: only harness's record of it goes.
     pub async fn tear_down(&self) {
+        if self.provider == ProviderKind::External {
+            let _ = fs::remove_file(Self::path(&self.run_id));
+            return;
+        }
+        if self.provider == ProviderKind::Docker && docker::remove_run(&self.run_id).await.is_err()
+        {
+            // Without the engine the containers cannot go yet; keep the record so that a
+            // later start retries (containers without a record are swept by label too).
+            return;
+        }
         for (_, pgid) in &self.services {
             process::stop_group(*pgid, Signal::SIGTERM, Duration::from_secs(5)).await;
         }
@@ -121,7 +144,8 @@ pub async fn reap() -> Vec<String> {
     let mut reaped = Vec::new();
     for record in RunRecord::load_all() {
         let orphan = if record.detached {
-            !record.any_service_alive()
+            // An external stack that stops answering is someone else's to restart.
+            record.provider != ProviderKind::External && !record.alive().await
         } else {
             !record.owner_alive()
         };

@@ -23,6 +23,15 @@ pub struct Neo4jEndpoint {
 }
 
 impl Neo4jEndpoint {
+    /// An endpoint on 127.0.0.1:`port` with a fresh random password.
+    pub(crate) fn local(port: u16) -> Self {
+        Neo4jEndpoint {
+            bolt_url: format!("bolt://127.0.0.1:{port}"),
+            user: "neo4j".into(),
+            password: Secret::random(24),
+        }
+    }
+
     /// A neo4rs client for this endpoint.
     pub fn graph(&self) -> Result<Graph, Error> {
         let config = ConfigBuilder::default()
@@ -42,6 +51,10 @@ pub struct Ping {
 }
 
 impl Ping {
+    pub(crate) fn new(endpoint: Neo4jEndpoint) -> Self {
+        Ping { endpoint }
+    }
+
     pub async fn check(&self) -> Result<(), String> {
         let graph = self.endpoint.graph().map_err(|e| e.to_string())?;
         let mut rows = graph
@@ -72,28 +85,33 @@ pub async fn start(
         detail: ": no Java runtime was found".into(),
         fix: "apt-get install -y openjdk-17-jre-headless".into(),
     })?;
-    let endpoint = Neo4jEndpoint {
-        bolt_url: format!("bolt://127.0.0.1:{port}"),
-        user: "neo4j".into(),
-        password: Secret::random(24),
-    };
-    let mut cmd = tokio::process::Command::new(java);
-    cmd.arg(format!("-Dharness.run={}", dir.display()))
-        .args([
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "-Xms64m",
-            "-Xmx512m",
-            "-Xshare:auto",
-        ])
-        .arg("-cp")
-        .arg(format!("{}/lib/*", runtime.dir.display()))
-        .arg(NEO4J_MAIN_CLASS)
-        .env("HARNESS_NEO4J_HOME", dir.join("data"))
-        .env("HARNESS_NEO4J_BOLT_PORT", port.to_string())
-        .env("HARNESS_NEO4J_USER", &endpoint.user)
-        .env("HARNESS_NEO4J_PASSWORD", endpoint.password.expose());
-    let mut process = ServiceProcess::spawn("neo4j", cmd, &dir.join("neo4j.log"), Signal::SIGTERM)?;
+    let endpoint = Neo4jEndpoint::local(port);
+    let (ep, lib, run) = (
+        endpoint.clone(),
+        format!("{}/lib/*", runtime.dir.display()),
+        dir.clone(),
+    );
+    let respawn = std::sync::Arc::new(move || {
+        let mut cmd = tokio::process::Command::new(&java);
+        cmd.arg(format!("-Dharness.run={}", run.display()))
+            .args([
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Xms64m",
+                "-Xmx512m",
+                "-Xshare:auto",
+            ])
+            .arg("-cp")
+            .arg(&lib)
+            .arg(NEO4J_MAIN_CLASS)
+            .env("HARNESS_NEO4J_HOME", run.join("data"))
+            .env("HARNESS_NEO4J_BOLT_PORT", port.to_string())
+            .env("HARNESS_NEO4J_USER", &ep.user)
+            .env("HARNESS_NEO4J_PASSWORD", ep.password.expose());
+        cmd
+    });
+    let mut process =
+        ServiceProcess::spawn_with("neo4j", respawn, &dir.join("neo4j.log"), Signal::SIGTERM)?;
     let ping = Ping {
         endpoint: endpoint.clone(),
     };

@@ -28,6 +28,16 @@ pub struct S3Endpoint {
 }
 
 impl S3Endpoint {
+    /// An endpoint on 127.0.0.1:`port` with fresh random credentials.
+    pub(crate) fn local(port: u16) -> Self {
+        S3Endpoint {
+            endpoint_url: format!("http://127.0.0.1:{port}"),
+            region: "us-east-1".into(),
+            access_key_id: format!("HARNESS{}", random_id(12).to_uppercase()),
+            secret_access_key: Secret::random(32),
+        }
+    }
+
     /// An S3 client configured for this endpoint.
     pub fn client(&self) -> Client {
         let config = aws_sdk_s3::Config::builder()
@@ -54,6 +64,10 @@ pub struct Ping {
 }
 
 impl Ping {
+    pub(crate) fn new(endpoint: S3Endpoint) -> Self {
+        Ping { endpoint }
+    }
+
     pub async fn check(&self) -> Result<(), String> {
         let client = self.endpoint.client();
         let bucket = format!("harness-ready-{}", random_id(8));
@@ -117,26 +131,23 @@ pub async fn start(
     for d in [&root, &versions] {
         std::fs::create_dir_all(d).map_err(|e| Error::io(format!("create {}", d.display()), e))?;
     }
-    let endpoint = S3Endpoint {
-        endpoint_url: format!("http://127.0.0.1:{port}"),
-        region: "us-east-1".into(),
-        access_key_id: format!("HARNESS{}", random_id(12).to_uppercase()),
-        secret_access_key: Secret::random(32),
-    };
-    let mut cmd = tokio::process::Command::new(runtime.path(S3_BINARY));
-    cmd.env("ROOT_ACCESS_KEY_ID", &endpoint.access_key_id)
-        .env(
-            "ROOT_SECRET_ACCESS_KEY",
-            endpoint.secret_access_key.expose(),
-        )
-        .arg("--port")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--quiet")
-        .arg("posix")
-        .arg("--versioning-dir")
-        .arg(&versions)
-        .arg(&root);
-    let mut process = ServiceProcess::spawn("s3", cmd, &dir.join("s3.log"), Signal::SIGTERM)?;
+    let endpoint = S3Endpoint::local(port);
+    let (binary, ep) = (runtime.path(S3_BINARY), endpoint.clone());
+    let respawn = std::sync::Arc::new(move || {
+        let mut cmd = tokio::process::Command::new(&binary);
+        cmd.env("ROOT_ACCESS_KEY_ID", &ep.access_key_id)
+            .env("ROOT_SECRET_ACCESS_KEY", ep.secret_access_key.expose())
+            .arg("--port")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--quiet")
+            .arg("posix")
+            .arg("--versioning-dir")
+            .arg(&versions)
+            .arg(&root);
+        cmd
+    });
+    let mut process =
+        ServiceProcess::spawn_with("s3", respawn, &dir.join("s3.log"), Signal::SIGTERM)?;
     let ping = Ping {
         endpoint: endpoint.clone(),
     };

@@ -121,6 +121,18 @@ pub struct Ping {
 }
 
 impl Ping {
+    /// A ping that exports one span with a fresh trace id.
+    pub(crate) fn new(endpoint: OtelEndpoint) -> Self {
+        Ping {
+            endpoint,
+            trace_id: format!(
+                "{:0>32}",
+                random_id(32).replace(|c: char| !c.is_ascii_hexdigit(), "0")
+            ),
+            sent: AtomicBool::new(false),
+        }
+    }
+
     pub async fn check(&self) -> Result<(), String> {
         if !self.sent.load(Ordering::SeqCst) {
             self.endpoint
@@ -142,7 +154,7 @@ impl Ping {
 pub const COLLECTOR_CONFIG: &str = include_str!("../../../../../infra/otel/collector.yaml");
 
 /// The configuration to run: `HARNESS_OTEL_CONFIG` when set, else the versioned one.
-fn config_text() -> Result<String, Error> {
+pub(crate) fn config_text() -> Result<String, Error> {
     match std::env::var_os("HARNESS_OTEL_CONFIG") {
         Some(path) => std::fs::read_to_string(&path)
             .ctx(|| format!("read HARNESS_OTEL_CONFIG {}", Path::new(&path).display())),
@@ -162,17 +174,23 @@ pub async fn start(
     let config_path = dir.join("config.yaml");
     std::fs::write(&config_path, config_text()?)
         .ctx(|| format!("write {}", config_path.display()))?;
-    let mut cmd = tokio::process::Command::new(runtime.path(OTEL_BINARY));
-    cmd.arg("--config")
-        .arg(&config_path)
-        .env("HARNESS_OTLP_GRPC_ENDPOINT", format!("127.0.0.1:{port}"))
-        .env("HARNESS_OTLP_HTTP_ENDPOINT", format!("127.0.0.1:{http}"))
-        .env(
-            "HARNESS_OTEL_HEALTH_ENDPOINT",
-            format!("127.0.0.1:{health}"),
-        )
-        .env("HARNESS_OTEL_OUTPUT", &output);
-    let mut process = ServiceProcess::spawn("otel", cmd, &dir.join("otel.log"), Signal::SIGTERM)?;
+    let (binary, out) = (runtime.path(OTEL_BINARY), output.clone());
+    let config = config_path.clone();
+    let respawn = std::sync::Arc::new(move || {
+        let mut cmd = tokio::process::Command::new(&binary);
+        cmd.arg("--config")
+            .arg(&config)
+            .env("HARNESS_OTLP_GRPC_ENDPOINT", format!("127.0.0.1:{port}"))
+            .env("HARNESS_OTLP_HTTP_ENDPOINT", format!("127.0.0.1:{http}"))
+            .env(
+                "HARNESS_OTEL_HEALTH_ENDPOINT",
+                format!("127.0.0.1:{health}"),
+            )
+            .env("HARNESS_OTEL_OUTPUT", &out);
+        cmd
+    });
+    let mut process =
+        ServiceProcess::spawn_with("otel", respawn, &dir.join("otel.log"), Signal::SIGTERM)?;
     let endpoint = OtelEndpoint {
         otlp_grpc: format!("127.0.0.1:{port}"),
         otlp_http: format!("http://127.0.0.1:{http}"),
@@ -180,14 +198,7 @@ pub async fn start(
         output_file: output,
         config_file: config_path,
     };
-    let ping = Ping {
-        endpoint: endpoint.clone(),
-        trace_id: format!(
-            "{:0>32}",
-            random_id(32).replace(|c: char| !c.is_ascii_hexdigit(), "0")
-        ),
-        sent: AtomicBool::new(false),
-    };
+    let ping = Ping::new(endpoint.clone());
     wait_ready(
         &mut process,
         &[

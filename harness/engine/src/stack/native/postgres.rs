@@ -32,6 +32,21 @@ pub struct PostgresEndpoint {
 }
 
 impl PostgresEndpoint {
+    /// The endpoint of a server on 127.0.0.1:`port` whose `postgres` role has `password`.
+    pub(crate) fn local(port: u16, password: Secret) -> Self {
+        PostgresEndpoint {
+            host: "127.0.0.1".into(),
+            port,
+            user: "postgres".into(),
+            url: Secret::new(format!(
+                "postgres://postgres:{}@127.0.0.1:{port}/postgres",
+                password.expose()
+            )),
+            password,
+            database: "postgres".into(),
+        }
+    }
+
     pub fn connect_options(&self) -> PgConnectOptions {
         PgConnectOptions::new()
             .host(&self.host)
@@ -50,17 +65,45 @@ impl PostgresEndpoint {
     }
 }
 
-/// Sets the run's password over the private socket, then proves TCP login and a query.
+/// Sets the run's password over the private socket (when there is one), then proves TCP
+/// login and a query.
 #[derive(Debug)]
 pub struct Ping {
-    socket_dir: PathBuf,
+    socket_dir: Option<PathBuf>,
     endpoint: PostgresEndpoint,
 }
 
 impl Ping {
+    /// A ping for a server whose password is already set (a container's).
+    pub(crate) fn tcp(endpoint: PostgresEndpoint) -> Self {
+        Ping {
+            socket_dir: None,
+            endpoint,
+        }
+    }
+
     pub async fn check(&self) -> Result<(), String> {
+        if let Some(dir) = &self.socket_dir {
+            self.set_password(dir).await?;
+        }
+        let mut tcp = PgConnection::connect_with(&self.endpoint.connect_options())
+            .await
+            .map_err(|e| e.to_string())?;
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.close().await;
+        if one == 1 {
+            Ok(())
+        } else {
+            Err(format!("SELECT 1 returned {one}"))
+        }
+    }
+
+    async fn set_password(&self, socket_dir: &Path) -> Result<(), String> {
         let local = PgConnectOptions::new()
-            .socket(&self.socket_dir)
+            .socket(socket_dir)
             .port(self.endpoint.port)
             .username("postgres")
             .database("postgres");
@@ -77,19 +120,7 @@ impl Ping {
             .await
             .map_err(|e| e.to_string())?;
         let _ = conn.close().await;
-        let mut tcp = PgConnection::connect_with(&self.endpoint.connect_options())
-            .await
-            .map_err(|e| e.to_string())?;
-        let one: i32 = sqlx::query_scalar("SELECT 1")
-            .fetch_one(&mut tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = tcp.close().await;
-        if one == 1 {
-            Ok(())
-        } else {
-            Err(format!("SELECT 1 returned {one}"))
-        }
+        Ok(())
     }
 }
 
@@ -108,37 +139,34 @@ pub async fn start(
     tokio::task::spawn_blocking(move || fsutil::copy_tree(&t, &d, user.ids()))
         .await
         .map_err(|e| Error::Other(e.to_string()))??;
-    let mut cmd = tokio::process::Command::new(postgres_bin_dir().join("postgres"));
-    cmd.arg("-D").arg(&data);
-    for setting in [
-        "listen_addresses=127.0.0.1".to_owned(),
-        format!("port={port}"),
-        format!("unix_socket_directories={}", dir.display()),
-        "fsync=off".into(),
-        "synchronous_commit=off".into(),
-        "full_page_writes=off".into(),
-        "shared_buffers=32MB".into(),
-        "max_connections=200".into(),
-    ] {
-        cmd.arg("-c").arg(setting);
-    }
-    user.apply_tokio(&mut cmd);
-    let mut process =
-        ServiceProcess::spawn("postgres", cmd, &dir.join("postgres.log"), Signal::SIGINT)?;
-    let password = Secret::random(24);
-    let endpoint = PostgresEndpoint {
-        host: "127.0.0.1".into(),
-        port,
-        user: "postgres".into(),
-        url: Secret::new(format!(
-            "postgres://postgres:{}@127.0.0.1:{port}/postgres",
-            password.expose()
-        )),
-        password,
-        database: "postgres".into(),
-    };
+    let (data_dir, socket_dir) = (data.clone(), dir.clone());
+    let respawn = std::sync::Arc::new(move || {
+        let mut cmd = tokio::process::Command::new(postgres_bin_dir().join("postgres"));
+        cmd.arg("-D").arg(&data_dir);
+        for setting in [
+            "listen_addresses=127.0.0.1".to_owned(),
+            format!("port={port}"),
+            format!("unix_socket_directories={}", socket_dir.display()),
+            "fsync=off".into(),
+            "synchronous_commit=off".into(),
+            "full_page_writes=off".into(),
+            "shared_buffers=32MB".into(),
+            "max_connections=200".into(),
+        ] {
+            cmd.arg("-c").arg(setting);
+        }
+        user.apply_tokio(&mut cmd);
+        cmd
+    });
+    let mut process = ServiceProcess::spawn_with(
+        "postgres",
+        respawn,
+        &dir.join("postgres.log"),
+        Signal::SIGINT,
+    )?;
+    let endpoint = PostgresEndpoint::local(port, Secret::random(24));
     let ping = Ping {
-        socket_dir: dir.clone(),
+        socket_dir: Some(dir.clone()),
         endpoint: endpoint.clone(),
     };
     wait_ready(

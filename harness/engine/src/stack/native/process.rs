@@ -5,6 +5,7 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::Stdio,
+    sync::Arc,
     time::Duration,
 };
 
@@ -16,23 +17,60 @@ use tokio::process::{Child, Command};
 
 use crate::error::{Error, IoContext};
 
-#[derive(Debug)]
+/// Makes the command that starts a service again on the same port and data.
+pub type Respawn = Arc<dyn Fn() -> Command + Send + Sync>;
+
 pub struct ServiceProcess {
     pub name: &'static str,
     pub pid: u32,
     pub log: PathBuf,
     stop_signal: Signal,
     child: Option<Child>,
+    respawn: Option<Respawn>,
+}
+
+impl std::fmt::Debug for ServiceProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceProcess")
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServiceProcess {
+    /// Spawns `respawn()` and keeps `respawn` for the `start` and `restart` faults.
+    pub fn spawn_with(
+        name: &'static str,
+        respawn: Respawn,
+        log: &Path,
+        stop_signal: Signal,
+    ) -> Result<Self, Error> {
+        let mut process = Self::spawn(name, respawn(), log, stop_signal)?;
+        process.respawn = Some(respawn);
+        Ok(process)
+    }
+
     pub fn spawn(
         name: &'static str,
-        mut cmd: Command,
+        cmd: Command,
         log: &Path,
         stop_signal: Signal,
     ) -> Result<Self, Error> {
         let out = fs::File::create(log).ctx(|| format!("create {}", log.display()))?;
+        let (pid, child) = Self::launch(name, cmd, out)?;
+        Ok(Self {
+            name,
+            pid,
+            log: log.to_owned(),
+            stop_signal,
+            child: Some(child),
+            respawn: None,
+        })
+    }
+
+    fn launch(name: &'static str, mut cmd: Command, out: fs::File) -> Result<(u32, Child), Error> {
         let err = out.try_clone().ctx(|| "dup log".to_owned())?;
         cmd.stdin(Stdio::null())
             .stdout(out)
@@ -44,13 +82,61 @@ impl ServiceProcess {
         let pid = child
             .id()
             .ok_or_else(|| Error::Other(format!("{name} exited before its pid was read")))?;
-        Ok(Self {
-            name,
-            pid,
-            log: log.to_owned(),
-            stop_signal,
-            child: Some(child),
-        })
+        Ok((pid, child))
+    }
+
+    /// Injects a process fault. `Start` and `Restart` spawn the service again (its output
+    /// is appended to the same log); the caller waits for readiness.
+    pub async fn fault(&mut self, fault: crate::stack::Fault) -> Result<(), Error> {
+        use crate::stack::Fault;
+        let group = Pid::from_raw(self.pid as i32);
+        let signal = |sig| {
+            killpg(group, sig)
+                .map_err(|e| Error::Other(format!("{} {}: {e}", fault.name(), self.name)))
+        };
+        match fault {
+            Fault::Pause => signal(Signal::SIGSTOP),
+            Fault::Unpause => signal(Signal::SIGCONT),
+            Fault::Stop => {
+                self.stop(Duration::from_secs(5)).await;
+                Ok(())
+            }
+            Fault::Kill => {
+                signal(Signal::SIGKILL)?;
+                if let Some(child) = self.child.as_mut() {
+                    let _ = child.wait().await;
+                }
+                self.child = None;
+                Ok(())
+            }
+            Fault::Start => self.respawn(),
+            Fault::Restart => {
+                self.stop(Duration::from_secs(5)).await;
+                self.respawn()
+            }
+        }
+    }
+
+    fn respawn(&mut self) -> Result<(), Error> {
+        if self.child.is_some() && self.exited().is_none() {
+            return Err(Error::Other(format!(
+                "start {}: it is still running (stop or kill it first)",
+                self.name
+            )));
+        }
+        let make = self
+            .respawn
+            .clone()
+            .ok_or_else(|| Error::Other(format!("start {}: it cannot be restarted", self.name)))?;
+        let out = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log)
+            .ctx(|| format!("open {}", self.log.display()))?;
+        let (pid, child) = Self::launch(self.name, make(), out)?;
+        self.pid = pid;
+        self.child = Some(child);
+        Ok(())
     }
 
     /// Whether the process has exited, with its status.

@@ -1,0 +1,582 @@
+//! The Docker provider: every service is a container started through testcontainers, on
+//! the host network (every service on 127.0.0.1, as with the native provider), labelled
+//! with its run so that the reaper can remove what a killed run left behind, volumes
+//! included.
+//!
+//! The containers are ready under the same conditions as native services: the same
+//! protocol round trips with the run's random credentials.
+
+pub mod build;
+pub mod images;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use testcontainers::{
+    ContainerAsync, GenericImage, ImageExt,
+    bollard::{
+        Docker,
+        query_parameters::{KillContainerOptions, ListContainersOptions, RemoveContainerOptions},
+    },
+    core::Mount,
+    runners::AsyncRunner,
+};
+use tokio::io::AsyncWriteExt;
+
+use super::{
+    Endpoints, ServiceKind,
+    native::{
+        neo4j::{self, Neo4jEndpoint},
+        object_store::{self, S3Endpoint},
+        otel::{self, OtelEndpoint},
+        postgres::{self, PostgresEndpoint},
+        service_dir,
+    },
+    ports::free_port,
+    readiness::{Ping, WaitFor, Watch, wait_all},
+};
+use crate::{
+    error::{Error, IoContext},
+    secret::Secret,
+};
+
+/// The label naming the run a container belongs to.
+pub const RUN_LABEL: &str = "dev.harness.run";
+/// The label naming the service a container runs.
+pub const SERVICE_LABEL: &str = "dev.harness.service";
+
+/// The Docker API version testcontainers speaks; older engines refuse its requests.
+const NEEDED_API: (u32, u32) = (1, 52);
+
+/// Connects to the engine named by `DOCKER_HOST` (default: the local socket) and checks
+/// that it answers and speaks a new enough API.
+pub async fn connect() -> Result<Docker, Error> {
+    let unavailable = |detail: String| Error::DockerUnavailable {
+        detail,
+        fix: "start the Docker engine (`sudo systemctl start docker`, or on a machine \
+              without a bridge `sudo dockerd --bridge=none --iptables=false &`), or point \
+              DOCKER_HOST at one; `--provider native` needs no Docker"
+            .into(),
+    };
+    let docker = Docker::connect_with_defaults()
+        .map_err(|e| unavailable(format!("cannot reach it: {e}")))?;
+    let version = tokio::time::timeout(Duration::from_secs(10), docker.version())
+        .await
+        .map_err(|_| unavailable("it did not answer within 10 s".into()))?;
+    match version {
+        Ok(_) => Ok(docker),
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("is too new") {
+                let max = text
+                    .rsplit("version is ")
+                    .next()
+                    .unwrap_or("unknown")
+                    .trim()
+                    .to_owned();
+                Err(Error::DockerTooOld {
+                    found: max,
+                    needed: format!("{}.{}", NEEDED_API.0, NEEDED_API.1),
+                })
+            } else {
+                Err(unavailable(format!("cannot reach it: {text}")))
+            }
+        }
+    }
+}
+
+/// A service running in a container.
+pub struct ContainerService {
+    pub name: &'static str,
+    pub id: String,
+    pub log: PathBuf,
+    container: Option<ContainerAsync<GenericImage>>,
+    /// Set when the container's log stream ends, which happens when it stops.
+    ended: Arc<AtomicBool>,
+}
+
+impl Watch for ContainerService {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn log(&self) -> &Path {
+        &self.log
+    }
+    fn exited(&mut self) -> Option<String> {
+        self.ended
+            .load(Ordering::SeqCst)
+            .then(|| format!("container {} stopped", short(&self.id)))
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+impl ContainerService {
+    /// Removes the container and its anonymous volumes.
+    pub async fn remove(&mut self) {
+        if let Some(container) = self.container.take() {
+            let _ = container.rm().await;
+        }
+    }
+
+    /// Leaves the container running (a detached stack); `harness down` removes it by label.
+    pub fn forget(&mut self) {
+        if let Some(container) = self.container.take() {
+            // Dropping it would remove the container.
+            std::mem::forget(container);
+        }
+    }
+
+    /// For `Drop`: testcontainers removes a dropped container, but only from inside a
+    /// runtime; outside one the container is left to the reaper.
+    pub fn remove_on_drop(&mut self) {
+        if let Some(container) = self.container.take()
+            && tokio::runtime::Handle::try_current().is_err()
+        {
+            std::mem::forget(container);
+        }
+    }
+
+    /// Injects a process fault.
+    pub async fn fault(&mut self, docker: &Docker, fault: super::Fault) -> Result<(), Error> {
+        use super::Fault;
+        let container = self
+            .container
+            .as_ref()
+            .ok_or_else(|| Error::Other(format!("{} is no longer managed", self.name)))?;
+        let what = |e: &dyn std::fmt::Display| {
+            Error::Docker(format!("{} {}: {e}", fault.name(), self.name))
+        };
+        match fault {
+            Fault::Pause => container.pause().await.map_err(|e| what(&e)),
+            Fault::Unpause => container.unpause().await.map_err(|e| what(&e)),
+            Fault::Stop => container
+                .stop_with_timeout(Some(5))
+                .await
+                .map_err(|e| what(&e)),
+            Fault::Kill => {
+                docker
+                    .kill_container(&self.id, None::<KillContainerOptions>)
+                    .await
+                    .map_err(|e| what(&e))?;
+                // Wait for the engine to see it gone, as `docker kill` does.
+                for _ in 0..100 {
+                    if !container.is_running().await.unwrap_or(false) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(())
+            }
+            Fault::Start => {
+                container.start().await.map_err(|e| what(&e))?;
+                self.ended = follow_logs(container, &self.log, true).await?;
+                Ok(())
+            }
+            Fault::Restart => {
+                container
+                    .stop_with_timeout(Some(5))
+                    .await
+                    .map_err(|e| what(&e))?;
+                container.start().await.map_err(|e| what(&e))?;
+                self.ended = follow_logs(container, &self.log, true).await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Copies the container's output into `log` until the container stops; the returned flag
+/// is set then.
+async fn follow_logs(
+    container: &ContainerAsync<GenericImage>,
+    log: &Path,
+    append: bool,
+) -> Result<Arc<AtomicBool>, Error> {
+    let ended = Arc::new(AtomicBool::new(false));
+    let open = || async {
+        tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .truncate(false)
+            .open(log)
+            .await
+            .ctx(|| format!("open {}", log.display()))
+    };
+    if !append {
+        tokio::fs::write(log, b"")
+            .await
+            .ctx(|| format!("create {}", log.display()))?;
+    }
+    let (mut out_file, mut err_file) = (open().await?, open().await?);
+    let (mut out, mut err) = (container.stdout(true), container.stderr(true));
+    let flag = ended.clone();
+    tokio::spawn(async move {
+        let _ = tokio::io::copy_buf(&mut out, &mut out_file).await;
+        let _ = out_file.flush().await;
+        flag.store(true, Ordering::SeqCst);
+    });
+    tokio::spawn(async move {
+        let _ = tokio::io::copy_buf(&mut err, &mut err_file).await;
+        let _ = err_file.flush().await;
+    });
+    Ok(ended)
+}
+
+/// What one container needs besides its image's defaults.
+struct Spec {
+    cmd: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Host folders mounted at the same path inside the container.
+    binds: Vec<PathBuf>,
+}
+
+/// How the stack asks for a container.
+pub struct Request<'a> {
+    pub run_id: &'a str,
+    pub run_dir: &'a Path,
+    pub image: String,
+    pub port: u16,
+    pub timeout: Duration,
+}
+
+/// Starts one service's container and waits until it is ready.
+pub async fn start(
+    kind: ServiceKind,
+    req: Request<'_>,
+) -> Result<(ContainerService, Endpoints), Error> {
+    let mut endpoints = Endpoints::default();
+    let dir = service_dir(req.run_dir, kind.name())?;
+    let port = req.port;
+    let (spec, conditions) = match kind {
+        ServiceKind::Postgres => {
+            let ep = PostgresEndpoint::local(port, Secret::random(24));
+            let spec = postgres_spec(&ep);
+            let ready = vec![WaitFor::Ping(Ping::Postgres(postgres::Ping::tcp(
+                ep.clone(),
+            )))];
+            endpoints.postgres = Some(ep);
+            (spec, ready)
+        }
+        ServiceKind::S3 => {
+            let ep = S3Endpoint::local(port);
+            let spec = s3_spec(&ep, &dir, &req.image)?;
+            let ready = vec![
+                WaitFor::Tcp(port),
+                WaitFor::Ping(Ping::S3(object_store::Ping::new(ep.clone()))),
+            ];
+            endpoints.s3 = Some(ep);
+            (spec, ready)
+        }
+        ServiceKind::Neo4j => {
+            let ep = Neo4jEndpoint::local(port);
+            let spec = neo4j_spec(&ep, port);
+            let ready = vec![
+                WaitFor::Tcp(port),
+                WaitFor::Ping(Ping::Bolt(neo4j::Ping::new(ep.clone()))),
+            ];
+            endpoints.neo4j = Some(ep);
+            (spec, ready)
+        }
+        ServiceKind::Otel => {
+            let (spec, ep) = otel_spec(&dir, port)?;
+            let ready = vec![
+                WaitFor::Http(ep.health_url.clone()),
+                WaitFor::Ping(Ping::Otlp(otel::Ping::new(ep.clone()))),
+            ];
+            endpoints.otel = Some(ep);
+            (spec, ready)
+        }
+    };
+    let (name, tag) = images::split(&req.image);
+    let mut request = GenericImage::new(name, tag)
+        .with_network("host")
+        .with_container_name(format!("harness-{}-{}", req.run_id, kind.name()))
+        .with_label(RUN_LABEL, req.run_id)
+        .with_label(SERVICE_LABEL, kind.name())
+        .with_cmd(spec.cmd);
+    for (k, v) in spec.env {
+        request = request.with_env_var(k, v);
+    }
+    for path in spec.binds {
+        let p = path.to_string_lossy().into_owned();
+        request = request.with_mount(Mount::bind_mount(p.clone(), p));
+    }
+    let container = request.start().await.map_err(|e| {
+        Error::Docker(format!(
+            "start the {} container from {}: {e}",
+            kind.name(),
+            req.image
+        ))
+    })?;
+    let log = dir.join(format!("{}.log", kind.name()));
+    let ended = follow_logs(&container, &log, false).await?;
+    let mut service = ContainerService {
+        name: kind.name(),
+        id: container.id().to_owned(),
+        log,
+        container: Some(container),
+        ended,
+    };
+    if let Err(e) = wait_all(&mut service, &conditions, req.timeout).await {
+        service.remove().await;
+        return Err(e);
+    }
+    Ok((service, endpoints))
+}
+
+/// The conditions a restarted service must meet again (its credentials are already set).
+pub fn restart_conditions(kind: ServiceKind, endpoints: &Endpoints) -> Vec<WaitFor> {
+    match kind {
+        ServiceKind::Postgres => endpoints
+            .postgres
+            .iter()
+            .map(|ep| WaitFor::Ping(Ping::Postgres(postgres::Ping::tcp(ep.clone()))))
+            .collect(),
+        ServiceKind::S3 => endpoints
+            .s3
+            .iter()
+            .map(|ep| WaitFor::Ping(Ping::S3(object_store::Ping::new(ep.clone()))))
+            .collect(),
+        ServiceKind::Neo4j => endpoints
+            .neo4j
+            .iter()
+            .map(|ep| WaitFor::Ping(Ping::Bolt(neo4j::Ping::new(ep.clone()))))
+            .collect(),
+        ServiceKind::Otel => endpoints
+            .otel
+            .iter()
+            .flat_map(|ep| {
+                [
+                    WaitFor::Http(ep.health_url.clone()),
+                    WaitFor::Ping(Ping::Otlp(otel::Ping::new(ep.clone()))),
+                ]
+            })
+            .collect(),
+    }
+}
+
+fn postgres_spec(ep: &PostgresEndpoint) -> Spec {
+    let mut cmd = vec!["postgres".to_owned()];
+    for setting in [
+        "listen_addresses=127.0.0.1".to_owned(),
+        format!("port={}", ep.port),
+        "fsync=off".into(),
+        "synchronous_commit=off".into(),
+        "full_page_writes=off".into(),
+        "shared_buffers=32MB".into(),
+        "max_connections=200".into(),
+    ] {
+        cmd.extend(["-c".to_owned(), setting]);
+    }
+    Spec {
+        cmd,
+        env: vec![
+            ("POSTGRES_USER".into(), ep.user.clone()),
+            ("POSTGRES_PASSWORD".into(), ep.password.expose().to_owned()),
+        ],
+        binds: Vec::new(),
+    }
+}
+
+/// Folders a container user other than ours must be able to write.
+fn open_up(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+        .ctx(|| format!("chmod {}", dir.display()))
+}
+
+fn s3_spec(ep: &S3Endpoint, dir: &Path, image: &str) -> Result<Spec, Error> {
+    let (root, versions) = (dir.join("buckets"), dir.join("versions"));
+    for d in [dir, &root, &versions] {
+        std::fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
+        open_up(d)?;
+    }
+    let secret = ep.secret_access_key.expose().to_owned();
+    let address = ep.endpoint_url.trim_start_matches("http://").to_owned();
+    // MinIO stays selectable by image name for teams that still pin it.
+    if image.to_lowercase().contains("minio") {
+        return Ok(Spec {
+            cmd: vec![
+                "server".into(),
+                root.display().to_string(),
+                "--address".into(),
+                address,
+                "--console-address".into(),
+                format!("127.0.0.1:{}", free_port()?),
+            ],
+            env: vec![
+                ("MINIO_ROOT_USER".into(), ep.access_key_id.clone()),
+                ("MINIO_ROOT_PASSWORD".into(), secret),
+            ],
+            binds: vec![dir.to_owned()],
+        });
+    }
+    Ok(Spec {
+        cmd: vec![
+            "--port".into(),
+            address,
+            "--quiet".into(),
+            "posix".into(),
+            "--versioning-dir".into(),
+            versions.display().to_string(),
+            root.display().to_string(),
+        ],
+        env: vec![
+            ("ROOT_ACCESS_KEY_ID".into(), ep.access_key_id.clone()),
+            ("ROOT_SECRET_ACCESS_KEY".into(), secret),
+        ],
+        binds: vec![dir.to_owned()],
+    })
+}
+
+fn neo4j_spec(ep: &Neo4jEndpoint, port: u16) -> Spec {
+    let env = [
+        (
+            "NEO4J_AUTH",
+            format!("{}/{}", ep.user, ep.password.expose()),
+        ),
+        ("NEO4J_server_default__listen__address", "127.0.0.1".into()),
+        (
+            "NEO4J_server_bolt_listen__address",
+            format!("127.0.0.1:{port}"),
+        ),
+        ("NEO4J_server_http_enabled", "false".into()),
+        ("NEO4J_server_https_enabled", "false".into()),
+        ("NEO4J_server_memory_heap_initial__size", "64m".into()),
+        ("NEO4J_server_memory_heap_max__size", "512m".into()),
+        ("NEO4J_server_memory_pagecache_size", "64m".into()),
+    ];
+    Spec {
+        cmd: vec!["neo4j".into()],
+        env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        binds: Vec::new(),
+    }
+}
+
+fn otel_spec(dir: &Path, port: u16) -> Result<(Spec, OtelEndpoint), Error> {
+    open_up(dir)?;
+    let (http, health) = (free_port()?, free_port()?);
+    let output = dir.join("received.jsonl");
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, otel::config_text()?).ctx(|| format!("write {}", config.display()))?;
+    let ep = OtelEndpoint {
+        otlp_grpc: format!("127.0.0.1:{port}"),
+        otlp_http: format!("http://127.0.0.1:{http}"),
+        health_url: format!("http://127.0.0.1:{health}/"),
+        output_file: output.clone(),
+        config_file: config.clone(),
+    };
+    let env = [
+        ("HARNESS_OTLP_GRPC_ENDPOINT", ep.otlp_grpc.clone()),
+        ("HARNESS_OTLP_HTTP_ENDPOINT", format!("127.0.0.1:{http}")),
+        (
+            "HARNESS_OTEL_HEALTH_ENDPOINT",
+            format!("127.0.0.1:{health}"),
+        ),
+        ("HARNESS_OTEL_OUTPUT", output.display().to_string()),
+    ];
+    Ok((
+        Spec {
+            cmd: vec!["--config".into(), config.display().to_string()],
+            env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            binds: vec![dir.to_owned()],
+        },
+        ep,
+    ))
+}
+
+/// Every container of every harness run, by run id.
+async fn labelled(docker: &Docker) -> Result<HashMap<String, Vec<(String, bool)>>, Error> {
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_owned(),
+            vec![RUN_LABEL.to_owned()],
+        )])),
+        ..Default::default()
+    };
+    let list = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| Error::Docker(format!("list containers: {e}")))?;
+    let mut by_run: HashMap<String, Vec<(String, bool)>> = HashMap::new();
+    for c in list {
+        let run = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(RUN_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        let running = c
+            .state
+            .as_ref()
+            .is_some_and(|s| s.to_string().eq_ignore_ascii_case("running"));
+        if let Some(id) = c.id {
+            by_run.entry(run).or_default().push((id, running));
+        }
+    }
+    Ok(by_run)
+}
+
+/// Whether any container of `run_id` is running.
+pub async fn run_alive(run_id: &str) -> bool {
+    let Ok(docker) = connect().await else {
+        return false;
+    };
+    labelled(&docker)
+        .await
+        .ok()
+        .and_then(|mut m| m.remove(run_id))
+        .is_some_and(|cs| cs.iter().any(|(_, running)| *running))
+}
+
+/// Removes every container of `run_id` with its anonymous volumes.
+pub async fn remove_run(run_id: &str) -> Result<(), Error> {
+    let docker = connect().await?;
+    let mut by_run = labelled(&docker).await?;
+    for (id, _) in by_run.remove(run_id).unwrap_or_default() {
+        remove(&docker, &id).await;
+    }
+    Ok(())
+}
+
+/// Removes containers whose run has no record any more (the record was written before any
+/// container was created, so such a container is an orphan). Returns their run ids.
+pub async fn sweep(known: &[String]) -> Vec<String> {
+    let Ok(docker) = connect().await else {
+        return Vec::new();
+    };
+    let Ok(by_run) = labelled(&docker).await else {
+        return Vec::new();
+    };
+    let mut swept = Vec::new();
+    for (run, containers) in by_run {
+        if known.contains(&run) {
+            continue;
+        }
+        for (id, _) in containers {
+            remove(&docker, &id).await;
+        }
+        swept.push(run);
+    }
+    swept
+}
+
+async fn remove(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    let _ = docker.remove_container(id, Some(options)).await;
+}
