@@ -178,3 +178,22 @@ async fn otel_span_reaches_the_collector_output() {
     assert_eq!(span.service_name.as_deref(), Some("roundtrip-test"));
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_stack_runs_on_the_provider_asked_for() {
+    use harness_engine::stack::ProviderKind;
+    let asked = ProviderKind::from_env().expect("HARNESS_PROVIDER");
+    let stack = Stack::builder().object_store().start().await.expect("stack");
+    assert_eq!(stack.provider(), asked);
+    match asked {
+        ProviderKind::Docker => {
+            assert_eq!(stack.containers().len(), 1, "one container per service");
+            assert!(stack.service_pids().is_empty());
+        }
+        _ => {
+            assert_eq!(stack.service_pids().len(), 1, "one process group per service");
+            assert!(stack.containers().is_empty());
+        }
+    }
+    stack.shutdown().await;
+}

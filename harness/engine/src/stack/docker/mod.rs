@@ -51,6 +51,17 @@ use crate::{
 pub const RUN_LABEL: &str = "dev.harness.run";
 /// The label naming the service a container runs.
 pub const SERVICE_LABEL: &str = "dev.harness.service";
+/// The label naming the `HARNESS_HOME` whose records own a container, so that the sweep
+/// of one home never removes the containers of another.
+pub const HOME_LABEL: &str = "dev.harness.home";
+
+/// A short hash of this process's `HARNESS_HOME`.
+pub fn home_id() -> String {
+    use sha2::{Digest, Sha256};
+    let home = crate::home::home();
+    let digest = Sha256::digest(home.to_string_lossy().as_bytes());
+    format!("{digest:x}")[..16].to_owned()
+}
 
 /// The Docker API version testcontainers speaks; older engines refuse its requests.
 const NEEDED_API: (u32, u32) = (1, 52);
@@ -303,6 +314,7 @@ pub async fn start(
         .with_container_name(format!("harness-{}-{}", req.run_id, kind.name()))
         .with_label(RUN_LABEL, req.run_id)
         .with_label(SERVICE_LABEL, kind.name())
+        .with_label(HOME_LABEL, home_id())
         .with_cmd(spec.cmd);
     for (k, v) in spec.env {
         request = request.with_env_var(k, v);
@@ -495,7 +507,7 @@ fn otel_spec(dir: &Path, port: u16) -> Result<(Spec, OtelEndpoint), Error> {
     ))
 }
 
-/// Every container of every harness run, by run id.
+/// Every container of every harness run of this `HARNESS_HOME`, by run id.
 async fn labelled(docker: &Docker) -> Result<HashMap<String, Vec<(String, bool)>>, Error> {
     let options = ListContainersOptions {
         all: true,
