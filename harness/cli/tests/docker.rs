@@ -259,20 +259,29 @@ fn the_compose_stack_is_attached_with_the_external_provider_and_never_stopped_by
         })
         .collect();
     let password = format!("pw{}", std::process::id() * 7919);
-    let env: Vec<(&str, String)> = vec![
-        ("HARNESS_COMPOSE_PASSWORD", password.clone()),
-        ("HARNESS_COMPOSE_DATA", data.path().display().to_string()),
-        ("HARNESS_COMPOSE_POSTGRES_PORT", ports[0].clone()),
-        ("HARNESS_COMPOSE_S3_PORT", ports[1].clone()),
-        ("HARNESS_COMPOSE_NEO4J_PORT", ports[2].clone()),
-        ("HARNESS_COMPOSE_OTLP_GRPC_PORT", ports[3].clone()),
-        ("HARNESS_COMPOSE_OTLP_HTTP_PORT", ports[4].clone()),
-        ("HARNESS_COMPOSE_OTEL_HEALTH_PORT", ports[5].clone()),
-        ("HARNESS_IMAGE_POSTGRES", "harness.local/postgres:15".into()),
-        ("HARNESS_IMAGE_S3", "harness.local/versitygw:1.8.0".into()),
-        ("HARNESS_IMAGE_NEO4J", "harness.local/neo4j:5.26.16".into()),
-        ("HARNESS_IMAGE_OTEL", "harness.local/otelcol:0.165.0".into()),
+    let mut env: Vec<(String, String)> = vec![
+        ("HARNESS_COMPOSE_PASSWORD".into(), password.clone()),
+        ("HARNESS_COMPOSE_DATA".into(), data.path().display().to_string()),
+        ("HARNESS_COMPOSE_POSTGRES_PORT".into(), ports[0].clone()),
+        ("HARNESS_COMPOSE_S3_PORT".into(), ports[1].clone()),
+        ("HARNESS_COMPOSE_NEO4J_PORT".into(), ports[2].clone()),
+        ("HARNESS_COMPOSE_OTLP_GRPC_PORT".into(), ports[3].clone()),
+        ("HARNESS_COMPOSE_OTLP_HTTP_PORT".into(), ports[4].clone()),
+        ("HARNESS_COMPOSE_OTEL_HEALTH_PORT".into(), ports[5].clone()),
     ];
+    // The images the Docker provider would run here: upstream where pulled, else local.
+    let list = harness()
+        .args(["images", "list", "--json"])
+        .output()
+        .expect("images list");
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    for row in list.as_array().expect("rows") {
+        if let Some(image) = row["runs"].as_str() {
+            let var = row["env"].as_str().expect("env").to_owned();
+            env.push((var, image.to_owned()));
+        }
+    }
     let stack = ComposeStack {
         command: compose,
         project: project.clone(),
@@ -338,7 +347,7 @@ struct ComposeStack {
     command: Vec<String>,
     project: String,
     file: PathBuf,
-    env: Vec<(&'static str, String)>,
+    env: Vec<(String, String)>,
 }
 
 impl ComposeStack {
