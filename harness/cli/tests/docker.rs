@@ -261,7 +261,10 @@ fn the_compose_stack_is_attached_with_the_external_provider_and_never_stopped_by
     let password = format!("pw{}", std::process::id() * 7919);
     let mut env: Vec<(String, String)> = vec![
         ("HARNESS_COMPOSE_PASSWORD".into(), password.clone()),
-        ("HARNESS_COMPOSE_DATA".into(), data.path().display().to_string()),
+        (
+            "HARNESS_COMPOSE_DATA".into(),
+            data.path().display().to_string(),
+        ),
         ("HARNESS_COMPOSE_POSTGRES_PORT".into(), ports[0].clone()),
         ("HARNESS_COMPOSE_S3_PORT".into(), ports[1].clone()),
         ("HARNESS_COMPOSE_NEO4J_PORT".into(), ports[2].clone()),
@@ -387,5 +390,27 @@ fn images_build_skips_an_image_whose_recipe_did_not_change() {
         text(&second.stdout).contains("harness.local/versitygw:1.8.0  up to date"),
         "{}",
         text(&second.stdout)
+    );
+}
+
+#[test]
+fn on_the_docker_provider_the_sample_api_runs_from_its_image() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/docker/api_in_container.yaml");
+    let run = |provider: &str| {
+        harness()
+            .args(["run", "--provider", provider])
+            .arg(&file)
+            .output()
+            .expect("run")
+    };
+    let docker = run("docker");
+    assert!(docker.status.success(), "{}", text(&docker.stderr));
+    // The same file natively: the api is a host process, so the last step must fail.
+    let native = run("native");
+    assert_eq!(native.status.code(), Some(1), "{}", text(&native.stderr));
+    assert!(
+        text(&native.stderr).contains("the api is a container from harness.local/sample-api"),
+        "{}",
+        text(&native.stderr)
     );
 }

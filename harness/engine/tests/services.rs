@@ -183,7 +183,11 @@ async fn otel_span_reaches_the_collector_output() {
 async fn the_stack_runs_on_the_provider_asked_for() {
     use harness_engine::stack::ProviderKind;
     let asked = ProviderKind::from_env().expect("HARNESS_PROVIDER");
-    let stack = Stack::builder().object_store().start().await.expect("stack");
+    let stack = Stack::builder()
+        .object_store()
+        .start()
+        .await
+        .expect("stack");
     assert_eq!(stack.provider(), asked);
     match asked {
         ProviderKind::Docker => {
@@ -191,7 +195,11 @@ async fn the_stack_runs_on_the_provider_asked_for() {
             assert!(stack.service_pids().is_empty());
         }
         _ => {
-            assert_eq!(stack.service_pids().len(), 1, "one process group per service");
+            assert_eq!(
+                stack.service_pids().len(),
+                1,
+                "one process group per service"
+            );
             assert!(stack.containers().is_empty());
         }
     }

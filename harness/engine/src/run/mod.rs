@@ -199,6 +199,9 @@ pub struct RunOptions {
     pub bin_dir: Option<PathBuf>,
     /// Told about long waits (building `cargo:` binaries).
     pub progress: crate::progress::Progress,
+    /// The run id of a Docker-provider stack: `cargo:` processes that have an image (the
+    /// sample apps) run as containers labelled with it. Set by the session.
+    pub containers: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -211,6 +214,7 @@ impl Default for RunOptions {
             extensions: Extensions::default(),
             bin_dir: std::env::var_os("HARNESS_BIN_DIR").map(PathBuf::from),
             progress: crate::progress::silent(),
+            containers: None,
         }
     }
 }
@@ -275,7 +279,9 @@ pub async fn run(
         redactor.add(s);
     }
     let shared = Arc::new(Shared::connect(endpoints).await?);
-    let builds = Arc::new(processes::Builds::new(options.bin_dir.clone()));
+    let builds = Arc::new(
+        processes::Builds::new(options.bin_dir.clone()).in_containers(options.containers.clone()),
+    );
     // Build what the scenarios run before any clock starts, so a first build never eats a
     // step's timeout. A failure shows again, with its output, in the step that needs it.
     for (dir, package) in cargo_packages(&scenarios) {
@@ -283,6 +289,7 @@ pub async fn run(
             package: package.clone(),
         });
         let _ = builds.binary(&dir, &package).await;
+        let _ = builds.image(&dir, &package).await;
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let emitter = Emitter {

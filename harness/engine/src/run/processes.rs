@@ -4,6 +4,11 @@
 //!
 //! Each process runs in its own process group with a parent-death signal, so a harness that
 //! is killed takes its processes with it.
+//!
+//! On a stack of the Docker provider, a `cargo:` package that has an image (the sample
+//! platform's `sample-api` and `sample-ingest`) runs as a container instead, from an image
+//! built once per run from the freshly built binary, on the host network and labelled with
+//! the stack's run so that the reaper removes it with the stack.
 
 use std::{
     collections::HashMap,
@@ -32,14 +37,58 @@ pub struct Builds {
     built: Mutex<HashMap<(PathBuf, String), PathBuf>>,
     /// Prebuilt binaries to use instead of building (`HARNESS_BIN_DIR`).
     bin_dir: Option<PathBuf>,
+    /// The run id of a Docker-provider stack: packages with an image run as containers.
+    containers: Option<String>,
+    images: Mutex<HashMap<String, String>>,
 }
 
 impl Builds {
     pub fn new(bin_dir: Option<PathBuf>) -> Self {
         Builds {
-            built: Mutex::default(),
             bin_dir,
+            ..Builds::default()
         }
+    }
+
+    /// Runs packages that have an image as containers labelled with `run_id`.
+    pub fn in_containers(mut self, run_id: Option<String>) -> Self {
+        self.containers = run_id;
+        self
+    }
+
+    /// The image a `cargo:` package runs from on a Docker-provider stack, built once per
+    /// run from the package's fresh binary (rebuilt only when the binary changed); `None`
+    /// when the package runs as a host process.
+    pub async fn image(&self, dir: &Path, package: &str) -> Result<Option<String>, StepError> {
+        use crate::stack::docker::{build, images};
+        if self.containers.is_none() {
+            return Ok(None);
+        }
+        let Some(spec) = images::ALL
+            .into_iter()
+            .find(|s| s.name == package && s.name.starts_with("sample-"))
+        else {
+            return Ok(None);
+        };
+        if let images::Choice::Explicit(image) = spec.choice(None) {
+            return Ok(Some(image));
+        }
+        let mut built = self.images.lock().await;
+        if let Some(image) = built.get(package) {
+            return Ok(Some(image.clone()));
+        }
+        let binary = self.binary(dir, package).await?;
+        let options = build::BuildOptions {
+            docker_dir: build::default_docker_dir(),
+            only: Vec::new(),
+            app_binaries: vec![(spec, binary)],
+            force: false,
+        };
+        build::build(options, &crate::progress::silent())
+            .await
+            .map_err(|e| StepError::error(format!("build the image of {package}: {e}")))?;
+        built.insert(package.to_owned(), spec.local.to_owned());
+        Ok(Some(spec.local.to_owned()))
     }
 
     /// Builds `package`'s binary of the same name in the Cargo workspace around `dir`, once,
@@ -137,7 +186,31 @@ pub struct Running {
     pub port: u16,
     pgid: u32,
     log: PathBuf,
-    child: tokio::process::Child,
+    handle: Handle,
+}
+
+/// A host process, or a container with the flag its log stream sets when it stops.
+enum Handle {
+    Child(tokio::process::Child),
+    Container(
+        Option<Box<testcontainers::ContainerAsync<testcontainers::GenericImage>>>,
+        Arc<std::sync::atomic::AtomicBool>,
+    ),
+}
+
+impl Running {
+    /// Whether it has exited, with its status.
+    fn exited(&mut self) -> Option<String> {
+        match &mut self.handle {
+            Handle::Child(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(status.to_string()),
+                _ => None,
+            },
+            Handle::Container(_, ended) => ended
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then(|| "its container stopped".to_owned()),
+        }
+    }
 }
 
 impl Running {
@@ -176,18 +249,14 @@ async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
         },
         other => other,
     };
-    let mut cmd = program(ctx, p.cargo.as_deref(), p.command.as_ref(), &p.args)
-        .await
-        .map_err(at)?;
     let port = free_port().map_err(|e| StepError::error(e.to_string()))?;
     let mut env = Vec::new();
     for (k, v) in &p.env {
         env.push((k.clone(), ctx.render_str(v)?));
     }
     if !p.env.contains_key("PORT") {
-        cmd.env("PORT", port.to_string());
+        env.push(("PORT".into(), port.to_string()));
     }
-    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let port = env
         .iter()
         .find(|(k, _)| k == "PORT")
@@ -197,42 +266,119 @@ async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| StepError::error(format!("create {}: {e}", dir.display())))?;
     let log = dir.join(format!("{}.log", p.name));
-    let file = std::fs::File::create(&log)
-        .map_err(|e| StepError::error(format!("create {}: {e}", log.display())))?;
-    let file2 = file
-        .try_clone()
-        .map_err(|e| StepError::error(format!("open {}: {e}", log.display())))?;
-    cmd.current_dir(&ctx.dir)
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(file2)
-        .process_group(0);
-    parent_death_signal(&mut cmd);
-    let child = cmd.spawn().map_err(|e| {
-        at(StepError::error(format!(
-            "could not start process `{}`: {e}",
-            p.name
-        )))
-    })?;
-    let pgid = child.id().unwrap_or_default();
+    let image = match p.cargo.as_deref() {
+        Some(package) => {
+            let builds = Arc::clone(&ctx.builds);
+            builds.image(&ctx.dir, package).await.map_err(at)?
+        }
+        None => None,
+    };
+    let handle = match image {
+        Some(image) => start_container(ctx, p, &image, &env, &log)
+            .await
+            .map_err(at)?,
+        None => {
+            let mut cmd = program(ctx, p.cargo.as_deref(), p.command.as_ref(), &p.args)
+                .await
+                .map_err(at)?;
+            cmd.envs(env.iter().map(|(k, v)| (k, v)));
+            Handle::Child(spawn(cmd, p, &ctx.dir, &log).map_err(at)?)
+        }
+    };
+    let pgid = match &handle {
+        Handle::Child(child) => child.id().unwrap_or_default(),
+        Handle::Container(..) => 0,
+    };
     let mut running = Running {
         name: p.name.clone(),
         port,
         pgid,
         log,
-        child,
+        handle,
     };
+    wait_ready(ctx, p, &mut running, port).await?;
+    Ok(running)
+}
+
+/// Spawns a host process in its own process group, its output in `log`.
+fn spawn(
+    mut cmd: tokio::process::Command,
+    p: &Process,
+    dir: &Path,
+    log: &Path,
+) -> Result<tokio::process::Child, StepError> {
+    let file = std::fs::File::create(log)
+        .map_err(|e| StepError::error(format!("create {}: {e}", log.display())))?;
+    let file2 = file
+        .try_clone()
+        .map_err(|e| StepError::error(format!("open {}: {e}", log.display())))?;
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(file2)
+        .process_group(0);
+    parent_death_signal(&mut cmd);
+    cmd.spawn()
+        .map_err(|e| StepError::error(format!("could not start process `{}`: {e}", p.name)))
+}
+
+/// Starts a process's container on the host network, with its output followed into `log`.
+async fn start_container(
+    ctx: &mut Ctx,
+    p: &Process,
+    image: &str,
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<Handle, StepError> {
+    use testcontainers::{GenericImage, ImageExt, runners::AsyncRunner};
+
+    use crate::stack::docker::{self, images};
+    let run_id = ctx.builds.containers.clone().unwrap_or_default();
+    let mut args = Vec::new();
+    for a in &p.args {
+        args.push(ctx.render_str(a)?);
+    }
+    let (name, tag) = images::split(image);
+    let mut request = GenericImage::new(name, tag)
+        .with_network("host")
+        .with_label(docker::RUN_LABEL, run_id)
+        .with_label(docker::HOME_LABEL, docker::home_id())
+        .with_label(docker::SERVICE_LABEL, format!("process:{}", p.name))
+        .with_cmd(args);
+    for (k, v) in env {
+        request = request.with_env_var(k, v);
+    }
+    let container = request.start().await.map_err(|e| {
+        StepError::error(format!(
+            "could not start process `{}` from {image}: {e}",
+            p.name
+        ))
+    })?;
+    let ended = docker::follow_logs(&container, log, false)
+        .await
+        .map_err(|e| StepError::error(e.to_string()))?;
+    Ok(Handle::Container(Some(Box::new(container)), ended))
+}
+
+/// Waits for a started process's readiness condition; a process that exits or is not ready
+/// in time is stopped, and the error carries its last output.
+async fn wait_ready(
+    ctx: &mut Ctx,
+    p: &Process,
+    running: &mut Running,
+    port: u16,
+) -> Result<(), StepError> {
     let timeout = p.timeout.map_or(READY_TIMEOUT, |d| d.0);
     let deadline = tokio::time::Instant::now() + timeout;
     let ready = p.ready.clone().unwrap_or(Ready::Tcp(true));
     loop {
-        if let Ok(Some(status)) = running.child.try_wait() {
+        if let Some(status) = running.exited() {
             let message = format!(
                 "process `{}` exited during start-up ({status}); its last output:\n{}",
                 p.name,
                 running.log_tail()
             );
-            stop(vec![running]).await;
+            stop_one(running).await;
             return Err(StepError::Failed {
                 message,
                 expected: Some("a running process".into()),
@@ -256,7 +402,7 @@ async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
                 .is_ok_and(|r| r.status().is_success()),
         };
         if is_ready {
-            return Ok(running);
+            return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             let message = format!(
@@ -264,7 +410,7 @@ async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
                 p.name,
                 running.log_tail()
             );
-            stop(vec![running]).await;
+            stop_one(running).await;
             return Err(StepError::Failed {
                 message,
                 expected: Some(format!("ready within {timeout:?}")),
@@ -276,23 +422,40 @@ async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
     }
 }
 
-/// Stops processes (SIGTERM, then SIGKILL after 5 s) and removes their logs.
+/// Stops one process (SIGTERM, then SIGKILL after 5 s; a container is stopped the same
+/// way, then removed).
+async fn stop_one(p: &mut Running) {
+    match &mut p.handle {
+        Handle::Child(child) => {
+            if p.pgid != 0 {
+                let group = Pid::from_raw(p.pgid as i32);
+                let _ = killpg(group, Signal::SIGTERM);
+                if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = killpg(group, Signal::SIGKILL);
+                    let _ = child.wait().await;
+                }
+                // Whatever the process left in its group goes too.
+                let _ = killpg(group, Signal::SIGKILL);
+                p.pgid = 0;
+            }
+        }
+        Handle::Container(container, _) => {
+            if let Some(container) = container.take() {
+                let _ = container.stop_with_timeout(Some(5)).await;
+                let _ = container.rm().await;
+            }
+        }
+    }
+}
+
+/// Stops processes and removes their logs.
 pub async fn stop(procs: Vec<Running>) {
     let mut dirs = Vec::new();
     for mut p in procs {
-        if p.pgid != 0 {
-            let group = Pid::from_raw(p.pgid as i32);
-            let _ = killpg(group, Signal::SIGTERM);
-            if tokio::time::timeout(Duration::from_secs(5), p.child.wait())
-                .await
-                .is_err()
-            {
-                let _ = killpg(group, Signal::SIGKILL);
-                let _ = p.child.wait().await;
-            }
-            // Whatever the process left in its group goes too.
-            let _ = killpg(group, Signal::SIGKILL);
-        }
+        stop_one(&mut p).await;
         if let Some(d) = p.log.parent() {
             dirs.push(d.to_path_buf());
         }

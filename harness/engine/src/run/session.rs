@@ -117,6 +117,16 @@ where
             (None, record.endpoints)
         }
     };
+    let mut options = options;
+    let docker_run = match (&stack, source) {
+        (Some(s), _) if s.provider() == ProviderKind::Docker => Some(s.run_id().to_owned()),
+        (None, StackSource::Attach(id)) => crate::stack::list()
+            .into_iter()
+            .find(|r| &r.run_id == id && r.provider == ProviderKind::Docker)
+            .map(|r| r.run_id),
+        _ => None,
+    };
+    options.containers = docker_run;
     let keep = options.keep;
     let mut outcome = match plan(&scenarios, &endpoints, &options.extensions) {
         Err(d) => Err(SessionError::Invalid(d)),

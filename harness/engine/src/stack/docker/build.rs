@@ -199,6 +199,13 @@ async fn stage(
             &staging.join("collector.yaml"),
         )?;
     }
+    if spec.name == "sample-api" {
+        // The api reads its migrations from disk; the image carries them.
+        copy_any(
+            &docker_dir.join("../../fixtures/apps/api/migrations"),
+            &staging.join("migrations"),
+        )?;
+    }
     if let Some(bin) = binary {
         copy_any(bin, &staging.join(spec.name))?;
     }

@@ -208,7 +208,7 @@ impl ContainerService {
 
 /// Copies the container's output into `log` until the container stops; the returned flag
 /// is set then.
-async fn follow_logs(
+pub(crate) async fn follow_logs(
     container: &ContainerAsync<GenericImage>,
     log: &Path,
     append: bool,
