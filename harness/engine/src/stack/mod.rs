@@ -467,7 +467,7 @@ impl Stack {
                     .ok_or_else(|| Error::Other("no Docker engine connection".into()))?;
                 c.fault(docker, fault).await?;
                 if matches!(fault, Fault::Start | Fault::Restart) {
-                    let conditions = docker::restart_conditions(kind, &endpoints);
+                    let conditions = readiness::restart_conditions(kind, &endpoints);
                     readiness::wait_all(c.as_mut(), &conditions, timeout).await?;
                 }
             }
@@ -475,7 +475,7 @@ impl Stack {
                 p.fault(fault).await?;
                 if matches!(fault, Fault::Start | Fault::Restart) {
                     let pid = p.pid;
-                    let conditions = docker::restart_conditions(kind, &endpoints);
+                    let conditions = readiness::restart_conditions(kind, &endpoints);
                     readiness::wait_all(p.as_mut(), &conditions, timeout).await?;
                     for entry in &mut self.record.services {
                         if entry.0 == kind.name() {

@@ -6,7 +6,10 @@ use std::{path::Path, time::Duration};
 
 use tokio::time::Instant;
 
-use super::native::{neo4j, object_store, otel, postgres, process::ServiceProcess};
+use super::{
+    Endpoints, ServiceKind,
+    native::{neo4j, object_store, otel, postgres, process::ServiceProcess},
+};
 use crate::{error::Error, fsutil};
 
 /// One condition a starting service must meet.
@@ -140,4 +143,36 @@ pub async fn wait_all(
         }
     }
     Ok(())
+}
+
+/// The conditions a restarted service must meet again, on either provider (its
+/// credentials are already set, so Postgres is checked over TCP only).
+pub fn restart_conditions(kind: ServiceKind, endpoints: &Endpoints) -> Vec<WaitFor> {
+    match kind {
+        ServiceKind::Postgres => endpoints
+            .postgres
+            .iter()
+            .map(|ep| WaitFor::Ping(Ping::Postgres(postgres::Ping::tcp(ep.clone()))))
+            .collect(),
+        ServiceKind::S3 => endpoints
+            .s3
+            .iter()
+            .map(|ep| WaitFor::Ping(Ping::S3(object_store::Ping::new(ep.clone()))))
+            .collect(),
+        ServiceKind::Neo4j => endpoints
+            .neo4j
+            .iter()
+            .map(|ep| WaitFor::Ping(Ping::Bolt(neo4j::Ping::new(ep.clone()))))
+            .collect(),
+        ServiceKind::Otel => endpoints
+            .otel
+            .iter()
+            .flat_map(|ep| {
+                [
+                    WaitFor::Http(ep.health_url.clone()),
+                    WaitFor::Ping(Ping::Otlp(otel::Ping::new(ep.clone()))),
+                ]
+            })
+            .collect(),
+    }
 }

@@ -346,37 +346,6 @@ pub async fn start(
     Ok((service, endpoints))
 }
 
-/// The conditions a restarted service must meet again (its credentials are already set).
-pub fn restart_conditions(kind: ServiceKind, endpoints: &Endpoints) -> Vec<WaitFor> {
-    match kind {
-        ServiceKind::Postgres => endpoints
-            .postgres
-            .iter()
-            .map(|ep| WaitFor::Ping(Ping::Postgres(postgres::Ping::tcp(ep.clone()))))
-            .collect(),
-        ServiceKind::S3 => endpoints
-            .s3
-            .iter()
-            .map(|ep| WaitFor::Ping(Ping::S3(object_store::Ping::new(ep.clone()))))
-            .collect(),
-        ServiceKind::Neo4j => endpoints
-            .neo4j
-            .iter()
-            .map(|ep| WaitFor::Ping(Ping::Bolt(neo4j::Ping::new(ep.clone()))))
-            .collect(),
-        ServiceKind::Otel => endpoints
-            .otel
-            .iter()
-            .flat_map(|ep| {
-                [
-                    WaitFor::Http(ep.health_url.clone()),
-                    WaitFor::Ping(Ping::Otlp(otel::Ping::new(ep.clone()))),
-                ]
-            })
-            .collect(),
-    }
-}
-
 fn postgres_spec(ep: &PostgresEndpoint) -> Spec {
     let mut cmd = vec!["postgres".to_owned()];
     for setting in [
