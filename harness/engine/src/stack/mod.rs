@@ -211,11 +211,7 @@ impl StackBuilder {
     /// service's image, so that a missing image fails before anything starts.
     async fn docker_launch(&self) -> Result<Launch, Error> {
         let docker = docker::connect().await?;
-        let known: Vec<String> = RunRecord::load_all()
-            .into_iter()
-            .map(|r| r.run_id)
-            .collect();
-        for run in docker::sweep(&known).await {
+        for run in docker::sweep().await {
             (self.progress)(&ProgressEvent::Reaped { run_id: run });
         }
         let mut images = Vec::new();

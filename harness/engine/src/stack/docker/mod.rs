@@ -207,38 +207,65 @@ impl ContainerService {
 }
 
 /// Copies the container's output into `log` until the container stops; the returned flag
-/// is set then.
+/// is set then. A log stream can also end while the container runs (a dropped connection
+/// on a busy engine): the engine is asked, and the stream is opened again from that second.
 pub(crate) async fn follow_logs(
     container: &ContainerAsync<GenericImage>,
     log: &Path,
     append: bool,
 ) -> Result<Arc<AtomicBool>, Error> {
+    use futures::StreamExt;
+    use testcontainers::bollard::query_parameters::LogsOptions;
     let ended = Arc::new(AtomicBool::new(false));
-    let open = || async {
-        tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .truncate(false)
-            .open(log)
-            .await
-            .ctx(|| format!("open {}", log.display()))
-    };
     if !append {
         tokio::fs::write(log, b"")
             .await
             .ctx(|| format!("create {}", log.display()))?;
     }
-    let (mut out_file, mut err_file) = (open().await?, open().await?);
-    let (mut out, mut err) = (container.stdout(true), container.stderr(true));
+    let mut file = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .await
+        .ctx(|| format!("open {}", log.display()))?;
+    let docker = connect().await?;
+    let id = container.id().to_owned();
     let flag = ended.clone();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i32)
+    };
+    // After a restart, only what the container writes from now on.
+    let mut since = if append { now() } else { 0 };
     tokio::spawn(async move {
-        let _ = tokio::io::copy_buf(&mut out, &mut out_file).await;
-        let _ = out_file.flush().await;
-        flag.store(true, Ordering::SeqCst);
-    });
-    tokio::spawn(async move {
-        let _ = tokio::io::copy_buf(&mut err, &mut err_file).await;
-        let _ = err_file.flush().await;
+        loop {
+            let options = LogsOptions {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                since,
+                ..Default::default()
+            };
+            let mut stream = docker.logs(&id, Some(options));
+            while let Some(Ok(chunk)) = stream.next().await {
+                if file.write_all(&chunk.into_bytes()).await.is_err() {
+                    break;
+                }
+            }
+            let _ = file.flush().await;
+            let running = docker
+                .inspect_container(&id, None)
+                .await
+                .ok()
+                .and_then(|i| i.state?.running)
+                .unwrap_or(false);
+            if !running {
+                flag.store(true, Ordering::SeqCst);
+                return;
+            }
+            since = now();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     });
     Ok(ended)
 }
@@ -531,15 +558,23 @@ pub async fn remove_run(run_id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Removes containers whose run has no record any more (the record was written before any
-/// container was created, so such a container is an orphan). Returns their run ids.
-pub async fn sweep(known: &[String]) -> Vec<String> {
+/// Removes containers whose run has no record (a run writes its record before it creates
+/// any container, so such a container is an orphan). Returns their run ids.
+///
+/// The containers are listed before the records are read: a container that exists when
+/// listed had its record written already, so a run starting meanwhile is never taken for
+/// an orphan.
+pub async fn sweep() -> Vec<String> {
     let Ok(docker) = connect().await else {
         return Vec::new();
     };
     let Ok(by_run) = labelled(&docker).await else {
         return Vec::new();
     };
+    let known: Vec<String> = super::state::RunRecord::load_all()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
     let mut swept = Vec::new();
     for (run, containers) in by_run {
         if known.contains(&run) {
