@@ -414,3 +414,51 @@ fn on_the_docker_provider_the_sample_api_runs_from_its_image() {
         text(&native.stderr)
     );
 }
+
+#[test]
+fn a_start_in_another_harness_home_leaves_this_homes_containers_alone() {
+    let (home_a, home_b) = (
+        tempfile::tempdir().expect("home"),
+        tempfile::tempdir().expect("home"),
+    );
+    let mut owner = harness()
+        .args(["up", "--provider", "docker", "--services", "s3"])
+        .env("HARNESS_HOME", home_a.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn harness up");
+    let record = wait_for_containers(home_a.path(), owner.id(), 1);
+    let id = record["containers"][0][1].as_str().expect("id").to_owned();
+    // A start in home B sweeps the containers no record of home B claims; A's are not B's.
+    let other = harness()
+        .args([
+            "up",
+            "--provider",
+            "docker",
+            "--services",
+            "s3",
+            "--detach",
+            "--json",
+        ])
+        .env("HARNESS_HOME", home_b.path())
+        .output()
+        .expect("up");
+    assert!(other.status.success(), "{}", text(&other.stderr));
+    let survived = exists("container", &id);
+    let _ = harness()
+        .arg("down")
+        .env("HARNESS_HOME", home_b.path())
+        .output();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(owner.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("interrupt");
+    let _ = owner.wait();
+    assert!(survived, "a start in another home removed {id}");
+    assert!(
+        !exists("container", &id),
+        "Ctrl-C must remove the container"
+    );
+}

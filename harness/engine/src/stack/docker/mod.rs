@@ -253,13 +253,27 @@ pub(crate) async fn follow_logs(
                 }
             }
             let _ = file.flush().await;
-            let running = docker
-                .inspect_container(&id, None)
-                .await
-                .ok()
-                .and_then(|i| i.state?.running)
-                .unwrap_or(false);
+            let state = docker.inspect_container(&id, None).await.map(|i| i.state);
+            let running = matches!(&state, Ok(Some(s)) if s.running == Some(true));
             if !running {
+                // Say in the log how the container ended, for the error that quotes it.
+                let why = match state {
+                    Ok(Some(s)) => format!(
+                        "status {}, exit code {}, OOM-killed {}{}",
+                        s.status.map(|x| x.to_string()).unwrap_or_default(),
+                        s.exit_code.unwrap_or_default(),
+                        s.oom_killed.unwrap_or(false),
+                        s.error
+                            .filter(|e| !e.is_empty())
+                            .map(|e| format!(", error: {e}"))
+                            .unwrap_or_default()
+                    ),
+                    Ok(None) => "no state".into(),
+                    Err(e) => format!("gone ({e})"),
+                };
+                let line = format!("\n[harness] the container stopped: {why}\n");
+                let _ = file.write_all(line.as_bytes()).await;
+                let _ = file.flush().await;
                 flag.store(true, Ordering::SeqCst);
                 return;
             }
@@ -509,7 +523,7 @@ async fn labelled(docker: &Docker) -> Result<HashMap<String, Vec<(String, bool)>
         all: true,
         filters: Some(HashMap::from([(
             "label".to_owned(),
-            vec![RUN_LABEL.to_owned()],
+            vec![RUN_LABEL.to_owned(), format!("{HOME_LABEL}={}", home_id())],
         )])),
         ..Default::default()
     };
