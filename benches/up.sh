@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 COMPOSE_VERSION=2.40.3
 RUNS="${RUNS:-10}"
+# The services to start (compose names are the same): all four by default.
+SERVICES="${SERVICES:-postgres,s3,neo4j,otel}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/harness-ci/target}"
 cache="$HOME/.cache/harness-ci/compose-$COMPOSE_VERSION"
 
@@ -42,7 +44,7 @@ echo "images: $HARNESS_IMAGE_POSTGRES $HARNESS_IMAGE_S3 $HARNESS_IMAGE_NEO4J $HA
 
 hyperfine --runs "$RUNS" --warmup 1 --prepare "$down_all" --cleanup "$down_all" \
   --export-markdown "${OUT:-target/bench-up.md}" \
-  -n "harness up (native)" "$harness up --detach --services postgres,s3,neo4j,otel" \
-  -n "harness up --provider docker" "$harness up --provider docker --detach --services postgres,s3,neo4j,otel" \
-  -n "docker compose up --wait" "$compose up -d --wait"
+  -n "harness up (native)" "$harness up --detach --services $SERVICES" \
+  -n "harness up --provider docker" "$harness up --provider docker --detach --services $SERVICES" \
+  -n "docker compose up --wait" "$compose up -d --wait ${SERVICES//,/ }"
 rm -rf "$HARNESS_COMPOSE_DATA"

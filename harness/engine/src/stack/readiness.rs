@@ -17,6 +17,8 @@ use crate::{error::Error, fsutil};
 pub enum WaitFor {
     /// A line containing this text appears in the service's log.
     LogLine(&'static str),
+    /// A line containing one of these texts appears (images that log differently).
+    LogAny(&'static [&'static str]),
     /// A TCP connection to 127.0.0.1:port succeeds.
     Tcp(u16),
     /// A GET returns 2xx.
@@ -38,6 +40,7 @@ impl WaitFor {
     fn describe(&self) -> String {
         match self {
             WaitFor::LogLine(text) => format!("log line containing `{text}`"),
+            WaitFor::LogAny(texts) => format!("log line containing one of {texts:?}"),
             WaitFor::Tcp(port) => format!("TCP connect to 127.0.0.1:{port}"),
             WaitFor::Http(url) => format!("HTTP 2xx from {url}"),
             WaitFor::Ping(p) => format!("{p:?}")
@@ -51,6 +54,10 @@ impl WaitFor {
         match self {
             WaitFor::LogLine(text) => match tokio::fs::read_to_string(log).await {
                 Ok(s) if s.contains(text) => Ok(()),
+                _ => Err("not yet".into()),
+            },
+            WaitFor::LogAny(texts) => match tokio::fs::read_to_string(log).await {
+                Ok(s) if texts.iter().any(|t| s.contains(t)) => Ok(()),
                 _ => Err("not yet".into()),
             },
             WaitFor::Tcp(port) => tokio::net::TcpStream::connect(("127.0.0.1", *port))

@@ -63,6 +63,11 @@ pub fn home_id() -> String {
     format!("{digest:x}")[..16].to_owned()
 }
 
+/// What the local Neo4j image (the harness launcher) logs once Bolt is up.
+const NEO4J_READY_LOCAL: &str = "HARNESS_NEO4J_READY";
+/// What the upstream Neo4j image logs once it is up.
+const NEO4J_READY_UPSTREAM: &str = "Started.";
+
 /// The Docker API version testcontainers speaks; older engines refuse its requests.
 const NEEDED_API: (u32, u32) = (1, 52);
 
@@ -332,8 +337,10 @@ pub async fn start(
         ServiceKind::Neo4j => {
             let ep = Neo4jEndpoint::local(port);
             let spec = neo4j_spec(&ep, port);
+            // Ping only once the server says it is up: a Bolt login tried earlier is
+            // retried by the driver with its own back-off, which costs seconds.
             let ready = vec![
-                WaitFor::Tcp(port),
+                WaitFor::LogAny(&[NEO4J_READY_LOCAL, NEO4J_READY_UPSTREAM]),
                 WaitFor::Ping(Ping::Bolt(neo4j::Ping::new(ep.clone()))),
             ];
             endpoints.neo4j = Some(ep);
