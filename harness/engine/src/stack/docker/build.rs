@@ -123,11 +123,9 @@ pub async fn build(options: BuildOptions, progress: &Progress) -> Result<Vec<Bui
                 return Err(e);
             }
         };
-        let current = docker
-            .inspect_image(spec.local)
-            .await
-            .ok()
-            .and_then(|i| i.config?.labels?.get(RECIPE_LABEL).cloned());
+        let existing = docker.inspect_image(spec.local).await.ok();
+        let previous_id = existing.as_ref().and_then(|i| i.id.clone());
+        let current = existing.and_then(|i| i.config?.labels?.get(RECIPE_LABEL).cloned());
         let rebuilt = options.force || current.as_deref() != Some(recipe.as_str());
         if rebuilt {
             step(progress, spec.local, format!("docker build ({})", spec.dir));
@@ -145,6 +143,22 @@ pub async fn build(options: BuildOptions, progress: &Progress) -> Result<Vec<Bui
             if let Err(e) = result {
                 let _ = fs::remove_dir_all(&staging);
                 return Err(e);
+            }
+            // The image this one replaced is left without a tag; remove it unless a
+            // container still uses it (the engine refuses then, which is fine).
+            let new_id = docker
+                .inspect_image(spec.local)
+                .await
+                .ok()
+                .and_then(|i| i.id);
+            if let Some(old) = previous_id.filter(|old| Some(old) != new_id.as_ref()) {
+                let _ = docker
+                    .remove_image(
+                        &old,
+                        None::<testcontainers::bollard::query_parameters::RemoveImageOptions>,
+                        None,
+                    )
+                    .await;
             }
         }
         let _ = fs::remove_dir_all(&staging);
