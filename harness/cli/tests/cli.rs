@@ -1,11 +1,12 @@
 //! The CLI end to end: detached stacks used by independent clients, the reaper after a
 //! SIGKILL, and bad input.
 
+mod common;
+
 use std::{
     io::Write,
     path::PathBuf,
     process::{Command, Stdio},
-    time::Duration,
 };
 
 fn harness() -> Command {
@@ -31,29 +32,11 @@ fn wait_for_record(owner: u32, services: usize) -> serde_json::Value {
         |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/harness"),
         PathBuf::from,
     );
-    for _ in 0..1200 {
-        let found = std::fs::read_dir(home.join("runs"))
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{owner}-"))
-            })
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .find(|r| {
-                r["services"]
-                    .as_array()
-                    .is_some_and(|s| s.len() == services)
-            });
-        if let Some(record) = found {
-            return record;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("run {owner} never recorded {services} services");
+    common::wait_for_run(&home, owner, &format!("{services} services"), |r| {
+        r["services"]
+            .as_array()
+            .is_some_and(|s| s.len() == services)
+    })
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! These tests need a Docker engine with the local images (`harness images build`);
 //! `.ci/run` provides both.
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
@@ -29,25 +31,9 @@ fn text(bytes: &[u8]) -> String {
 
 /// Waits until the run owned by `owner` in `home` has recorded `n` containers.
 fn wait_for_containers(home: &Path, owner: u32, n: usize) -> serde_json::Value {
-    for _ in 0..1200 {
-        let found = std::fs::read_dir(home.join("runs"))
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{owner}-"))
-            })
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .find(|r| r["containers"].as_array().is_some_and(|c| c.len() == n));
-        if let Some(record) = found {
-            return record;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("run {owner} never recorded {n} containers");
+    common::wait_for_run(home, owner, &format!("{n} containers"), |r| {
+        r["containers"].as_array().is_some_and(|c| c.len() == n)
+    })
 }
 
 fn exists(kind: &str, id: &str) -> bool {
