@@ -330,24 +330,21 @@ async fn start_container(
     env: &[(String, String)],
     log: &Path,
 ) -> Result<Handle, StepError> {
-    use testcontainers::{GenericImage, ImageExt, runners::AsyncRunner};
+    use testcontainers::runners::AsyncRunner;
 
-    use crate::stack::docker::{self, images};
+    use crate::stack::docker;
     let run_id = ctx.builds.containers.clone().unwrap_or_default();
     let mut args = Vec::new();
     for a in &p.args {
         args.push(ctx.render_str(a)?);
     }
-    let (name, tag) = images::split(image);
-    let mut request = GenericImage::new(name, tag)
-        .with_network("host")
-        .with_label(docker::RUN_LABEL, run_id)
-        .with_label(docker::HOME_LABEL, docker::home_id())
-        .with_label(docker::SERVICE_LABEL, format!("process:{}", p.name))
-        .with_cmd(args);
-    for (k, v) in env {
-        request = request.with_env_var(k, v);
-    }
+    let request = docker::labelled_request(
+        image,
+        &run_id,
+        &format!("process:{}", p.name),
+        args,
+        env.to_vec(),
+    );
     let container = request.start().await.map_err(|e| {
         StepError::error(format!(
             "could not start process `{}` from {image}: {e}",

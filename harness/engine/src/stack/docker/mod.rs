@@ -20,7 +20,7 @@ use std::{
 };
 
 use testcontainers::{
-    ContainerAsync, GenericImage, ImageExt,
+    ContainerAsync, ContainerRequest, GenericImage, ImageExt,
     bollard::{
         Docker,
         query_parameters::{KillContainerOptions, ListContainersOptions, RemoveContainerOptions},
@@ -306,6 +306,28 @@ pub struct Request<'a> {
     pub timeout: Duration,
 }
 
+/// A container request on the host network with the labels the reaper finds it by: the
+/// run, what it runs (`service`), and this `HARNESS_HOME`.
+pub(crate) fn labelled_request(
+    image: &str,
+    run_id: &str,
+    service: &str,
+    cmd: Vec<String>,
+    env: Vec<(String, String)>,
+) -> ContainerRequest<GenericImage> {
+    let (name, tag) = images::split(image);
+    let mut request = GenericImage::new(name, tag)
+        .with_network("host")
+        .with_label(RUN_LABEL, run_id)
+        .with_label(SERVICE_LABEL, service)
+        .with_label(HOME_LABEL, home_id())
+        .with_cmd(cmd);
+    for (k, v) in env {
+        request = request.with_env_var(k, v);
+    }
+    request
+}
+
 /// Starts one service's container and waits until it is ready.
 pub async fn start(
     kind: ServiceKind,
@@ -356,17 +378,8 @@ pub async fn start(
             (spec, ready)
         }
     };
-    let (name, tag) = images::split(&req.image);
-    let mut request = GenericImage::new(name, tag)
-        .with_network("host")
-        .with_container_name(format!("harness-{}-{}", req.run_id, kind.name()))
-        .with_label(RUN_LABEL, req.run_id)
-        .with_label(SERVICE_LABEL, kind.name())
-        .with_label(HOME_LABEL, home_id())
-        .with_cmd(spec.cmd);
-    for (k, v) in spec.env {
-        request = request.with_env_var(k, v);
-    }
+    let mut request = labelled_request(&req.image, req.run_id, kind.name(), spec.cmd, spec.env)
+        .with_container_name(format!("harness-{}-{}", req.run_id, kind.name()));
     for path in spec.binds {
         let p = path.to_string_lossy().into_owned();
         request = request.with_mount(Mount::bind_mount(p.clone(), p));
