@@ -27,7 +27,7 @@ fn isolation(c: &mut Criterion) {
         .block_on(Stack::builder().postgres().object_store().start())
         .expect("stack");
     let shared = Arc::new(
-        rt.block_on(Shared::connect(stack.endpoints()))
+        rt.block_on(Shared::connect(stack.endpoints(), false))
             .expect("connect"),
     );
     let dir = tempfile::tempdir().expect("tempdir");

@@ -78,11 +78,15 @@ enum Command {
     Down { run_id: Option<String> },
     /// Run scenario files (folders are searched for *.yaml) on one shared stack.
     Run(RunArgs),
-    /// Check scenario files without running anything.
+    /// Check scenario files without running anything; lint warnings (such as a captured
+    /// value pasted into SQL) are printed and do not fail the check.
     Validate {
         /// Files or folders.
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
+        /// Treat lint warnings as errors (exit 2, as for an invalid file).
+        #[arg(long)]
+        strict: bool,
     },
     /// Print the JSON Schema of scenario files (for editor completion).
     Schema,
@@ -287,7 +291,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Run(_) => unreachable!("`run` is dispatched in main"),
-        Command::Validate { paths } => validate(&paths),
+        Command::Validate { paths, strict } => validate(&paths, strict),
         Command::Schema => {
             print_json(&harness_scenario::json_schema());
             Ok(())
@@ -504,13 +508,13 @@ async fn up(
 
 /// SIGINT and SIGTERM, registered before the stack starts so that a signal during start-up
 /// still ends in a clean shutdown instead of the default action.
-struct StopSignals {
+pub(crate) struct StopSignals {
     interrupt: Option<tokio::signal::unix::Signal>,
     terminate: Option<tokio::signal::unix::Signal>,
 }
 
 impl StopSignals {
-    fn register() -> Self {
+    pub(crate) fn register() -> Self {
         use tokio::signal::unix::{SignalKind, signal};
         Self {
             interrupt: signal(SignalKind::interrupt()).ok(),
@@ -518,7 +522,7 @@ impl StopSignals {
         }
     }
 
-    async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
             match s.as_mut() {
                 Some(s) => {

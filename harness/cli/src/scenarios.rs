@@ -12,7 +12,7 @@ use harness_engine::{
     },
     stack::ProviderKind,
 };
-use harness_scenario::{Diagnostics, Service};
+use harness_scenario::{Diagnostics, Service, Severity};
 
 use crate::{RunArgs, progress};
 
@@ -37,20 +37,53 @@ fn fail(e: &Error) -> ExitCode {
     ExitCode::from(e.exit_code() as u8)
 }
 
-pub fn validate(paths: &[std::path::PathBuf]) -> Result<(), Error> {
-    match load_paths(paths) {
-        Ok(loaded) => {
-            for l in &loaded {
-                println!("ok  {}", l.path.display());
-            }
-            Ok(())
-        }
+/// Parses every file, then lints the valid ones: warnings are printed, and with `strict`
+/// they make their files invalid.
+pub fn validate(paths: &[std::path::PathBuf], strict: bool) -> Result<(), Error> {
+    let loaded = match load_paths(paths) {
+        Ok(loaded) => loaded,
         Err(SessionError::Invalid(d)) => {
             print_diagnostics(&d);
-            Err(Error::BadInput("validate scenarios".into()))
+            return Err(Error::BadInput("validate scenarios".into()));
         }
-        Err(SessionError::Env(e)) => Err(e),
+        Err(SessionError::Env(e)) => return Err(e),
+    };
+    let mut linted = Vec::new();
+    for l in &loaded {
+        let mut warnings = harness_scenario::lint(&l.scenario);
+        if warnings.is_empty() {
+            println!("ok  {}", l.path.display());
+            continue;
+        }
+        if strict {
+            for w in &mut warnings {
+                w.severity = Severity::Error;
+            }
+        } else {
+            let n = warnings.len();
+            let plural = if n == 1 { "" } else { "s" };
+            println!("ok  {} ({n} warning{plural})", l.path.display());
+        }
+        linted.push(Diagnostics::new(l.source.clone(), warnings));
     }
+    if linted.is_empty() {
+        return Ok(());
+    }
+    if strict {
+        print_diagnostics(&linted);
+        return Err(Error::BadInput("validate scenarios (--strict)".into()));
+    }
+    let warnings: usize = linted.iter().map(|d| d.problems.len()).sum();
+    let files = linted.len();
+    for d in linted {
+        eprintln!("{:?}", miette::Report::new(d));
+    }
+    eprintln!(
+        "warning: {warnings} lint warning{} in {files} file{}; `--strict` treats them as errors",
+        if warnings == 1 { "" } else { "s" },
+        if files == 1 { "" } else { "s" }
+    );
+    Ok(())
 }
 
 pub async fn run_scenarios(args: RunArgs) -> ExitCode {
@@ -91,7 +124,10 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
         scenarios.len(),
         args.jobs.max(1)
     );
+    let mut signals = crate::StopSignals::register();
+    let cancel = harness_engine::run::CancellationToken::new();
     let options = RunOptions {
+        cancel: cancel.clone(),
         jobs: args.jobs,
         seed,
         keep: args.keep,
@@ -140,7 +176,21 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
             }
             Ok(Box::new(Fanout::new(reporters)))
         };
-    match run_loaded(scenarios, &source, options, progress(), extra, make).await {
+    // The first SIGINT/SIGTERM stops the steps and lets every scenario clean up; a second
+    // one stops at once (the stack's guards still stop its services).
+    let signalled = async {
+        signals.wait().await;
+        eprintln!(
+            "interrupted: stopping the running steps and cleaning up (signal again to stop at once)"
+        );
+        cancel.cancel();
+        signals.wait().await;
+    };
+    let outcome = tokio::select! {
+        outcome = run_loaded(scenarios, &source, options, progress(), extra, make) => outcome,
+        () = signalled => return ExitCode::from(harness_engine::ExitCode::Interrupted as u8),
+    };
+    match outcome {
         Ok(summary) => {
             if let Some(run_id) = &summary.kept_stack {
                 eprintln!(

@@ -73,7 +73,7 @@ fn detached_stack_serves_independent_clients_and_down_leaves_nothing() {
         .as_array()
         .expect("services")
         .iter()
-        .map(|s| s[1].as_u64().expect("pid") as u32)
+        .map(|s| s["pgid"].as_u64().expect("pid") as u32)
         .collect();
     assert_eq!(pids.len(), 4);
 
@@ -131,7 +131,7 @@ fn sigkilled_run_is_reaped_by_the_next_start() {
         .as_array()
         .expect("services")
         .iter()
-        .map(|s| s[1].as_u64().expect("pid") as u32)
+        .map(|s| s["pgid"].as_u64().expect("pid") as u32)
         .collect();
     let run_dir = PathBuf::from(record["run_dir"].as_str().expect("dir"));
     assert!(
@@ -222,11 +222,18 @@ fn fake_pg_bin(script: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The per-user run root's name, `harness-<uid>/`, as it appears in paths.
+fn run_root_marker() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    format!("harness-{uid}/")
+}
+
 fn runs_left_by(stderr: &str) -> Vec<PathBuf> {
     // Every failure message names the service log inside the run folder.
     stderr
         .split_whitespace()
-        .filter(|w| w.contains("harness-runs/"))
+        .filter(|w| w.contains(&run_root_marker()))
         .map(|w| PathBuf::from(w.trim_end_matches(':')))
         .collect()
 }
@@ -332,7 +339,7 @@ fn ctrl_c_stops_an_attached_stack_cleanly() {
         String::from_utf8_lossy(&out.stderr)
     );
     for s in record["services"].as_array().expect("services") {
-        let pid = s[1].as_u64().expect("pid") as u32;
+        let pid = s["pgid"].as_u64().expect("pid") as u32;
         assert!(!pid_alive(pid), "service {pid} survived Ctrl-C");
     }
     let run_dir = PathBuf::from(record["run_dir"].as_str().expect("dir"));

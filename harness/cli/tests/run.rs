@@ -97,6 +97,44 @@ fn malformed_files_exit_2_with_locations_and_start_nothing() {
 }
 
 #[test]
+fn validate_prints_lint_warnings_and_strict_makes_them_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pasted.yaml");
+    std::fs::write(
+        &file,
+        "name: pasted\nstack: [postgres]\nsteps:\n  - sql: { query: \"select ${env.HOME}\" }\n",
+    )
+    .expect("write the scenario");
+    let out = harness()
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .expect("validate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(1 warning)"),
+        "{err}"
+    );
+    assert!(err.contains("pasted.yaml:4:27"), "{err}");
+    assert!(
+        err.contains("environment variable `${env.HOME}` is pasted into SQL text"),
+        "{err}"
+    );
+    assert!(err.contains("`params`"), "{err}");
+
+    let out = harness()
+        .args(["validate", "--strict"])
+        .arg(&file)
+        .output()
+        .expect("validate --strict");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("pasted.yaml:4:27"), "{err}");
+    assert!(err.contains("1 file is invalid"), "{err}");
+}
+
+#[test]
 fn a_missing_path_is_bad_input() {
     let out = harness()
         .args(["run", "no/such/folder"])

@@ -16,6 +16,9 @@ pub enum ExitCode {
     BadInput = 2,
     /// The environment could not be set up.
     Environment = 3,
+    /// Stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it); everything the
+    /// run started was cleaned up first.
+    Interrupted = 130,
 }
 
 /// An engine error.
@@ -110,6 +113,10 @@ pub enum Error {
     #[error("{0}")]
     BadInput(String),
 
+    /// SIGINT or SIGTERM arrived; what was started has been cleaned up.
+    #[error("{0}: interrupted by a signal")]
+    Interrupted(String),
+
     #[error("{0}")]
     Other(String),
 }
@@ -123,6 +130,7 @@ impl Error {
             | Error::PortInUse { .. }
             | Error::NoSuchRun(_)
             | Error::BadInput(_) => ExitCode::BadInput,
+            Error::Interrupted(_) => ExitCode::Interrupted,
             _ => ExitCode::Environment,
         }
     }

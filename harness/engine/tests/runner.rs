@@ -5,7 +5,15 @@ mod support;
 
 use std::path::PathBuf;
 
-use harness_engine::run::events::{Event, Phase, Status};
+use std::sync::Arc;
+
+use harness_engine::run::{
+    RunOptions,
+    context::Ctx,
+    events::{Event, Phase, Status},
+    steps::{StepError, StepHandler},
+};
+use serde_json::Value;
 
 fn corpus(rel: &str) -> PathBuf {
     PathBuf::from("tests/corpus").join(rel)
@@ -125,4 +133,169 @@ fn no_generated_secret_reaches_any_report() {
         !out.console.contains("sk-live-"),
         "the secret var leaked into the console"
     );
+}
+
+/// Writes scenario files into a fresh folder.
+fn scenarios(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write scenario");
+    }
+    dir
+}
+
+/// A capability whose step panics: a bug in harness, as far as the runner knows.
+struct Panics;
+
+impl StepHandler for Panics {
+    fn validate(&self, _: &Value) -> Result<(), String> {
+        Ok(())
+    }
+    fn run<'a>(
+        &'a self,
+        _: &'a mut Ctx,
+        _: &'a Value,
+    ) -> futures::future::BoxFuture<'a, Result<Value, StepError>> {
+        Box::pin(async { panic!("the step blew up") })
+    }
+}
+
+#[test]
+fn a_panicking_scenario_fails_alone_and_the_run_goes_on() {
+    let dir = scenarios(&[
+        (
+            "a_panics.yaml",
+            "name: panics\nsteps:\n  - fault: { anything: 1 }\n",
+        ),
+        (
+            "b_passes.yaml",
+            "name: passes\nsteps:\n  - exec: { command: \"true\" }\n",
+        ),
+    ]);
+    let mut options = RunOptions::default();
+    options.extensions.register("fault", Arc::new(Panics));
+    let out = support::run_files_with(&[dir.path().to_path_buf()], 2, options).expect("run");
+    assert_eq!(out.summary.passed, 1, "{}", out.console);
+    assert_eq!(out.summary.errored, 1, "{}", out.console);
+    let crashed = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::ScenarioFinished {
+                name,
+                status: Status::Error,
+                failed_step: Some(f),
+                ..
+            } if name == "panics" => Some(f.failure.message.clone()),
+            _ => None,
+        })
+        .expect("the panicking scenario is reported");
+    assert!(crashed.contains("the step blew up"), "{crashed}");
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::RunFinished { .. })),
+        "the run finished"
+    );
+}
+
+fn process_gone(pid: u32) -> bool {
+    for _ in 0..100 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            // A zombie waiting for its new parent to reap it is dead too.
+            Ok(stat) if stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')) => {
+                return true;
+            }
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    false
+}
+
+#[test]
+fn an_exec_timeout_kills_everything_the_command_started() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("child.pid");
+    let text = format!(
+        "name: exec timeout\nsteps:\n  - exec:\n      command: \"sleep 300 & echo $! > {}; wait\"\n    timeout: 1s\n",
+        pidfile.display()
+    );
+    let file = dir.path().join("timeout.yaml");
+    std::fs::write(&file, text).expect("write");
+    let out = support::run_files(&[file], 1).expect("run");
+    assert_eq!(out.summary.failed, 1, "{}", out.console);
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .expect("the command wrote its child's pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(
+        process_gone(pid),
+        "the command's background child {pid} outlived the step's timeout"
+    );
+}
+
+#[test]
+fn exec_feeds_stdin_while_reading_output_so_large_streams_do_not_block() {
+    // 150 kB in, 300 kB out before the command reads any input: both pipes fill up, so
+    // writing all of stdin before reading would wait forever.
+    let chunk = "x".repeat(50_000);
+    let text = format!(
+        "name: large streams\nvars:\n  chunk: {chunk}\nsteps:\n  - exec:\n      command: \"head -c 300000 /dev/zero | tr '\\\\0' y; wc -c\"\n      stdin: \"${{vars.chunk}}${{vars.chunk}}${{vars.chunk}}\"\n      expect:\n        stdout: {{ contains: \"150000\" }}\n    timeout: 20s\n"
+    );
+    let dir = scenarios(&[("streams.yaml", &text)]);
+    let out = support::run_files(&[dir.path().join("streams.yaml")], 1).expect("run");
+    assert_eq!(out.summary.passed, 1, "{}", out.console);
+}
+
+/// `tok` followed by the numbers 10 to 40: made by the command, so it never appears in the
+/// scenario's source (which a failure excerpt may show).
+fn generated_token() -> String {
+    let digits: String = (10..=40).map(|n| n.to_string()).collect();
+    format!("tok{digits}")
+}
+
+#[test]
+fn a_failing_step_never_shows_its_secret_capture_nor_a_piece_of_it() {
+    let command = r#"printf '{"pad":"%0443d","token":"tok%s"}' 0 "$(seq -s '' 10 40)""#;
+    let step = |expect: &str| {
+        format!(
+            "steps:\n  - exec:\n      command: '{}'\n      capture:\n        token: {{ path: \"$.json.token\", secret: true }}\n      expect:\n        json:\n          {expect}\n",
+            command.replace('\'', "''")
+        )
+    };
+    let dir = scenarios(&[
+        (
+            "a_field.yaml",
+            &format!("name: the secret field itself\n{}", step("\"$.json.token\": nope")),
+        ),
+        (
+            "b_cut.yaml",
+            // The whole document is shown cut to 500 characters, in the middle of the token.
+            &format!("name: the document around it\n{}", step("\"$.stdout\": nope")),
+        ),
+    ]);
+    let json = dir.path().join("report.json");
+    let junit = dir.path().join("junit.xml");
+    let out = support::run_files_with_reports(&[dir.path().to_path_buf()], &json, &junit)
+        .expect("run");
+    assert_eq!(out.summary.failed, 2, "{}", out.console);
+    let token = generated_token();
+    let outputs = [
+        ("console", out.console.clone()),
+        ("events", serde_json::to_string(&out.events).expect("events")),
+        ("json", std::fs::read_to_string(&json).expect("json report")),
+        ("junit", std::fs::read_to_string(&junit).expect("junit report")),
+    ];
+    assert!(outputs[1].1.contains("[redacted]"), "{}", outputs[1].1);
+    for (name, text) in &outputs {
+        for window in token.as_bytes().windows(8) {
+            let piece = std::str::from_utf8(window).expect("ascii");
+            assert!(
+                !text.contains(piece),
+                "`{piece}` of the secret capture leaked into the {name} output"
+            );
+        }
+    }
 }

@@ -1,10 +1,12 @@
 //! Problems found in a scenario file, with the spans they point at, rendered through miette.
 //!
 //! Every problem in a file is collected before anything is reported, so a user fixes a file
-//! in one pass instead of one error at a time.
+//! in one pass instead of one error at a time. Most problems are errors (the file is
+//! invalid); the lint pass ([`crate::lint`]) adds warnings about valid but risky files.
 
 use std::{fmt, sync::Arc};
 
+pub use miette::Severity;
 use miette::{
     Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode,
 };
@@ -85,6 +87,8 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// One thing wrong with a scenario file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
+    /// [`Severity::Error`] (the default) makes the file invalid; a warning does not.
+    pub severity: Severity,
     pub message: String,
     pub span: Span,
     pub label: Option<String>,
@@ -96,6 +100,7 @@ pub struct Problem {
 impl Problem {
     pub fn new(span: Span, message: impl Into<String>) -> Self {
         Problem {
+            severity: Severity::Error,
             message: message.into(),
             span,
             label: None,
@@ -114,6 +119,14 @@ impl Problem {
     pub fn also(mut self, span: Span, label: impl Into<String>) -> Self {
         self.also.push((span, label.into()));
         self
+    }
+    /// Makes this a warning: worth fixing, but the file is still valid.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
     }
 }
 
@@ -137,13 +150,25 @@ impl Diagnostics {
         }
     }
 
+    /// Whether any problem is an error (otherwise they are all warnings).
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(Problem::is_error)
+    }
+
+    /// A lint report: some problems, none of them an error.
+    fn only_warnings(&self) -> bool {
+        !self.problems.is_empty() && !self.has_errors()
+    }
+
     /// `file:line:col: message` lines, one per problem, for logs and plain output.
+    /// Warnings read `file:line:col: warning: message`.
     pub fn to_plain(&self) -> String {
         let mut out = String::new();
         for p in &self.problems {
             out.push_str(&format!(
-                "{}: {}\n",
+                "{}: {}{}\n",
                 self.source.location(p.span),
+                if p.is_error() { "" } else { "warning: " },
                 p.message
             ));
             if let Some(help) = &p.help {
@@ -168,6 +193,14 @@ impl Diagnostics {
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
+        if self.only_warnings() {
+            return write!(
+                f,
+                "{} has {n} warning{}",
+                self.source.name,
+                if n == 1 { "" } else { "s" }
+            );
+        }
         write!(
             f,
             "{} is not a valid scenario ({n} problem{})",
@@ -181,7 +214,15 @@ impl std::error::Error for Diagnostics {}
 
 impl Diagnostic for Diagnostics {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new("harness::scenario::invalid"))
+        if self.only_warnings() {
+            Some(Box::new("harness::scenario::lint"))
+        } else {
+            Some(Box::new("harness::scenario::invalid"))
+        }
+    }
+    fn severity(&self) -> Option<Severity> {
+        // Errors keep miette's default (`None`), so their reports render as they always did.
+        self.only_warnings().then_some(Severity::Warning)
     }
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
         Some(Box::new(self.problems.iter().map(|p| p as &dyn Diagnostic)))
@@ -201,6 +242,9 @@ impl fmt::Display for Problem {
 impl std::error::Error for Problem {}
 
 impl Diagnostic for Problem {
+    fn severity(&self) -> Option<Severity> {
+        (!self.is_error()).then_some(self.severity)
+    }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         self.help
             .as_ref()

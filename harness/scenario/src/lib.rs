@@ -1,5 +1,6 @@
 //! Scenario files: the typed model, a parser that keeps source spans, validation that
-//! reports every problem at once, and the JSON Schema editors use for completion.
+//! reports every problem at once, a lint pass that warns about risky but valid files, and
+//! the JSON Schema editors use for completion.
 //!
 //! This crate does no I/O and runs no async code: it turns text into a [`Scenario`] or a
 //! [`Diagnostics`] value. The engine plans and runs what it returns.
@@ -12,6 +13,7 @@
 
 mod decode;
 pub mod diag;
+mod lint;
 pub mod model;
 mod suggest;
 pub mod template;
@@ -19,9 +21,11 @@ mod validate;
 pub mod yaml;
 
 pub use decode::{Phase, valid_ident};
-pub use diag::{Diagnostics, Problem, Source, Span};
+pub use diag::{Diagnostics, Problem, Severity, Source, Span};
+pub use lint::lint;
 pub use model::*;
 pub use suggest::did_you_mean;
+pub use yaml::MAX_EXPANDED_BYTES;
 
 /// Largest scenario file accepted.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;

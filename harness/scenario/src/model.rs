@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 use schemars::JsonSchema;
 use serde_json::Value;
 
-use crate::diag::Span;
+use crate::{diag::Span, template::CodeRef};
 
 /// A scenario: a steady state that must hold, steps that exercise the system, and
 /// rollbacks that always run afterwards.
@@ -52,6 +52,9 @@ pub struct Scenario {
     /// Where the `steps` key is, for reports.
     #[serde(skip)]
     pub span: Span,
+    /// References written into SQL, Cypher and shell command text, for [`crate::lint`].
+    #[serde(skip)]
+    pub code_refs: Vec<CodeRef>,
 }
 
 /// A service of the stack.

@@ -3,6 +3,12 @@
 //! Roots: `vars`, `captures`, `stack`, `env`, `scenario`, `mocks`, `processes`, `fake`. `$${` writes a
 //! literal `${`. A string that is exactly one reference keeps the referenced value's type
 //! (a captured number stays a number); anything else is text interpolation.
+//!
+//! Interpolation pastes text, not values: a reference inside SQL, Cypher or a `sh -c`
+//! command line becomes code. The decoder records those references as [`CodeRef`]s for the
+//! lint pass ([`crate::lint`]).
+
+use crate::diag::Span;
 
 /// Names a reference may start with.
 pub const ROOTS: [&str; 8] = [
@@ -78,6 +84,26 @@ impl Ref {
             .collect::<Vec<_>>()
             .join(".")
     }
+}
+
+/// Text that an interpreter runs, so that a reference's value becomes code, not data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// `query` or `execute` of a `sql` step (sent as written; `execute` without `params`
+    /// may hold several statements).
+    Sql,
+    /// `query` of a `cypher` step.
+    Cypher,
+    /// A `command` line run through `sh -c`, or the script of a `[sh, -c, SCRIPT]` list.
+    Shell,
+}
+
+/// A reference written inside code: which one, where in the file, and into what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeRef {
+    pub r: Ref,
+    pub span: Span,
+    pub sink: Sink,
 }
 
 /// A template error at a byte offset of the string.

@@ -1,8 +1,10 @@
 //! YAML text to a tree of [`Node`]s that each carry the byte span they came from.
 //!
 //! Scalars are resolved with the YAML 1.2 core schema (plain `true`, `12`, `1.5`, `~` are
-//! typed; quoted scalars are always strings). Aliases are expanded with a budget so a
-//! "billion laughs" file is an error, not an out-of-memory.
+//! typed; quoted scalars are always strings). Aliases are expanded with two budgets, one of
+//! nodes and one of text bytes, so a "billion laughs" file (many small nodes) or a byte bomb
+//! (one large string aliased many times) is an error, not an out-of-memory. Both are checked
+//! before an alias is copied.
 
 use std::{borrow::Cow, collections::HashMap};
 
@@ -12,6 +14,10 @@ use crate::diag::{Problem, Span};
 
 /// Most nodes a file may expand to (aliases included).
 const MAX_NODES: usize = 100_000;
+/// Most bytes of scalar text a file may expand to: its own scalars plus every copy an alias
+/// makes. Sixteen times the largest file, so aliases still save typing, while a 1 MiB file
+/// cannot grow into gigabytes of strings.
+pub const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
 /// Deepest nesting of sequences and maps.
 const MAX_DEPTH: usize = 64;
 
@@ -136,6 +142,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<Problem>> {
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
     let mut budget = MAX_NODES;
+    let mut text_budget = MAX_EXPANDED_BYTES;
     let mut problems = Vec::new();
 
     while let Some(next) = parser.next_event() {
@@ -228,6 +235,9 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<Problem>> {
                 _ => continue,
             },
             Event::Scalar(value, style, anchor, _tag) => {
+                // A file's own text counts too; within `MAX_FILE_BYTES` it leaves most of the
+                // budget to aliases.
+                text_budget = text_budget.saturating_sub(value.len());
                 let node = Node {
                     value: resolve(value, style),
                     span,
@@ -237,15 +247,30 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<Problem>> {
             }
             Event::Alias(id) => match anchors.get(&id) {
                 Some(target) => {
-                    let size = count(target);
-                    if size > budget {
+                    let size = measure(target);
+                    if size.nodes > budget {
                         problems.push(Problem::new(
                             span,
                             format!("aliases expand to more than {MAX_NODES} nodes"),
                         ));
                         return Err(problems);
                     }
-                    budget -= size;
+                    if size.text > text_budget {
+                        problems.push(
+                            Problem::new(
+                                span,
+                                format!(
+                                    "aliases expand to more than {} MiB of text",
+                                    MAX_EXPANDED_BYTES / (1024 * 1024)
+                                ),
+                            )
+                            .label(format!("this copy adds {} bytes", size.text))
+                            .help("anchor smaller values, or keep large data in fixture files"),
+                        );
+                        return Err(problems);
+                    }
+                    budget -= size.nodes;
+                    text_budget -= size.text;
                     let mut node = target.clone();
                     node.span = span;
                     node
@@ -312,16 +337,38 @@ fn remember(anchors: &mut HashMap<usize, Node>, anchor: usize, node: &Node) {
     }
 }
 
-fn count(node: &Node) -> usize {
-    match &node.value {
-        NodeValue::Seq(items) => 1 + items.iter().map(count).sum::<usize>(),
-        NodeValue::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|(k, v)| count(k) + count(v))
-                .sum::<usize>()
+/// What copying a node costs: its nodes, and the bytes of its strings (keys included).
+#[derive(Clone, Copy)]
+struct Size {
+    nodes: usize,
+    text: usize,
+}
+
+impl std::ops::Add for Size {
+    type Output = Size;
+    fn add(self, other: Size) -> Size {
+        Size {
+            nodes: self.nodes + other.nodes,
+            text: self.text + other.text,
         }
-        _ => 1,
+    }
+}
+
+fn measure(node: &Node) -> Size {
+    let own = Size {
+        nodes: 1,
+        text: match &node.value {
+            NodeValue::Str(s) => s.len(),
+            _ => 0,
+        },
+    };
+    match &node.value {
+        NodeValue::Seq(items) => items.iter().map(measure).fold(own, |a, b| a + b),
+        NodeValue::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| measure(k) + measure(v))
+            .fold(own, |a, b| a + b),
+        _ => own,
     }
 }
 
@@ -415,6 +462,45 @@ mod tests {
         }
         let problems = parse(&text).expect_err("too large");
         assert!(problems[0].message.contains("expand"), "{:?}", problems[0]);
+    }
+
+    /// One 60 KiB string, aliased 16 times per level, four levels deep: about 75 000 nodes
+    /// (inside the node budget) that would copy 3.75 GiB of text.
+    fn byte_bomb() -> String {
+        let mut text = format!("s: &s \"{}\"\n", "a".repeat(60 * 1024));
+        let mut prev = "s".to_owned();
+        for level in 1..=4 {
+            let items = vec![format!("*{prev}"); 16].join(", ");
+            text.push_str(&format!("l{level}: &l{level} [{items}]\n"));
+            prev = format!("l{level}");
+        }
+        text
+    }
+
+    #[test]
+    fn byte_bombs_are_refused_at_the_alias_that_crosses_the_limit() {
+        let text = byte_bomb();
+        let problems = parse(&text).expect_err("too much text");
+        assert_eq!(problems.len(), 1);
+        let p = &problems[0];
+        assert_eq!(p.message, "aliases expand to more than 16 MiB of text");
+        // 60 KiB + 16 copies + 16 × 16 copies fit; the first `*l2` of `l3` does not.
+        let l3 = text.find("l3:").expect("l3");
+        let first = l3 + text[l3..].find("*l2").expect("alias");
+        assert_eq!((p.span.offset, p.span.len), (first, 3));
+    }
+
+    #[test]
+    fn text_copied_by_aliases_within_the_budget_is_read() {
+        // 200 copies of 60 KiB: 12 MiB of text, under the limit.
+        let mut text = format!("s: &s \"{}\"\nl: [", "a".repeat(60 * 1024));
+        text.push_str(&vec!["*s"; 200].join(", "));
+        text.push_str("]\n");
+        let node = root(&text);
+        let NodeValue::Map(entries) = &node.value else {
+            panic!("expected a map")
+        };
+        assert!(matches!(&entries[1].1.value, NodeValue::Seq(items) if items.len() == 200));
     }
 
     #[test]

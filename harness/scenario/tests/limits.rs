@@ -1,7 +1,7 @@
 //! Inputs too large or too odd to keep as files in `tests/malformed/`: they are generated
 //! here, and their reports are snapshots in `tests/snapshots/`.
 
-use harness_scenario::{MAX_FILE_BYTES, parse_bytes};
+use harness_scenario::{MAX_EXPANDED_BYTES, MAX_FILE_BYTES, parse_bytes};
 
 const HEAD: &str = "name: big\nsteps:\n  - exec: { command: \"true\" }\n";
 
@@ -90,4 +90,79 @@ fn a_control_character_in_a_long_file_is_located() {
     text.push_str("description: \"bell \u{7}\"\n");
     let d = parse_bytes("bell.yaml", text.as_bytes()).expect_err("control character");
     insta::assert_snapshot!(d.to_plain());
+}
+
+/// A scenario whose `vars` hold one 60 KiB string, aliased 16 times per level, four levels
+/// deep: about 75 000 nodes (inside the node budget) that would copy 3.75 GiB of text.
+fn byte_bomb() -> String {
+    let mut text = format!("name: bomb\nvars:\n  s: &s \"{}\"\n", "a".repeat(60 * 1024));
+    let mut prev = "s".to_owned();
+    for level in 1..=4 {
+        let items = vec![format!("*{prev}"); 16].join(", ");
+        text.push_str(&format!("  l{level}: &l{level} [{items}]\n"));
+        prev = format!("l{level}");
+    }
+    text.push_str("steps:\n  - exec: { command: \"true\" }\n");
+    text
+}
+
+#[test]
+fn a_byte_bomb_of_aliases_is_refused() {
+    let bytes = byte_bomb().into_bytes();
+    assert!(bytes.len() <= MAX_FILE_BYTES);
+    let d = parse_bytes("byte_bomb.yaml", &bytes).expect_err("too much text");
+    assert_eq!(d.problems.len(), 1, "{}", d.to_plain());
+    assert_eq!(
+        d.problems[0].message,
+        format!(
+            "aliases expand to more than {} MiB of text",
+            MAX_EXPANDED_BYTES / (1024 * 1024)
+        )
+    );
+    // The rendered report would quote the 60 KiB line; the plain form keeps it readable.
+    insta::assert_snapshot!(d.to_plain());
+}
+
+/// Set for the child process of `a_byte_bomb_is_refused_within_1_gib_of_memory`.
+const BOMB_CHILD: &str = "HARNESS_SCENARIO_BOMB_CHILD";
+/// What the child prints once the bomb is refused.
+const REFUSED: &str = "byte bomb refused: ";
+
+/// Does nothing unless `BOMB_CHILD` is set: then it is the child process of the test below,
+/// parsing the bomb under its memory limit.
+#[test]
+fn byte_bomb_child_process() {
+    if std::env::var_os(BOMB_CHILD).is_none() {
+        return;
+    }
+    let d = parse_bytes("byte_bomb.yaml", byte_bomb().as_bytes()).expect_err("too much text");
+    println!("{REFUSED}{}", d.to_plain().trim_end());
+}
+
+/// The byte budget is checked before a copy is made: with 1 GiB of address space the bomb
+/// is refused, where copying it would abort the process for lack of memory.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_byte_bomb_is_refused_within_1_gib_of_memory() {
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 1048576 && exec "$0" "$@""#)
+        .arg(&exe)
+        .args([
+            "byte_bomb_child_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(BOMB_CHILD, "1")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    assert!(
+        stdout.contains(&format!("{REFUSED}byte_bomb.yaml:")),
+        "the child did not parse the bomb:\n{stdout}\n{stderr}"
+    );
 }

@@ -90,6 +90,8 @@ pub struct Ctx {
     pub processes: BTreeMap<String, u16>,
     /// Workspace binaries built for this run (`cargo:` in processes and `exec`).
     pub builds: Arc<Builds>,
+    /// Where the run records the process groups its steps start (none in unit tests).
+    pub groups: Option<crate::stack::state::Groups>,
     pub redactor: Redactor,
     pub http: reqwest::Client,
     pub seed: u64,
@@ -126,6 +128,7 @@ impl Ctx {
             mocks: BTreeMap::new(),
             processes: BTreeMap::new(),
             builds: Arc::default(),
+            groups: None,
             redactor,
             http,
             seed,

@@ -16,10 +16,36 @@ use sqlx::{
     PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
+use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::steps::{cypher::run_query, s3::sdk_error, sql::quote_ident};
 use crate::{error::Error, stack::Endpoints};
+
+/// The start of every isolation name this run makes: its process id and start time, then
+/// a random part (`<pid>-<start>-<random>`; a scenario appends `-<index>`). A later run
+/// on the same stack can then tell what a killed run left from what a live one uses.
+pub fn run_tag() -> String {
+    let pid = std::process::id();
+    let start = crate::stack::state::start_ticks(pid).unwrap_or(0);
+    format!("{pid}-{start}-{}", crate::secret::random_id(6))
+}
+
+/// The owner of an isolation name (`h_…`, `h-…`, `H_…`) when its owner has died: names
+/// made by [`run_tag`] whose process is gone or now started at another time.
+fn dead_owner(name: &str) -> bool {
+    let Some(rest) = name.get(2..) else {
+        return false;
+    };
+    let mut parts = rest.split(['-', '_']);
+    let (Some(pid), Some(start)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return false;
+    };
+    crate::stack::state::start_ticks(pid) != Some(start)
+}
 
 /// What one scenario owns.
 #[derive(Clone, Default)]
@@ -34,6 +60,39 @@ pub struct Isolation {
     pub graph: Option<Graph>,
 }
 
+/// Removes a scenario's isolation when dropped without [`IsolationGuard::disarm`]: a
+/// scenario task that panics still leaves no database, bucket or label behind.
+pub struct IsolationGuard {
+    shared: std::sync::Arc<Shared>,
+    iso: Option<Isolation>,
+}
+
+impl IsolationGuard {
+    pub fn new(shared: std::sync::Arc<Shared>, iso: &Isolation) -> Self {
+        IsolationGuard {
+            shared,
+            iso: Some(iso.clone()),
+        }
+    }
+
+    /// The scenario cleaned up (or kept) its isolation itself.
+    pub fn disarm(&mut self) {
+        self.iso = None;
+    }
+}
+
+impl Drop for IsolationGuard {
+    fn drop(&mut self) {
+        let Some(iso) = self.iso.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = std::sync::Arc::clone(&self.shared);
+            runtime.spawn(async move { shared.cleanup(&iso).await });
+        }
+    }
+}
+
 /// Connections shared by every scenario of a run, and the template databases made so far.
 pub struct Shared {
     endpoints: Endpoints,
@@ -44,7 +103,10 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub async fn connect(endpoints: &Endpoints) -> Result<Shared, Error> {
+    /// Connects to the stack's services. With `sweep`, it first removes the databases,
+    /// buckets and graph labels that runs of this machine left when they were killed (only
+    /// for a stack on this machine, where their owners' process ids mean something).
+    pub async fn connect(endpoints: &Endpoints, sweep: bool) -> Result<Shared, Error> {
         let admin = match &endpoints.postgres {
             Some(pg) => Some(
                 PgPoolOptions::new()
@@ -58,16 +120,65 @@ impl Shared {
             Some(n) => Some(n.graph()?),
             None => None,
         };
-        Ok(Shared {
+        let shared = Shared {
             endpoints: endpoints.clone(),
             admin,
             s3: endpoints.s3.as_ref().map(|s| s.client()),
             graph,
             templates: Mutex::new(HashMap::new()),
-        })
+        };
+        if sweep {
+            shared.sweep().await;
+        }
+        Ok(shared)
     }
 
-    /// Creates the scenario's database, bucket and label, and loads its fixtures.
+    /// Removes the isolation of scenarios whose run was killed (best effort).
+    async fn sweep(&self) {
+        let mut left = Isolation::default();
+        if let Some(admin) = &self.admin {
+            let names: Vec<String> =
+                sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'h\\_%'")
+                    .fetch_all(admin)
+                    .await
+                    .unwrap_or_default();
+            for db in names.into_iter().filter(|n| dead_owner(n)) {
+                left.database = Some(db);
+                self.cleanup(&left).await;
+            }
+            left.database = None;
+        }
+        if let Some(client) = &self.s3 {
+            let names: Vec<String> = match client.list_buckets().send().await {
+                Ok(out) => out
+                    .buckets()
+                    .iter()
+                    .filter_map(|b| b.name().map(str::to_owned))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            for bucket in names.into_iter().filter(|n| n.starts_with("h-") && dead_owner(n)) {
+                left.bucket = Some(bucket);
+                self.cleanup(&left).await;
+            }
+            left.bucket = None;
+        }
+        if let Some(graph) = &self.graph
+            && let Ok(Value::Array(rows)) =
+                run_query(graph, neo4rs::query("CALL db.labels() YIELD label RETURN label")).await
+        {
+            let labels = rows
+                .iter()
+                .filter_map(|r| r.get("label").and_then(Value::as_str).map(str::to_owned));
+            for label in labels.filter(|l| l.starts_with("H_") && dead_owner(l)) {
+                left.graph_label = Some(label);
+                self.cleanup(&left).await;
+            }
+        }
+    }
+
+    /// Creates the scenario's database, bucket and label, and loads its fixtures. When a
+    /// part fails, what was already made is removed before the error returns.
     pub async fn prepare(
         &self,
         id: &str,
@@ -78,6 +189,18 @@ impl Shared {
             id: id.to_owned(),
             ..Isolation::default()
         };
+        match self.fill(&mut iso, scenario, dir).await {
+            Ok(()) => Ok(iso),
+            Err(e) => {
+                self.cleanup(&iso).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes each part of `iso`, recording it there as soon as it exists.
+    async fn fill(&self, iso: &mut Isolation, scenario: &Scenario, dir: &Path) -> Result<(), String> {
+        let id = iso.id.clone();
         let sql_fixtures: Vec<&String> = scenario
             .fixtures
             .iter()
@@ -99,6 +222,7 @@ impl Shared {
             .execute(admin)
             .await
             .map_err(|e| format!("create database {name}: {e}"))?;
+            iso.database = Some(name.clone());
             let pool = PgPoolOptions::new()
                 .max_connections(4)
                 .connect_with(pg.connect_options().database(&name))
@@ -112,7 +236,6 @@ impl Shared {
                 pg.port,
                 name
             ));
-            iso.database = Some(name);
             iso.pool = Some(pool);
         }
         if let Some(client) = &self.s3 {
@@ -123,6 +246,7 @@ impl Shared {
                 .send()
                 .await
                 .map_err(|e| format!("create bucket {bucket}: {}", sdk_error(&e)))?;
+            iso.bucket = Some(bucket.clone());
             client
                 .put_bucket_versioning()
                 .bucket(&bucket)
@@ -153,11 +277,11 @@ impl Shared {
                         .map_err(|e| format!("put fixture {}: {}", o.key, sdk_error(&e)))?;
                 }
             }
-            iso.bucket = Some(bucket);
             iso.s3 = Some(client.clone());
         }
         if let Some(graph) = &self.graph {
             let label = format!("H_{}", id.replace('-', "_"));
+            iso.graph_label = Some(label.clone());
             for f in &scenario.fixtures {
                 if let Fixture::Cypher(file) = f {
                     let path = dir.join(file);
@@ -171,10 +295,9 @@ impl Shared {
                     }
                 }
             }
-            iso.graph_label = Some(label);
             iso.graph = Some(graph.clone());
         }
-        Ok(iso)
+        Ok(())
     }
 
     /// The template database for a set of SQL fixtures, made once (also across processes

@@ -3,7 +3,10 @@
 use harness_scenario::{MatchOp, Matcher};
 use serde_json::Value;
 
-use super::{context::Ctx, steps::StepError};
+use super::{
+    context::{Ctx, Redactor},
+    steps::StepError,
+};
 
 /// Checks `actual` (None: the value is absent) against a matcher whose expected values may
 /// hold `${…}` references. `subject` names what is checked ("status", "$.id").
@@ -20,10 +23,10 @@ pub fn check(
     }
     Err(StepError::Failed {
         message: format!("{subject} did not match"),
-        expected: Some(describe(&op)),
+        expected: Some(describe(&ctx.redactor, &op)),
         actual: Some(match actual {
             None => "nothing (absent)".into(),
-            Some(v) => short(v),
+            Some(v) => short(&ctx.redactor, v),
         }),
         span: Some(m.span),
     })
@@ -118,9 +121,10 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// A value for a report, cut to a readable length.
-pub fn short(v: &Value) -> String {
-    let s = v.to_string();
+/// A value for a report, redacted and then cut to a readable length (in that order, so
+/// the cut never leaves part of a secret that the redactor no longer recognises).
+pub fn short(redactor: &Redactor, v: &Value) -> String {
+    let s = redactor.redact(&v.to_string());
     if s.chars().count() > 500 {
         let cut: String = s.chars().take(500).collect();
         format!("{cut}… ({} bytes)", s.len())
@@ -129,7 +133,8 @@ pub fn short(v: &Value) -> String {
     }
 }
 
-fn describe(op: &MatchOp) -> String {
+fn describe(r: &Redactor, op: &MatchOp) -> String {
+    let short = |v: &Value| short(r, v);
     match op {
         MatchOp::Eq(v) => short(v),
         MatchOp::Ne(v) => format!("anything but {}", short(v)),

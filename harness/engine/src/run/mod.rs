@@ -22,9 +22,9 @@ use std::{
 };
 
 pub use self::events::Reporter;
-use futures::StreamExt;
 use harness_scenario::{Action, Diagnostics, Problem, Scenario, Service, Source, Span, Step};
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, task::JoinSet};
+pub use tokio_util::sync::CancellationToken;
 
 use self::{
     context::{Ctx, Redactor},
@@ -34,7 +34,6 @@ use self::{
 };
 use crate::{
     error::{Error, ExitCode},
-    secret::random_id,
     stack::Endpoints,
 };
 
@@ -202,6 +201,9 @@ pub struct RunOptions {
     /// The run id of a Docker-provider stack: `cargo:` processes that have an image (the
     /// sample apps) run as containers labelled with it. Set by the session.
     pub containers: Option<String>,
+    /// Cancelled on SIGINT/SIGTERM: running steps stop, scenarios not yet started are not
+    /// started, and every scenario still cleans up its processes, mocks and isolation.
+    pub cancel: CancellationToken,
 }
 
 impl Default for RunOptions {
@@ -215,6 +217,7 @@ impl Default for RunOptions {
             bin_dir: std::env::var_os("HARNESS_BIN_DIR").map(PathBuf::from),
             progress: crate::progress::silent(),
             containers: None,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -251,17 +254,20 @@ struct Emitter {
 }
 
 impl Emitter {
+    /// Redaction fails closed: an event that does not survive the round trip through its
+    /// redacted JSON form is never sent raw.
     fn emit(&self, event: Event) {
-        let redacted = serde_json::to_value(&event)
-            .ok()
-            .map(|mut v| {
-                self.redactor.redact_value(&mut v);
-                v
-            })
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or(event);
-        let _ = self.tx.send(redacted);
+        if let Some(redacted) = redact_event(&self.redactor, &event) {
+            let _ = self.tx.send(redacted);
+        }
     }
+}
+
+/// The event with every secret replaced, or `None` when it cannot be redacted.
+fn redact_event(redactor: &Redactor, event: &Event) -> Option<Event> {
+    let mut value = serde_json::to_value(event).ok()?;
+    redactor.redact_value(&mut value);
+    serde_json::from_value(value).ok()
 }
 
 /// Runs the scenarios against the stack's endpoints. `secrets` are values to redact from
@@ -278,7 +284,9 @@ pub async fn run(
     for s in secrets {
         redactor.add(s);
     }
-    let shared = Arc::new(Shared::connect(endpoints).await?);
+    // Leftovers of killed runs are swept only on a stack of this machine.
+    let on_this_machine = crate::stack::external::guard(endpoints, false).is_ok();
+    let shared = Arc::new(Shared::connect(endpoints, on_this_machine).await?);
     let builds = Arc::new(
         processes::Builds::new(options.bin_dir.clone()).in_containers(options.containers.clone()),
     );
@@ -288,15 +296,23 @@ pub async fn run(
         (options.progress)(&crate::progress::ProgressEvent::Building {
             package: package.clone(),
         });
-        let _ = builds.binary(&dir, &package).await;
-        let _ = builds.image(&dir, &package).await;
+        let build = async {
+            let _ = builds.binary(&dir, &package).await;
+            let _ = builds.image(&dir, &package).await;
+        };
+        tokio::select! {
+            () = build => {}
+            () = options.cancel.cancelled() => {
+                return Err(Error::Interrupted(format!("build {package}")));
+            }
+        }
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let emitter = Emitter {
         tx,
         redactor: redactor.clone(),
     };
-    let run_id = random_id(8);
+    let run_id = isolation::run_tag();
     emitter.emit(Event::RunStarted {
         run_id: run_id.clone(),
         scenarios: scenarios.len(),
@@ -309,8 +325,23 @@ pub async fn run(
         .build()
         .map_err(|e| Error::Other(e.to_string()))?;
     let jobs = options.jobs.max(1);
-    let work = futures::stream::iter(scenarios.into_iter().enumerate())
-        .map(|(index, loaded)| {
+    // What a killed run left (a stack start does this too; an attached run starts none).
+    for run in crate::stack::state::reap().await {
+        (options.progress)(&crate::progress::ProgressEvent::Reaped { run_id: run });
+    }
+    let groups = crate::stack::state::Groups::create()?;
+    // Each scenario is its own task, so a panic fails that scenario, not the run, and a
+    // step that blocks its thread does not stall every other scenario.
+    let mut pending = scenarios.into_iter().enumerate();
+    let mut tasks = JoinSet::new();
+    let mut names = std::collections::HashMap::new();
+    let mut statuses = Vec::new();
+    loop {
+        while tasks.len() < jobs {
+            let Some((index, loaded)) = pending.next() else {
+                break;
+            };
+            let about = (index, loaded.clone());
             let scenario_run = ScenarioRun {
                 index,
                 id: format!("{run_id}-{index}"),
@@ -321,22 +352,34 @@ pub async fn run(
                 options: options.clone(),
                 emitter: emitter.clone(),
                 http: http.clone(),
+                groups: groups.clone(),
             };
-            scenario_run.run()
-        })
-        .buffer_unordered(jobs)
-        .collect::<Vec<Status>>();
-    drop(emitter.tx.clone());
-    let mut work = std::pin::pin!(work);
-    let statuses = loop {
+            let handle = tasks.spawn(scenario_run.run());
+            names.insert(handle.id(), about);
+        }
+        if tasks.is_empty() {
+            break;
+        }
         tokio::select! {
-            done = &mut work => break done,
+            Some(joined) = tasks.join_next_with_id() => match joined {
+                Ok((id, status)) => {
+                    names.remove(&id);
+                    statuses.push(status);
+                }
+                Err(e) => {
+                    if let Some((index, loaded)) = names.remove(&e.id()) {
+                        emitter.emit(crashed(index, &loaded, e));
+                    }
+                    statuses.push(Status::Error);
+                }
+            },
             Some(e) = rx.recv() => reporter.event(&e),
         }
-    };
+    }
     while let Ok(e) = rx.try_recv() {
         reporter.event(&e);
     }
+    groups.finish();
     let summary = Summary {
         passed: statuses.iter().filter(|s| **s == Status::Passed).count(),
         failed: statuses.iter().filter(|s| **s == Status::Failed).count(),
@@ -358,6 +401,50 @@ pub async fn run(
     Ok(summary)
 }
 
+/// The report of a scenario whose task panicked (a bug in harness).
+fn crashed(index: usize, loaded: &Loaded, e: tokio::task::JoinError) -> Event {
+    let why = if e.is_panic() {
+        let payload = e.into_panic();
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    } else {
+        "it was cancelled".into()
+    };
+    let (line, column) = loaded.source.line_col(loaded.scenario.span.offset);
+    let failure = Failure {
+        message: format!("harness stopped this scenario: {why} (a bug in harness; please report it)"),
+        expected: None,
+        actual: None,
+        location: Location {
+            file: loaded.source.name.clone(),
+            line,
+            column,
+            offset: loaded.scenario.span.offset,
+            len: loaded.scenario.span.len,
+        },
+    };
+    Event::ScenarioFinished {
+        scenario: index,
+        name: loaded.scenario.name.clone(),
+        file: loaded.source.name.clone(),
+        status: Status::Error,
+        duration_ms: 0.0,
+        setup_ms: 0.0,
+        failed_step: Some(FailedStep {
+            phase: Phase::Steps,
+            index: 0,
+            step: "scenario".into(),
+            kind: "scenario".into(),
+            failure,
+        }),
+        rollback_failures: Vec::new(),
+        kept: None,
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
@@ -372,6 +459,7 @@ struct ScenarioRun {
     options: RunOptions,
     emitter: Emitter,
     http: reqwest::Client,
+    groups: crate::stack::state::Groups,
 }
 
 impl ScenarioRun {
@@ -415,6 +503,11 @@ impl ScenarioRun {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
+        let cancel = self.options.cancel.clone();
+        if cancel.is_cancelled() {
+            let failure = self.failure(&interrupted(), sc.span);
+            return self.finish(started, 0.0, Some(self.setup_failure(failure)), Vec::new(), None);
+        }
         let setup_started = Instant::now();
         let iso = self.shared.prepare(&self.id, &sc, &dir).await;
         let setup_ms = ms(setup_started.elapsed());
@@ -443,6 +536,8 @@ impl ScenarioRun {
             self.options.update_snapshots,
         );
         ctx.builds = Arc::clone(&self.builds);
+        ctx.groups = Some(self.groups.clone());
+        let mut iso_guard = isolation::IsolationGuard::new(Arc::clone(&self.shared), &ctx.iso);
         let mut failed: Option<FailedStep> = None;
         let mut rollback_failures = Vec::new();
         let mut running_mocks = Vec::new();
@@ -456,7 +551,11 @@ impl ScenarioRun {
         }
         if failed.is_none() {
             let started_at = Instant::now();
-            match processes::start(&mut ctx, &sc.processes).await {
+            let start = tokio::select! {
+                r = processes::start(&mut ctx, &sc.processes) => r,
+                () = cancel.cancelled() => Err(("(all)".to_owned(), interrupted())),
+            };
+            match start {
                 Ok(p) => running_processes = p,
                 Err((name, e)) => {
                     failed = Some(self.process_failure(&name, &e, ms(started_at.elapsed())))
@@ -483,13 +582,20 @@ impl ScenarioRun {
             None
         };
         failed = failed.or(steps_failure);
-        // Rollbacks always run, each one, whatever happened before.
+        // Rollbacks always run, each one, whatever happened before (unless the run was
+        // interrupted: then only the cleanup below runs).
         for (i, step) in sc.rollbacks.iter().enumerate() {
+            if cancel.is_cancelled() {
+                self.skip(Phase::Rollbacks, &sc.rollbacks[i..]);
+                break;
+            }
             if let Err(f) = self.step(&mut ctx, Phase::Rollbacks, i, step, None).await {
                 rollback_failures.push(f);
             }
         }
-        if !sc.steady_state.is_empty() {
+        if cancel.is_cancelled() {
+            self.skip(Phase::SteadyStateAfter, &sc.steady_state);
+        } else if !sc.steady_state.is_empty() {
             let after = self
                 .phase(&mut ctx, Phase::SteadyStateAfter, &sc.steady_state, None)
                 .await;
@@ -534,12 +640,13 @@ impl ScenarioRun {
         drop(running_mocks);
         processes::stop(running_processes).await;
         let is_bad = failed.is_some() || !rollback_failures.is_empty();
-        let kept = if is_bad && self.options.keep {
+        let kept = if is_bad && self.options.keep && !cancel.is_cancelled() {
             Some(describe_kept(&ctx.iso))
         } else {
             self.shared.cleanup(&ctx.iso).await;
             None
         };
+        iso_guard.disarm();
         self.finish(started, setup_ms, failed, rollback_failures, kept)
     }
 
@@ -679,6 +786,11 @@ impl ScenarioRun {
         deadline: Option<tokio::time::Instant>,
     ) -> Result<(), FailedStep> {
         let started = Instant::now();
+        // harness's own leak trial (benches/leaks.sh) ends runs with a panic this way.
+        if std::env::var("HARNESS_DEBUG_PANIC_IN_STEP").is_ok_and(|n| n == step.display_name(index))
+        {
+            panic!("HARNESS_DEBUG_PANIC_IN_STEP names step `{}`", step.display_name(index));
+        }
         let mut limit = step.timeout.map_or_else(|| default_timeout(step), |d| d.0);
         let mut scenario_limit = false;
         if let Some(d) = deadline {
@@ -688,12 +800,11 @@ impl ScenarioRun {
                 scenario_limit = true;
             }
         }
-        let result = match tokio::time::timeout(
-            limit,
-            steps::run(ctx, step, &self.options.extensions),
-        )
-        .await
-        {
+        let timed = tokio::time::timeout(limit, steps::run(ctx, step, &self.options.extensions));
+        let result = match tokio::select! {
+            r = timed => r,
+            () = self.options.cancel.cancelled() => Ok(Err(interrupted())),
+        } {
             Ok(r) => r,
             Err(_) => Err(StepError::Failed {
                 message: if scenario_limit {
@@ -738,6 +849,11 @@ impl ScenarioRun {
             }),
         }
     }
+}
+
+/// What a step or setup that a signal stopped reports.
+fn interrupted() -> StepError {
+    StepError::error("interrupted by a signal; the scenario was cleaned up")
 }
 
 /// A step's time limit when it sets none: `eventually` gets its own timeout plus the time

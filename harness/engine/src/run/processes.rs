@@ -26,7 +26,10 @@ use nix::{
 use tokio::sync::Mutex;
 
 use super::{context::Ctx, steps::StepError};
-use crate::{home, stack::ports::free_port};
+use crate::{
+    home,
+    stack::{ports::free_port, state::Groups},
+};
 
 /// Default time a process has to become ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -105,7 +108,7 @@ impl Builds {
             return Ok(path.clone());
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = tokio::process::Command::new(&cargo)
+        let build = tokio::process::Command::new(&cargo)
             .args([
                 "build",
                 "-q",
@@ -121,8 +124,16 @@ impl Builds {
                 dir
             })
             .stdin(Stdio::null())
-            .output()
+            .kill_on_drop(true)
+            .output();
+        let limit = build_timeout();
+        let out = tokio::time::timeout(limit, build)
             .await
+            .map_err(|_| {
+                StepError::error(format!(
+                    "building {package} took longer than {limit:?} (HARNESS_BUILD_TIMEOUT_SECS)"
+                ))
+            })?
             .map_err(|e| {
                 StepError::error(format!("could not run `{cargo} build` for {package}: {e}"))
             })?;
@@ -142,6 +153,15 @@ impl Builds {
         built.insert(key, path.clone());
         Ok(path)
     }
+}
+
+/// How long one `cargo build` of a scenario's package may take: `HARNESS_BUILD_TIMEOUT_SECS`,
+/// else 30 minutes (a first build of a large workspace on a small machine).
+fn build_timeout() -> Duration {
+    let secs = std::env::var("HARNESS_BUILD_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    Duration::from_secs(secs.unwrap_or(30 * 60))
 }
 
 /// The command for `cargo: PACKAGE` (built once per run) or `command` (a string through
@@ -187,6 +207,7 @@ pub struct Running {
     pgid: u32,
     log: PathBuf,
     handle: Handle,
+    groups: Option<Groups>,
 }
 
 /// A host process, or a container with the flag its log stream sets when it stops.
@@ -231,6 +252,9 @@ pub async fn start(ctx: &mut Ctx, procs: &[Process]) -> Result<Vec<Running>, (St
             }
             Err(e) => {
                 stop(out).await;
+                // The folder holds the log of the process that failed; its tail is in the
+                // error already.
+                let _ = std::fs::remove_dir_all(log_dir(ctx));
                 return Err((p.name.clone(), e));
             }
         }
@@ -262,7 +286,7 @@ async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
         .find(|(k, _)| k == "PORT")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(port);
-    let dir = home::run_data_root().join(format!("proc-{}", ctx.iso.id));
+    let dir = log_dir(ctx);
     std::fs::create_dir_all(&dir)
         .map_err(|e| StepError::error(format!("create {}: {e}", dir.display())))?;
     let log = dir.join(format!("{}.log", p.name));
@@ -289,15 +313,29 @@ async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
         Handle::Child(child) => child.id().unwrap_or_default(),
         Handle::Container(..) => 0,
     };
+    if let (Some(groups), true) = (&ctx.groups, pgid != 0) {
+        groups.add(&format!("process:{}", p.name), pgid);
+    }
     let mut running = Running {
         name: p.name.clone(),
         port,
         pgid,
         log,
         handle,
+        groups: ctx.groups.clone(),
     };
     wait_ready(ctx, p, &mut running, port).await?;
     Ok(running)
+}
+
+/// The folder of a scenario's process logs: in the run's own folder, which the reaper
+/// removes if the run is killed.
+fn log_dir(ctx: &Ctx) -> PathBuf {
+    let parent = match &ctx.groups {
+        Some(groups) => groups.run_dir(),
+        None => home::run_data_root(),
+    };
+    parent.join(format!("proc-{}", ctx.iso.id))
 }
 
 /// Spawns a host process in its own process group, its output in `log`.
@@ -307,8 +345,7 @@ fn spawn(
     dir: &Path,
     log: &Path,
 ) -> Result<tokio::process::Child, StepError> {
-    let file = std::fs::File::create(log)
-        .map_err(|e| StepError::error(format!("create {}: {e}", log.display())))?;
+    let file = crate::home::create_private_file(log).map_err(|e| StepError::error(e.to_string()))?;
     let file2 = file
         .try_clone()
         .map_err(|e| StepError::error(format!("open {}: {e}", log.display())))?;
@@ -388,7 +425,9 @@ async fn wait_ready(
                 .await
                 .is_ok(),
             Ready::Log(text) => {
-                std::fs::read_to_string(&running.log).is_ok_and(|l| l.contains(text.as_str()))
+                tokio::fs::read_to_string(&running.log)
+                    .await
+                    .is_ok_and(|l| l.contains(text.as_str()))
             }
             Ready::Http(path) => ctx
                 .http
@@ -436,6 +475,9 @@ async fn stop_one(p: &mut Running) {
                 }
                 // Whatever the process left in its group goes too.
                 let _ = killpg(group, Signal::SIGKILL);
+                if let Some(groups) = &p.groups {
+                    groups.remove(p.pgid);
+                }
                 p.pgid = 0;
             }
         }
@@ -443,6 +485,23 @@ async fn stop_one(p: &mut Running) {
             if let Some(container) = container.take() {
                 let _ = container.stop_with_timeout(Some(5)).await;
                 let _ = container.rm().await;
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A scenario that is cancelled or panics drops its processes without `stop`: the
+    /// group is killed and its log folder removed, so nothing outlives the run. (A
+    /// container is removed by its own drop.)
+    fn drop(&mut self) {
+        if self.pgid != 0 {
+            let _ = killpg(Pid::from_raw(self.pgid as i32), Signal::SIGKILL);
+            if let Some(groups) = &self.groups {
+                groups.remove(self.pgid);
+            }
+            if let Some(d) = self.log.parent() {
+                let _ = std::fs::remove_dir_all(d);
             }
         }
     }

@@ -104,7 +104,14 @@ where
             if needed.is_empty() {
                 (None, Endpoints::default())
             } else {
-                let stack = builder.start().await?;
+                // A signal during start-up drops the half-started stack, whose guards stop
+                // every service that was already running.
+                let stack = tokio::select! {
+                    s = builder.start() => s?,
+                    () = options.cancel.cancelled() => {
+                        return Err(SessionError::Env(Error::Interrupted("start the stack".into())));
+                    }
+                };
                 let endpoints = stack.endpoints().clone();
                 (Some(stack), endpoints)
             }
@@ -114,6 +121,8 @@ where
                 .into_iter()
                 .find(|r| &r.run_id == run_id)
                 .ok_or_else(|| Error::NoSuchRun(run_id.clone()))?;
+            // The record may have changed since `harness up`: check it again.
+            crate::stack::external::guard(&record.endpoints, record.allow_remote)?;
             (None, record.endpoints)
         }
     };
@@ -128,6 +137,7 @@ where
     };
     options.containers = docker_run;
     let keep = options.keep;
+    let cancel = options.cancel.clone();
     let mut outcome = match plan(&scenarios, &endpoints, &options.extensions) {
         Err(d) => Err(SessionError::Invalid(d)),
         Ok(()) => match make_reporter(&endpoints) {
@@ -144,7 +154,9 @@ where
         },
     };
     if let Some(stack) = stack {
-        let inspect = keep && matches!(&outcome, Ok(s) if s.failed + s.errored > 0);
+        let inspect = keep
+            && !cancel.is_cancelled()
+            && matches!(&outcome, Ok(s) if s.failed + s.errored > 0);
         if inspect {
             // What `--keep` kept (databases, buckets, labels) lives in this stack.
             let record = stack.detach()?;
@@ -154,6 +166,9 @@ where
         } else {
             stack.shutdown().await;
         }
+    }
+    if cancel.is_cancelled() && outcome.is_ok() {
+        return Err(SessionError::Env(Error::Interrupted("run the scenarios".into())));
     }
     outcome
 }

@@ -284,7 +284,7 @@ fn entry(root: &Path, rel: &str) -> Result<FileEntry, Error> {
 
 /// Runs a build command, logging to `log`; on failure the error carries the log's tail.
 pub(crate) fn run_logged(runtime: RuntimeKind, cmd: &mut Command, log: &Path) -> Result<(), Error> {
-    let out = fs::File::create(log).ctx(|| format!("create {}", log.display()))?;
+    let out = crate::home::create_private_file(log)?;
     let err = out.try_clone().ctx(|| "dup log".to_owned())?;
     let program = cmd.get_program().to_string_lossy().into_owned();
     let status = cmd

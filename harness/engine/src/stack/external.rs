@@ -7,7 +7,6 @@
 //! explicitly, so a stray file cannot point a run at a shared or production system.
 
 use std::{
-    net::ToSocketAddrs,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -141,43 +140,77 @@ fn complete(endpoints: &mut Value, base: &Path) {
     }
 }
 
-/// Every host:port the endpoints name.
-fn addresses(e: &Endpoints) -> Vec<String> {
-    let strip = |url: &str| {
-        let rest = url.split("://").nth(1).unwrap_or(url);
-        rest.split('/').next().unwrap_or(rest).to_owned()
-    };
+/// Every URL and host:port the endpoints name, each as a URL: the guard checks all of
+/// them, including the ones a client would use instead of the host and port fields.
+fn urls(e: &Endpoints) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(pg) = &e.postgres {
-        out.push(format!("{}:{}", pg.host, pg.port));
+        out.push(format!("tcp://{}:{}", pg.host, pg.port));
+        out.push(pg.url.expose().to_owned());
     }
     if let Some(s3) = &e.s3 {
-        out.push(strip(&s3.endpoint_url));
+        out.push(s3.endpoint_url.clone());
     }
     if let Some(n) = &e.neo4j {
-        out.push(strip(&n.bolt_url));
+        out.push(n.bolt_url.clone());
     }
     if let Some(o) = &e.otel {
-        out.push(o.otlp_grpc.clone());
-        out.push(strip(&o.otlp_http));
+        out.push(format!("tcp://{}", o.otlp_grpc));
+        out.push(o.otlp_http.clone());
+        out.push(o.health_url.clone());
     }
     out
 }
 
-/// Refuses endpoints off this machine unless `allow_remote`.
+/// Every host:port the endpoints name (for the liveness check).
+fn addresses(e: &Endpoints) -> Vec<String> {
+    urls(e)
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .filter_map(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .collect()
+}
+
+/// Whether a URL's host is this machine without asking DNS: a loopback IP literal or
+/// `localhost`. A name that needs DNS is not, because its answer can change between this
+/// check and the connection (DNS rebinding).
+fn is_loopback(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // URLs of schemes the URL standard does not know (postgres:, bolt:) keep IP
+        // literals as text.
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        None => false,
+    }
+}
+
+/// Refuses endpoints off this machine unless `allow_remote`. Credentials never appear in
+/// the message.
 pub fn guard(e: &Endpoints, allow_remote: bool) -> Result<(), Error> {
     if allow_remote {
         return Ok(());
     }
-    for address in addresses(e) {
-        let resolved: Vec<_> = address
-            .to_socket_addrs()
-            .map(|a| a.collect())
-            .unwrap_or_default();
-        if resolved.is_empty() || resolved.iter().any(|a| !a.ip().is_loopback()) {
+    for url in urls(e) {
+        if !is_loopback(&url) {
+            let shown = url::Url::parse(&url)
+                .ok()
+                .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+                .unwrap_or_else(|| "an endpoint that is not a URL".into());
             return Err(Error::BadInput(format!(
-                "attach: {address} is not a loopback address; harness attaches only to \
-                 services on this machine unless you pass --allow-remote (and mean it)"
+                "attach: {shown} is not a loopback address (127.0.0.1, ::1 or localhost); \
+                 harness attaches only to services on this machine unless you pass \
+                 --allow-remote (and mean it)"
             )));
         }
     }
@@ -243,7 +276,14 @@ async fn probe(e: &Endpoints) -> Result<(), String> {
             .map_err(|x| format!("neo4j: {x}"))?;
     }
     if let Some(o) = &e.otel {
-        let status = reqwest::get(&o.health_url)
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .map_err(|x| format!("otel: {x}"))?;
+        let status = client
+            .get(&o.health_url)
+            .send()
             .await
             .map_err(|x| format!("otel: {x}"))?
             .status();
@@ -264,6 +304,7 @@ pub async fn attach(path: &Path, allow_remote: bool) -> Result<RunRecord, Error>
         owner_pid: std::process::id(),
         detached: true,
         provider: ProviderKind::External,
+        allow_remote,
         endpoints,
         ..RunRecord::default()
     };
@@ -274,6 +315,59 @@ pub async fn attach(path: &Path, allow_remote: bool) -> Result<RunRecord, Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        secret::Secret,
+        stack::{OtelEndpoint, PostgresEndpoint},
+    };
+
+    fn local() -> Endpoints {
+        Endpoints {
+            postgres: Some(PostgresEndpoint::local(5432, Secret::new("pw"))),
+            otel: Some(OtelEndpoint {
+                otlp_grpc: "127.0.0.1:4317".into(),
+                otlp_http: "http://127.0.0.1:4318".into(),
+                health_url: "http://localhost:13133/".into(),
+                output_file: PathBuf::new(),
+                config_file: PathBuf::new(),
+            }),
+            ..Endpoints::default()
+        }
+    }
+
+    #[test]
+    fn the_guard_checks_every_url_not_only_host_and_port() {
+        assert!(guard(&local(), false).is_ok());
+        let mut e = local();
+        if let Some(pg) = e.postgres.as_mut() {
+            // host and port say loopback, the URL a client uses says otherwise
+            pg.url = Secret::new("postgres://postgres:pw@10.1.2.3:5432/postgres".to_owned());
+        }
+        let err = guard(&e, false).expect_err("a remote postgres url");
+        assert!(err.to_string().contains("10.1.2.3:5432"), "{err}");
+        assert!(!err.to_string().contains("pw@"), "no credentials in the message");
+        assert!(guard(&e, true).is_ok(), "--allow-remote lets it through");
+        let mut e = local();
+        if let Some(o) = e.otel.as_mut() {
+            o.health_url = "http://192.168.0.7:13133/".into();
+        }
+        assert!(guard(&e, false).is_err(), "a remote health url");
+    }
+
+    #[test]
+    fn names_that_need_dns_are_refused() {
+        let mut e = local();
+        if let Some(o) = e.otel.as_mut() {
+            // resolves to loopback today, and to anything tomorrow
+            o.otlp_http = "http://localtest.me:4318".into();
+        }
+        assert!(guard(&e, false).is_err());
+        assert!(is_loopback("http://[::1]:80/"));
+        assert!(is_loopback("postgres://u:p@127.0.0.1:5432/db"));
+        assert!(!is_loopback("postgres://u:p@10.0.0.1:5432/db"));
+        assert!(!is_loopback("bolt://127.0.0.1.example.com:7687"));
+        assert!(is_loopback("bolt://LOCALHOST:7687"));
+        assert!(!is_loopback("not a url"));
+    }
 
     #[test]
     fn expands_defaults_and_refuses_missing_required_values() {

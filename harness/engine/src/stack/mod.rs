@@ -11,7 +11,7 @@ pub mod provider;
 pub mod readiness;
 pub mod state;
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -25,7 +25,7 @@ pub use self::native::{
 pub use self::provider::{Fault, ProviderKind};
 use self::{docker::ContainerService, native::process::ServiceProcess, state::RunRecord};
 use crate::{
-    error::{Error, IoContext},
+    error::Error,
     home,
     progress::{self, Progress, ProgressEvent},
     runtimes::{self, Installed, RuntimeKind},
@@ -254,16 +254,10 @@ enum Launch {
     Docker(testcontainers::bollard::Docker, Vec<(ServiceKind, String)>),
 }
 
-fn create_run_dir(dir: &PathBuf) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let root = home::run_data_root();
-    std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
-    // Services that run as an unprivileged user must be able to reach their folder.
-    for d in [&root, dir] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711))
-            .ctx(|| format!("chmod {}", d.display()))?;
-    }
-    Ok(())
+/// The run's folder, private to this user (see [`home::run_dir_mode`]).
+fn create_run_dir(dir: &std::path::Path) -> Result<(), Error> {
+    home::run_root()?;
+    home::ensure_private(dir, home::run_dir_mode())
 }
 
 fn merge(into: &mut Endpoints, from: Endpoints) {
@@ -322,7 +316,8 @@ async fn start_service(
         match result {
             Ok((process, ())) => {
                 if let Ok(mut r) = record.lock() {
-                    r.services.push((kind.name().into(), process.pid));
+                    r.services
+                        .push(state::ProcessGroup::of(kind.name(), process.pid));
                     let _ = r.save();
                 }
                 progress(&ProgressEvent::ServiceReady {
@@ -474,8 +469,8 @@ impl Stack {
                     let conditions = readiness::restart_conditions(kind, &endpoints);
                     readiness::wait_all(p.as_mut(), &conditions, timeout).await?;
                     for entry in &mut self.record.services {
-                        if entry.0 == kind.name() {
-                            entry.1 = pid;
+                        if entry.name == kind.name() {
+                            *entry = state::ProcessGroup::of(kind.name(), pid);
                         }
                     }
                     self.record.save()?;
@@ -496,7 +491,11 @@ impl Stack {
 
     /// Process-group ids of the services, by name.
     pub fn service_pids(&self) -> Vec<(String, u32)> {
-        self.record.services.clone()
+        self.record
+            .services
+            .iter()
+            .map(|g| (g.name.clone(), g.pgid))
+            .collect()
     }
 
     pub fn postgres(&self) -> Result<&PostgresEndpoint, Error> {
@@ -586,4 +585,7 @@ pub async fn down(run_id: Option<&str>) -> Result<Vec<String>, Error> {
 /// Every stack recorded on this machine.
 pub fn list() -> Vec<RunRecord> {
     RunRecord::load_all()
+        .into_iter()
+        .filter(|r| !r.session)
+        .collect()
 }

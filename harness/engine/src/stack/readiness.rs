@@ -64,7 +64,7 @@ impl WaitFor {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            WaitFor::Http(url) => match reqwest::get(url).await {
+            WaitFor::Http(url) => match http_client()?.get(url).send().await {
                 Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => Err(format!("status {}", r.status())),
                 Err(e) => Err(e.to_string()),
@@ -75,6 +75,16 @@ impl WaitFor {
             WaitFor::Ping(Ping::Otlp(p)) => p.check().await,
         }
     }
+}
+
+/// An HTTP client for readiness checks: no proxy (every service is on 127.0.0.1) and a
+/// time limit per request.
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// What readiness watches while a service starts: its log file and whether it has exited.
@@ -124,9 +134,14 @@ pub async fn wait_all(
     for condition in conditions {
         let mut delay = Duration::from_millis(5);
         loop {
-            let last = match condition.check(service.log()).await {
-                Ok(()) => break,
-                Err(e) => e,
+            // One attempt may not outlast the deadline (a ping that hangs on a half-open
+            // connection would otherwise hold the start-up past its timeout).
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = tokio::time::timeout(left, condition.check(service.log()));
+            let last = match attempt.await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => e,
+                Err(_) => "the attempt did not finish before the deadline".to_owned(),
             };
             if let Some(status) = service.exited() {
                 return Err(Error::ServiceExited {

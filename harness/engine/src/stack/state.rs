@@ -19,6 +19,37 @@ use crate::{
     home,
 };
 
+/// A service's process group, with its leader's start time: a recorded id whose process
+/// now starts at another time belongs to someone else and is never signalled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessGroup {
+    pub name: String,
+    pub pgid: u32,
+    /// Start time of the leader in clock ticks since boot (field 22 of /proc/PID/stat).
+    pub start: u64,
+}
+
+impl ProcessGroup {
+    /// The group led by the live process `pid`.
+    pub fn of(name: &str, pid: u32) -> Self {
+        ProcessGroup {
+            name: name.to_owned(),
+            pgid: pid,
+            start: start_ticks(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether the id still names this group: its leader runs with the recorded start
+    /// time, or the leader is gone and members of the group remain (Linux hands out no new
+    /// process id that a live group still uses).
+    pub fn is_ours(&self) -> bool {
+        match start_ticks(self.pgid) {
+            Some(start) => start == self.start,
+            None => process::group_alive(self.pgid),
+        }
+    }
+}
+
 /// What a run left on the machine.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -28,11 +59,19 @@ pub struct RunRecord {
     pub owner_start: u64,
     pub detached: bool,
     pub run_dir: PathBuf,
-    /// Process-group ids of the services, by name (native provider).
-    pub services: Vec<(String, u32)>,
+    /// Process groups of the services (native provider).
+    pub services: Vec<ProcessGroup>,
     /// Which provider started the services.
     #[serde(default)]
     pub provider: ProviderKind,
+    /// An external stack attached with `--allow-remote`; every attach checks the guard
+    /// again with this.
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// Not a stack: the record of a run of scenarios, holding the process groups of its
+    /// scenario processes and `exec` commands and the folder of their logs.
+    #[serde(default)]
+    pub session: bool,
     /// Container ids of the services, by name (Docker provider).
     #[serde(default)]
     pub containers: Vec<(String, String)>,
@@ -44,14 +83,17 @@ impl RunRecord {
         home::runs_dir().join(format!("{run_id}.json"))
     }
 
+    /// Writes the record (0600, in a private folder), atomically.
     pub fn save(&self) -> Result<(), Error> {
-        let dir = home::runs_dir();
-        fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        use std::io::Write;
+        home::ensure_private(&home::home(), 0o700)?;
+        home::ensure_private(&home::runs_dir(), 0o700)?;
         let path = Self::path(&self.run_id);
         let tmp = path.with_extension("json.tmp");
         let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
-        fs::write(&tmp, json).ctx(|| format!("write {}", tmp.display()))?;
-        set_private(&tmp);
+        home::create_private_file(&tmp)?
+            .write_all(&json)
+            .ctx(|| format!("write {}", tmp.display()))?;
         fs::rename(&tmp, &path).ctx(|| format!("write {}", path.display()))
     }
 
@@ -78,7 +120,7 @@ impl RunRecord {
             ProviderKind::Native => self
                 .services
                 .iter()
-                .any(|(_, pgid)| process::group_alive(*pgid)),
+                .any(|g| g.is_ours() && process::group_alive(g.pgid)),
             ProviderKind::Docker => docker::run_alive(&self.run_id).await,
             ProviderKind::External => super::external::answers(&self.endpoints).await,
         }
@@ -97,21 +139,96 @@ impl RunRecord {
             // later start retries (containers without a record are swept by label too).
             return;
         }
-        for (_, pgid) in &self.services {
-            process::stop_group(*pgid, Signal::SIGTERM, Duration::from_secs(5)).await;
+        for group in self.services.iter().filter(|g| g.is_ours()) {
+            process::stop_group(group.pgid, Signal::SIGTERM, Duration::from_secs(5)).await;
         }
-        // Whatever the groups did not cover (a process that left its group) goes by name.
-        for pid in processes_naming(&self.run_dir) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+        // A record names its folder; only a folder of harness's own run root is touched.
+        if let Some(dir) = self.owned_run_dir() {
+            // Whatever the groups did not cover (a process that left its group) goes by
+            // the folder its command line names.
+            for pid in processes_naming(dir) {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            let _ = fs::remove_dir_all(dir);
         }
-        let _ = fs::remove_dir_all(&self.run_dir);
         let _ = fs::remove_file(Self::path(&self.run_id));
+    }
+
+    /// The run's folder, if it really is a run folder: a direct child of this user's run
+    /// root named after the run. A record that names anything else (`/`, an empty path, a
+    /// folder elsewhere) never gets it removed.
+    pub fn owned_run_dir(&self) -> Option<&Path> {
+        let dir = self.run_dir.as_path();
+        let root = home::run_data_root();
+        let named_after_run = dir.file_name().is_some_and(|n| n == self.run_id.as_str());
+        (dir.parent() == Some(root.as_path()) && named_after_run && !self.run_id.is_empty())
+            .then_some(dir)
     }
 }
 
-fn set_private(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+/// The process groups a run of scenarios starts (its scenario processes and `exec`
+/// commands), in a record of its own: if the run is killed, the next start's reaper stops
+/// them and removes the folder of their logs, as it does for a stack.
+#[derive(Clone, Debug)]
+pub struct Groups {
+    record: std::sync::Arc<std::sync::Mutex<RunRecord>>,
+}
+
+impl Groups {
+    /// Records a new run of scenarios with its own folder in the run root.
+    pub fn create() -> Result<Self, Error> {
+        let pid = std::process::id();
+        let run_id = format!("{pid}-run-{}", crate::secret::random_id(6));
+        let run_dir = home::run_root()?.join(&run_id);
+        let record = RunRecord {
+            run_id,
+            owner_pid: pid,
+            owner_start: start_ticks(pid).unwrap_or(0),
+            run_dir: run_dir.clone(),
+            session: true,
+            ..RunRecord::default()
+        };
+        record.save()?;
+        home::ensure_private(&run_dir, home::run_dir_mode())?;
+        Ok(Groups {
+            record: std::sync::Arc::new(std::sync::Mutex::new(record)),
+        })
+    }
+
+    /// The folder for the run's logs.
+    pub fn run_dir(&self) -> PathBuf {
+        self.record
+            .lock()
+            .map(|r| r.run_dir.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records the group led by the live process `pid`.
+    pub fn add(&self, name: &str, pid: u32) {
+        if let Ok(mut r) = self.record.lock() {
+            r.services.push(ProcessGroup::of(name, pid));
+            let _ = r.save();
+        }
+    }
+
+    /// Forgets a group that has been stopped.
+    pub fn remove(&self, pid: u32) {
+        if let Ok(mut r) = self.record.lock() {
+            r.services.retain(|g| g.pgid != pid);
+            let _ = r.save();
+        }
+    }
+
+    /// The run ended: its folder and record go.
+    pub fn finish(&self) {
+        if let Ok(r) = self.record.lock() {
+            if let Some(dir) = r.owned_run_dir() {
+                let _ = fs::remove_dir_all(dir);
+            }
+            let _ = fs::remove_file(RunRecord::path(&r.run_id));
+        }
+    }
 }
 
 /// A process's start time (field 22 of /proc/PID/stat).
@@ -121,9 +238,19 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
     after_comm.split(' ').nth(19)?.parse().ok()
 }
 
-/// Pids of processes whose command line mentions `dir`.
+/// Pids of processes one of whose arguments is `dir` or a path inside it.
 fn processes_naming(dir: &Path) -> Vec<u32> {
-    let needle = dir.to_string_lossy().into_owned();
+    let dir = dir.to_string_lossy().into_owned();
+    if dir.len() < 2 {
+        return Vec::new();
+    }
+    let inside = format!("{dir}/");
+    let names = |cmdline: &[u8]| {
+        cmdline.split(|b| *b == 0).any(|arg| {
+            let arg = String::from_utf8_lossy(arg);
+            arg == dir || arg.contains(&inside)
+        })
+    };
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -133,7 +260,7 @@ fn processes_naming(dir: &Path) -> Vec<u32> {
         .filter(|pid| *pid != std::process::id())
         .filter(|pid| {
             fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .map(|c| names(&c))
                 .unwrap_or(false)
         })
         .collect()

@@ -64,7 +64,16 @@ pub struct Outcome {
 }
 
 pub fn run_files(paths: &[PathBuf], jobs: usize) -> Result<Outcome, String> {
-    run(paths, jobs, None)
+    run(paths, jobs, None, RunOptions::default())
+}
+
+/// Like [`run_files`], with options (extensions, cancellation) of the test's own.
+pub fn run_files_with(
+    paths: &[PathBuf],
+    jobs: usize,
+    options: RunOptions,
+) -> Result<Outcome, String> {
+    run(paths, jobs, None, options)
 }
 
 /// Like [`run_files`] (two at a time), also writing the JSON and JUnit reports.
@@ -73,13 +82,19 @@ pub fn run_files_with_reports(
     json: &Path,
     junit: &Path,
 ) -> Result<Outcome, String> {
-    run(paths, 2, Some((json.to_path_buf(), junit.to_path_buf())))
+    run(
+        paths,
+        2,
+        Some((json.to_path_buf(), junit.to_path_buf())),
+        RunOptions::default(),
+    )
 }
 
 fn run(
     paths: &[PathBuf],
     jobs: usize,
     reports: Option<(PathBuf, PathBuf)>,
+    options: RunOptions,
 ) -> Result<Outcome, String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
@@ -98,7 +113,7 @@ fn run(
             jobs,
             seed: 7,
             bin_dir: bin_dir(),
-            ..RunOptions::default()
+            ..options
         };
         let summary = run_loaded(
             scenarios,

@@ -11,7 +11,7 @@ use crate::{
     diag::{Problem, Span},
     model::*,
     suggest::did_you_mean,
-    template,
+    template::{self, CodeRef, Sink},
     yaml::{Node, NodeValue},
 };
 
@@ -65,6 +65,10 @@ pub struct Cx<'t> {
     /// The span of each decoded fixture, in order.
     pub fixture_spans: Vec<Span>,
     pub scope: Scope,
+    /// The code the strings being decoded are part of, if any.
+    sink: Option<Sink>,
+    /// References found in code, for the lint pass.
+    pub code_refs: Vec<CodeRef>,
 }
 
 impl<'t> Cx<'t> {
@@ -75,6 +79,8 @@ impl<'t> Cx<'t> {
             refs: Vec::new(),
             fixture_spans: Vec::new(),
             scope: Scope::Fixture,
+            sink: None,
+            code_refs: Vec::new(),
         }
     }
 
@@ -95,22 +101,52 @@ impl<'t> Cx<'t> {
 
     /// Span of `needle` inside the source text of `node`, or the node's span.
     fn span_within(&self, node: &Node, needle: &str) -> Span {
+        self.find_within(node, needle, 0).unwrap_or(node.span)
+    }
+
+    /// Span of `needle` inside the source text of `node`, searching from its byte `from`.
+    fn find_within(&self, node: &Node, needle: &str, from: usize) -> Option<Span> {
         let raw = self
             .text
-            .get(node.span.offset..node.span.offset + node.span.len)
-            .unwrap_or_default();
-        match raw.find(needle) {
-            Some(i) if !needle.is_empty() => Span::new(node.span.offset + i, needle.len()),
-            _ => node.span,
-        }
+            .get(node.span.offset..node.span.offset + node.span.len)?;
+        let i = from + raw.get(from..)?.find(needle)?;
+        (!needle.is_empty()).then(|| Span::new(node.span.offset + i, needle.len()))
+    }
+
+    /// Decodes with the strings inside marked as part of `sink`.
+    fn in_sink<T>(&mut self, sink: Sink, decode: impl FnOnce(&mut Self) -> T) -> T {
+        let outer = self.sink.replace(sink);
+        let out = decode(self);
+        self.sink = outer;
+        out
     }
 
     /// Records the references of a string and reports template errors.
     fn scan(&mut self, node: &Node, text: &str) {
         match template::refs(text) {
             Ok(refs) => {
+                // Each reference is looked for after the previous one, so that a repeated
+                // reference points at each of its uses.
+                let mut from = 0;
                 for r in refs {
-                    let span = self.span_within(node, &text[r.start..r.end]);
+                    let needle = &text[r.start..r.end];
+                    let span = match self
+                        .find_within(node, needle, from)
+                        .or_else(|| self.find_within(node, needle, 0))
+                    {
+                        Some(span) => {
+                            from = span.offset - node.span.offset + span.len;
+                            span
+                        }
+                        None => node.span,
+                    };
+                    if let Some(sink) = self.sink {
+                        self.code_refs.push(CodeRef {
+                            r: r.clone(),
+                            span,
+                            sink,
+                        });
+                    }
                     self.refs.push(UsedRef {
                         r,
                         span,
@@ -603,13 +639,46 @@ fn command(cx: &mut Cx, n: &Node) -> Option<Command> {
             cx.error(n.span, "`command` needs at least the program name");
             None
         }
-        NodeValue::Seq(_) => list(cx, n, "`command`", |cx, _, n| string(cx, n)).map(Command::Argv),
-        NodeValue::Str(_) => string(cx, n).map(Command::Shell),
+        NodeValue::Seq(items) => {
+            let script = shell_script(items);
+            list(cx, n, "`command`", |cx, i, n| {
+                if Some(i) == script {
+                    cx.in_sink(Sink::Shell, |cx| string(cx, n))
+                } else {
+                    string(cx, n)
+                }
+            })
+            .map(Command::Argv)
+        }
+        NodeValue::Str(_) => cx
+            .in_sink(Sink::Shell, |cx| string(cx, n))
+            .map(Command::Shell),
         _ => {
             cx.expected(n, "a command line or a list of arguments");
             None
         }
     }
+}
+
+/// Programs that take a script with `-c`.
+const SHELLS: [&str; 6] = ["sh", "bash", "dash", "zsh", "ksh", "ash"];
+
+/// Where the script is in an argv that runs a shell, such as `[sh, -c, SCRIPT]` or
+/// `[/bin/bash, -euc, SCRIPT]`: the item after the first short-option group holding `c`.
+fn shell_script(argv: &[Node]) -> Option<usize> {
+    let program = argv.first()?.as_str()?;
+    if !SHELLS.contains(&program.rsplit('/').next().unwrap_or(program)) {
+        return None;
+    }
+    let flag = argv.iter().skip(1).position(|a| {
+        a.as_str().is_some_and(|a| {
+            a.len() > 1
+                && a.starts_with('-')
+                && a[1..].chars().all(|c| c.is_ascii_alphabetic())
+                && a.contains('c')
+        })
+    })?;
+    Some(flag + 2)
 }
 
 fn status_code(cx: &mut Cx, node: &Node) -> Option<u16> {

@@ -94,6 +94,7 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
         steps: body?,
         rollbacks: rollbacks.unwrap_or_default(),
         span: steps_span,
+        code_refs: std::mem::take(&mut cx.code_refs),
     })
 }
 

@@ -180,8 +180,12 @@ fn sql(cx: &mut Cx, node: &Node) -> Option<Sql> {
             "query", "execute", "params", "role", "settings", "expect", "capture",
         ],
     )?;
-    let query = opt(cx, &f, "query", string);
-    let execute = opt(cx, &f, "execute", string);
+    let query = opt(cx, &f, "query", |cx, n| {
+        cx.in_sink(Sink::Sql, |cx| string(cx, n))
+    });
+    let execute = opt(cx, &f, "execute", |cx, n| {
+        cx.in_sink(Sink::Sql, |cx| string(cx, n))
+    });
     if f.get("query").is_some() == f.get("execute").is_some() {
         cx.push(
             Problem::new(
@@ -321,7 +325,9 @@ fn cypher(cx: &mut Cx, node: &Node) -> Option<Cypher> {
         "a `cypher` step",
         &["query", "params", "expect", "capture"],
     )?;
-    let query = req(cx, &f, "query", "a `cypher` step", string);
+    let query = req(cx, &f, "query", "a `cypher` step", |cx, n| {
+        cx.in_sink(Sink::Cypher, |cx| string(cx, n))
+    });
     let params = opt(cx, &f, "params", |cx, n| {
         map(cx, n, "`params`", |cx, _, v| value(cx, v))
     });

@@ -4,7 +4,7 @@
 use harness_scenario::Cypher;
 use serde_json::Value;
 
-use super::{StepError, capture, expect_error, sql::check_rows};
+use super::{StepError, capture, register_secrets, expect_error, sql::check_rows};
 use crate::run::context::Ctx;
 
 pub async fn run(ctx: &mut Ctx, s: &Cypher) -> Result<(), StepError> {
@@ -23,6 +23,7 @@ pub async fn run(ctx: &mut Ctx, s: &Cypher) -> Result<(), StepError> {
     let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the query")? else {
         return Ok(());
     };
+    register_secrets(ctx, &doc, None, &s.capture);
     check_rows(ctx, &doc, &s.expect)?;
     capture(ctx, &doc, None, &s.capture)
 }

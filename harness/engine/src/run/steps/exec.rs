@@ -5,10 +5,13 @@ use std::process::Stdio;
 
 use harness_scenario::Exec;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::{StepError, capture, expect_json};
-use crate::run::{context::Ctx, matcher, processes};
+use super::{StepError, capture, expect_json, register_secrets};
+use crate::{
+    run::{context::Ctx, matcher, processes},
+    stack::native::process::GroupGuard,
+};
 
 pub async fn run(ctx: &mut Ctx, s: &Exec) -> Result<(), StepError> {
     let mut cmd = processes::program(ctx, s.cargo.as_deref(), s.command.as_ref(), &s.args).await?;
@@ -19,12 +22,17 @@ pub async fn run(ctx: &mut Ctx, s: &Exec) -> Result<(), StepError> {
         }
         None => ctx.dir.clone(),
     };
-    cmd.current_dir(&cwd).kill_on_drop(true);
+    // Its own process group, so a timeout or Ctrl-C kills what the command started too.
+    cmd.current_dir(&cwd).process_group(0).kill_on_drop(true);
     for (k, v) in &s.env {
         let v = ctx.render_str(v)?;
         cmd.env(k, v);
     }
-    cmd.stdin(if s.stdin.is_some() {
+    let input = match &s.stdin {
+        Some(text) => Some(ctx.render_str(text)?),
+        None => None,
+    };
+    cmd.stdin(if input.is_some() {
         Stdio::piped()
     } else {
         Stdio::null()
@@ -37,22 +45,33 @@ pub async fn run(ctx: &mut Ctx, s: &Exec) -> Result<(), StepError> {
             cwd.display()
         ))
     })?;
-    if let (Some(input), Some(mut stdin)) = (&s.stdin, child.stdin.take()) {
-        let input = ctx.render_str(input)?;
-        stdin
-            .write_all(input.as_bytes())
-            .await
-            .map_err(|e| StepError::error(format!("writing stdin: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
+    let _group = GroupGuard::new(child.id()).recorded(ctx.groups.clone(), "exec");
+    // Feed stdin while reading both outputs, so neither side blocks on a full pipe.
+    let stdin = child.stdin.take();
+    let write = async move {
+        if let (Some(input), Some(mut stdin)) = (input, stdin) {
+            match stdin.write_all(input.as_bytes()).await {
+                // The command need not read all of its input.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(StepError::error(format!("writing stdin: {e}")));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    };
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let ((), out, err) = tokio::try_join!(write, read_all(stdout), read_all(stderr))?;
+    let status = child
+        .wait()
         .await
         .map_err(|e| StepError::error(format!("waiting for the command: {e}")))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let code = out.status.code().map_or(Value::Null, Value::from);
+    let stdout = String::from_utf8_lossy(&out).into_owned();
+    let stderr = String::from_utf8_lossy(&err).into_owned();
+    let code = status.code().map_or(Value::Null, Value::from);
     let parsed = serde_json::from_str::<Value>(&stdout).unwrap_or(Value::Null);
     let doc = json!({"exit_code": code, "stdout": stdout, "stderr": stderr, "json": parsed});
+    register_secrets(ctx, &doc, None, &s.capture);
 
     match &s.expect.exit_code {
         Some(m) => matcher::check(ctx, "exit code", m, doc.get("exit_code"))?,
@@ -75,6 +94,16 @@ pub async fn run(ctx: &mut Ctx, s: &Exec) -> Result<(), StepError> {
     }
     expect_json(ctx, &doc, &s.expect.json)?;
     capture(ctx, &doc, None, &s.capture)
+}
+
+async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> Result<Vec<u8>, StepError> {
+    let mut buf = Vec::new();
+    if let Some(mut pipe) = pipe {
+        pipe.read_to_end(&mut buf)
+            .await
+            .map_err(|e| StepError::error(format!("reading the command's output: {e}")))?;
+    }
+    Ok(buf)
 }
 
 fn tail(s: &str) -> String {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use harness_scenario::Http;
 use serde_json::Value;
 
-use super::{StepError, capture, expect_json};
+use super::{StepError, capture, expect_json, register_secrets};
 use crate::run::{context::Ctx, matcher};
 
 pub async fn run(ctx: &mut Ctx, s: &Http) -> Result<(), StepError> {
@@ -53,6 +53,7 @@ pub async fn run(ctx: &mut Ctx, s: &Http) -> Result<(), StepError> {
         .await
         .map_err(|e| StepError::error(format!("reading the body of {url}: {e}")))?;
     let doc = serde_json::from_str::<Value>(&text).unwrap_or_else(|_| Value::String(text.clone()));
+    register_secrets(ctx, &doc, Some(&headers), &s.capture);
 
     if let Some(m) = &s.expect.status {
         matcher::check(ctx, "status", m, Some(&Value::from(status)))?;

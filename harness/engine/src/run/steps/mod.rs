@@ -155,6 +155,34 @@ pub fn expect_json(
     Ok(())
 }
 
+fn select_capture(
+    c: &Capture,
+    doc: &Value,
+    headers: Option<&BTreeMap<String, String>>,
+) -> Option<Value> {
+    match &c.from {
+        CaptureFrom::Path(p) => matcher::select(p, doc),
+        CaptureFrom::Header(h) => headers
+            .and_then(|hs| hs.get(h))
+            .map(|v| Value::String(v.clone())),
+    }
+}
+
+/// Registers the values of `secret: true` captures with the redactor as soon as the
+/// document exists, before any expectation: a failing expectation then never shows them.
+pub fn register_secrets(
+    ctx: &Ctx,
+    doc: &Value,
+    headers: Option<&BTreeMap<String, String>>,
+    captures: &BTreeMap<String, Capture>,
+) {
+    for c in captures.values().filter(|c| c.secret) {
+        if let Some(value) = select_capture(c, doc, headers) {
+            ctx.add_secret_value(&value);
+        }
+    }
+}
+
 /// Stores captures from the document (and headers, for HTTP).
 pub fn capture(
     ctx: &mut Ctx,
@@ -163,13 +191,7 @@ pub fn capture(
     captures: &BTreeMap<String, Capture>,
 ) -> Result<(), StepError> {
     for (name, c) in captures {
-        let value = match &c.from {
-            CaptureFrom::Path(p) => matcher::select(p, doc),
-            CaptureFrom::Header(h) => headers
-                .and_then(|hs| hs.get(h))
-                .map(|v| Value::String(v.clone())),
-        };
-        let Some(value) = value else {
+        let Some(value) = select_capture(c, doc, headers) else {
             let from = match &c.from {
                 CaptureFrom::Path(p) => format!("`{p}`"),
                 CaptureFrom::Header(h) => format!("header `{h}`"),
@@ -177,7 +199,7 @@ pub fn capture(
             return Err(StepError::Failed {
                 message: format!("capture `{name}`: {from} found nothing"),
                 expected: Some("a value to capture".into()),
-                actual: Some(matcher::short(doc)),
+                actual: Some(matcher::short(&ctx.redactor, doc)),
                 span: Some(c.span),
             });
         };

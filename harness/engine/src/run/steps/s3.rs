@@ -13,7 +13,7 @@ use aws_sdk_s3::{
 use harness_scenario::{S3, S3Op};
 use serde_json::{Value, json};
 
-use super::{StepError, capture, expect_error, expect_json};
+use super::{StepError, capture, register_secrets, expect_error, expect_json};
 use crate::run::{context::Ctx, matcher};
 
 pub async fn run(ctx: &mut Ctx, s: &S3) -> Result<(), StepError> {
@@ -131,6 +131,7 @@ pub async fn run(ctx: &mut Ctx, s: &S3) -> Result<(), StepError> {
     let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the s3 operation")? else {
         return Ok(());
     };
+    register_secrets(ctx, &doc, None, &s.capture);
     if let Some(want) = s.expect.exists {
         let m = harness_scenario::Matcher {
             op: harness_scenario::MatchOp::Eq(Value::Bool(want)),

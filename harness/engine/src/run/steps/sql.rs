@@ -8,7 +8,7 @@ use harness_scenario::{RowsExpect, Sql};
 use serde_json::Value;
 use sqlx::{Arguments, postgres::PgArguments};
 
-use super::{StepError, capture, expect_error, expect_json};
+use super::{StepError, capture, register_secrets, expect_error, expect_json};
 use crate::run::{context::Ctx, matcher};
 
 pub async fn run(ctx: &mut Ctx, s: &Sql) -> Result<(), StepError> {
@@ -38,6 +38,7 @@ pub async fn run(ctx: &mut Ctx, s: &Sql) -> Result<(), StepError> {
     let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the statement")? else {
         return Ok(());
     };
+    register_secrets(ctx, &doc, None, &s.capture);
     check_rows(ctx, &doc, &s.expect)?;
     capture(ctx, &doc, None, &s.capture)
 }
@@ -143,8 +144,8 @@ pub fn check_rows(ctx: &mut Ctx, doc: &Value, e: &RowsExpect) -> Result<(), Step
         if !matcher::equal(&expected, doc) {
             return Err(StepError::Failed {
                 message: "rows did not match".into(),
-                expected: Some(matcher::short(&expected)),
-                actual: Some(matcher::short(doc)),
+                expected: Some(matcher::short(&ctx.redactor, &expected)),
+                actual: Some(matcher::short(&ctx.redactor, doc)),
                 span: None,
             });
         }

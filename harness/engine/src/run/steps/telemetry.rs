@@ -24,7 +24,7 @@ pub async fn run(ctx: &mut Ctx, s: &Telemetry) -> Result<(), StepError> {
         filters.push((k.clone(), matcher::render(ctx, &m.op)?));
     }
     loop {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let text = tokio::fs::read_to_string(&file).await.unwrap_or_default();
         let matching: Vec<Value> = items(&text, s.signal)
             .into_iter()
             .filter(|item| {

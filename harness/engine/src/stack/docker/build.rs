@@ -269,7 +269,7 @@ fn docker_build(
     label: &str,
     log: &Path,
 ) -> Result<(), Error> {
-    let file = fs::File::create(log).ctx(|| format!("create {}", log.display()))?;
+    let file = crate::home::create_private_file(log)?;
     let err = file.try_clone().ctx(|| "dup log".to_owned())?;
     let status = Command::new(cli)
         .args(["build", "--network", "host", "--build-arg"])
@@ -339,7 +339,7 @@ fn build_base(cli: &Path, logs: &Path) -> Result<(), Error> {
     let _ = fs::remove_dir_all(&root);
     let log = logs.join("debian-base.log");
     let result = (|| {
-        let file = fs::File::create(&log).ctx(|| format!("create {}", log.display()))?;
+        let file = crate::home::create_private_file(&log)?;
         let err = file.try_clone().ctx(|| "dup log".to_owned())?;
         let status = Command::new(debootstrap)
             .args(["--variant=minbase", "bookworm"])

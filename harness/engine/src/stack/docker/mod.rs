@@ -51,15 +51,23 @@ use crate::{
 pub const RUN_LABEL: &str = "dev.harness.run";
 /// The label naming the service a container runs.
 pub const SERVICE_LABEL: &str = "dev.harness.service";
-/// The label naming the `HARNESS_HOME` whose records own a container, so that the sweep
-/// of one home never removes the containers of another.
+/// The label naming whose records own a container (host, user and `HARNESS_HOME`), so
+/// that the sweep of one never removes the containers of another: two users, or two CI
+/// jobs on one engine with the same home path.
 pub const HOME_LABEL: &str = "dev.harness.home";
 
-/// A short hash of this process's `HARNESS_HOME`.
+/// A short hash of this host's name, this user's id and this process's `HARNESS_HOME`.
 pub fn home_id() -> String {
     use sha2::{Digest, Sha256};
-    let home = crate::home::home();
-    let digest = Sha256::digest(home.to_string_lossy().as_bytes());
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let owner = format!(
+        "{host}\0{}\0{}",
+        nix::unistd::Uid::effective(),
+        crate::home::home().display()
+    );
+    let digest = Sha256::digest(owner.as_bytes());
     format!("{digest:x}")[..16].to_owned()
 }
 
@@ -223,12 +231,12 @@ pub(crate) async fn follow_logs(
     use testcontainers::bollard::query_parameters::LogsOptions;
     let ended = Arc::new(AtomicBool::new(false));
     if !append {
-        tokio::fs::write(log, b"")
-            .await
-            .ctx(|| format!("create {}", log.display()))?;
+        crate::home::create_private_file(log)?;
     }
     let mut file = tokio::fs::OpenOptions::new()
         .append(true)
+        .create(true)
+        .mode(0o600)
         .open(log)
         .await
         .ctx(|| format!("open {}", log.display()))?;
@@ -380,6 +388,15 @@ pub async fn start(
     };
     let mut request = labelled_request(&req.image, req.run_id, kind.name(), spec.cmd, spec.env)
         .with_container_name(format!("harness-{}-{}", req.run_id, kind.name()));
+    if !spec.binds.is_empty() {
+        // A container that writes into a host folder runs as this user, so the folder can
+        // stay private (0700) instead of open to everyone.
+        request = request.with_user(format!(
+            "{}:{}",
+            nix::unistd::Uid::effective(),
+            nix::unistd::Gid::effective()
+        ));
+    }
     for path in spec.binds {
         let p = path.to_string_lossy().into_owned();
         request = request.with_mount(Mount::bind_mount(p.clone(), p));
@@ -430,18 +447,10 @@ fn postgres_spec(ep: &PostgresEndpoint) -> Spec {
     }
 }
 
-/// Folders a container user other than ours must be able to write.
-fn open_up(dir: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
-        .ctx(|| format!("chmod {}", dir.display()))
-}
-
 fn s3_spec(ep: &S3Endpoint, dir: &Path, image: &str) -> Result<Spec, Error> {
     let (root, versions) = (dir.join("buckets"), dir.join("versions"));
     for d in [dir, &root, &versions] {
         std::fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
-        open_up(d)?;
     }
     let secret = ep.secret_access_key.expose().to_owned();
     let address = ep.endpoint_url.trim_start_matches("http://").to_owned();
@@ -506,7 +515,6 @@ fn neo4j_spec(ep: &Neo4jEndpoint, port: u16) -> Spec {
 }
 
 fn otel_spec(dir: &Path, port: u16) -> Result<(Spec, OtelEndpoint), Error> {
-    open_up(dir)?;
     let (http, health) = (free_port()?, free_port()?);
     let output = dir.join("received.jsonl");
     let config = dir.join("config.yaml");

@@ -12,9 +12,14 @@ use std::{fs, path::Path};
 
 use crate::error::{Error, IoContext};
 
-/// Creates a service's folder inside the run directory.
+/// Creates a service's folder inside the run directory, private to this user (Postgres's
+/// is then handed to the user it runs as). Postgres's socket lives in it, so no other user
+/// can reach the socket.
 pub(crate) fn service_dir(run_dir: &Path, name: &str) -> Result<std::path::PathBuf, Error> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = run_dir.join(name);
     fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        .ctx(|| format!("chmod {}", dir.display()))?;
     Ok(dir)
 }

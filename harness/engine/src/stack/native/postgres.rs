@@ -147,6 +147,9 @@ pub async fn start(
             "listen_addresses=127.0.0.1".to_owned(),
             format!("port={port}"),
             format!("unix_socket_directories={}", socket_dir.display()),
+            // Only the service user reaches the socket (and its folder is 0700 too): local
+            // connections are trusted, so the socket must not be anyone else's way in.
+            "unix_socket_permissions=0700".into(),
             "fsync=off".into(),
             "synchronous_commit=off".into(),
             "full_page_writes=off".into(),

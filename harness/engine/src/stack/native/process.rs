@@ -58,7 +58,7 @@ impl ServiceProcess {
         log: &Path,
         stop_signal: Signal,
     ) -> Result<Self, Error> {
-        let out = fs::File::create(log).ctx(|| format!("create {}", log.display()))?;
+        let out = crate::home::create_private_file(log)?;
         let (pid, child) = Self::launch(name, cmd, out)?;
         Ok(Self {
             name,
@@ -176,6 +176,55 @@ impl ServiceProcess {
         if self.child.is_some() {
             let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
         }
+    }
+}
+
+/// Kills a process group when dropped: a child whose future is cancelled (a step timeout,
+/// Ctrl-C) or that has exited takes everything it started with it.
+/// With [`GroupGuard::recorded`], the group is also in the run's record while it lives, so
+/// a killed run's groups are found by the reaper.
+#[derive(Debug)]
+pub struct GroupGuard {
+    pgid: Option<u32>,
+    groups: Option<crate::stack::state::Groups>,
+}
+
+impl GroupGuard {
+    /// Guards the group led by `pid` (a child spawned with `process_group(0)`).
+    pub fn new(pid: Option<u32>) -> Self {
+        GroupGuard {
+            pgid: pid.filter(|p| *p != 0),
+            groups: None,
+        }
+    }
+
+    /// Records the group in `groups` until the guard goes.
+    pub fn recorded(mut self, groups: Option<crate::stack::state::Groups>, name: &str) -> Self {
+        if let (Some(g), Some(pgid)) = (&groups, self.pgid) {
+            g.add(name, pgid);
+        }
+        self.groups = groups;
+        self
+    }
+
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.pgid {
+            let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+            if let Some(groups) = &self.groups {
+                groups.remove(pgid);
+            }
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    /// A service that is dropped while running (a start that was cancelled halfway, a
+    /// panic) is killed with its group; [`ServiceProcess::forget`] leaves it running.
+    fn drop(&mut self) {
+        self.kill_now();
     }
 }
 
