@@ -60,8 +60,11 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
 }
 
 /// Pids of processes one of whose arguments contains `needle`.
@@ -81,7 +84,10 @@ fn processes_naming(needle: &str) -> Vec<u32> {
 
 /// The folder the scenario's process logs into (`proc-*/sigint-app.log` in the run root).
 fn process_log_dir() -> Option<PathBuf> {
-    let root = PathBuf::from(format!("/dev/shm/harness-{}", nix::unistd::Uid::effective()));
+    let root = PathBuf::from(format!(
+        "/dev/shm/harness-{}",
+        nix::unistd::Uid::effective()
+    ));
     std::fs::read_dir(root)
         .ok()?
         .filter_map(Result::ok)
@@ -152,10 +158,20 @@ fn ctrl_c_during_a_run_on_its_own_stack_leaves_nothing_behind() {
         owner,
         stderr,
     } = interrupt_run(&["run", &file_arg], dir.path());
-    assert_eq!(code, Some(130), "a run stopped by SIGINT exits 130: {stderr}");
-    assert!(!alive(background), "the step's background child outlived the run");
+    assert_eq!(
+        code,
+        Some(130),
+        "a run stopped by SIGINT exits 130: {stderr}"
+    );
+    assert!(
+        !alive(background),
+        "the step's background child outlived the run"
+    );
     let served = dir.path().display().to_string();
-    assert!(processes_naming(&served).is_empty(), "the scenario's process outlived the run");
+    assert!(
+        processes_naming(&served).is_empty(),
+        "the scenario's process outlived the run"
+    );
     if let Some(logs) = logs {
         assert!(!logs.exists(), "{} was left behind", logs.display());
     }
@@ -164,19 +180,33 @@ fn ctrl_c_during_a_run_on_its_own_stack_leaves_nothing_behind() {
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{owner}-")))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{owner}-"))
+        })
         .collect();
     assert!(records.is_empty(), "the run's record was left: {records:?}");
-    let root = PathBuf::from(format!("/dev/shm/harness-{}", nix::unistd::Uid::effective()));
+    let root = PathBuf::from(format!(
+        "/dev/shm/harness-{}",
+        nix::unistd::Uid::effective()
+    ));
     let folders: Vec<_> = std::fs::read_dir(&root)
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{owner}-")))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{owner}-"))
+        })
         .collect();
     assert!(folders.is_empty(), "the run's folder was left: {folders:?}");
     let services = processes_naming(&format!("{}/{owner}-", root.display()));
-    assert!(services.is_empty(), "service processes were left: {services:?}");
+    assert!(
+        services.is_empty(),
+        "service processes were left: {services:?}"
+    );
 }
 
 fn psql(url: &str, sql: &str) -> String {
@@ -185,7 +215,11 @@ fn psql(url: &str, sql: &str) -> String {
         .args(["-XAtc", sql])
         .output()
         .expect("psql");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -201,7 +235,11 @@ fn buckets(s3: &serde_json::Value) -> String {
         .arg(s3["secret_access_key"].as_str().expect("secret"))
         .output()
         .expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -211,10 +249,17 @@ fn ctrl_c_during_a_run_on_an_attached_stack_removes_its_database_and_bucket() {
         .args(["up", "--services", "postgres,s3", "--detach", "--json"])
         .output()
         .expect("up");
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     let info: serde_json::Value = serde_json::from_slice(&up.stdout).expect("json");
     let run_id = info["run_id"].as_str().expect("run id").to_owned();
-    let url = info["services"]["postgres"]["url"].as_str().expect("url").to_owned();
+    let url = info["services"]["postgres"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
     let s3 = info["services"]["s3"].clone();
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -233,7 +278,10 @@ fn ctrl_c_during_a_run_on_an_attached_stack_removes_its_database_and_bucket() {
     let down = harness().args(["down", &run_id]).output().expect("down");
 
     assert_eq!(code, Some(130), "{stderr}");
-    assert!(!alive(background), "the step's background child outlived the run");
+    assert!(
+        !alive(background),
+        "the step's background child outlived the run"
+    );
     assert!(
         processes_naming(&dir.path().display().to_string()).is_empty(),
         "the scenario's process outlived the run"
@@ -243,5 +291,9 @@ fn ctrl_c_during_a_run_on_an_attached_stack_removes_its_database_and_bucket() {
     }
     assert_eq!(left_db, "0", "the scenario's database was left");
     assert!(!left_buckets.contains("h-"), "buckets left: {left_buckets}");
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
 }

@@ -225,7 +225,9 @@ fn fake_pg_bin(script: &str) -> tempfile::TempDir {
 /// The per-user run root's name, `harness-<uid>/`, as it appears in paths.
 fn run_root_marker() -> String {
     use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
     format!("harness-{uid}/")
 }
 

@@ -15,7 +15,12 @@ use std::{
 };
 
 fn harness() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+    // The sample apps this test run built sit beside harness (no second cargo build).
+    if let Some(dir) = Path::new(env!("CARGO_BIN_EXE_harness")).parent() {
+        cmd.env("HARNESS_BIN_DIR", dir);
+    }
+    cmd
 }
 
 fn docker(args: &[&str]) -> Output {

@@ -129,7 +129,10 @@ mod tests {
         assert_eq!(meta.mode() & 0o777, 0o700);
         let file = home.join("record.json");
         create_private_file(&file).expect("create file");
-        assert_eq!(std::fs::metadata(&file).expect("stat").mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&file).expect("stat").mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

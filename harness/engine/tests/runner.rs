@@ -204,7 +204,12 @@ fn process_gone(pid: u32) -> bool {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => return true,
             // A zombie waiting for its new parent to reap it is dead too.
-            Ok(stat) if stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')) => {
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|s| s.trim_start().starts_with('Z')) =>
+            {
                 return true;
             }
             Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
@@ -268,25 +273,37 @@ fn a_failing_step_never_shows_its_secret_capture_nor_a_piece_of_it() {
     let dir = scenarios(&[
         (
             "a_field.yaml",
-            &format!("name: the secret field itself\n{}", step("\"$.json.token\": nope")),
+            &format!(
+                "name: the secret field itself\n{}",
+                step("\"$.json.token\": nope")
+            ),
         ),
         (
             "b_cut.yaml",
             // The whole document is shown cut to 500 characters, in the middle of the token.
-            &format!("name: the document around it\n{}", step("\"$.stdout\": nope")),
+            &format!(
+                "name: the document around it\n{}",
+                step("\"$.stdout\": nope")
+            ),
         ),
     ]);
     let json = dir.path().join("report.json");
     let junit = dir.path().join("junit.xml");
-    let out = support::run_files_with_reports(&[dir.path().to_path_buf()], &json, &junit)
-        .expect("run");
+    let out =
+        support::run_files_with_reports(&[dir.path().to_path_buf()], &json, &junit).expect("run");
     assert_eq!(out.summary.failed, 2, "{}", out.console);
     let token = generated_token();
     let outputs = [
         ("console", out.console.clone()),
-        ("events", serde_json::to_string(&out.events).expect("events")),
+        (
+            "events",
+            serde_json::to_string(&out.events).expect("events"),
+        ),
         ("json", std::fs::read_to_string(&json).expect("json report")),
-        ("junit", std::fs::read_to_string(&junit).expect("junit report")),
+        (
+            "junit",
+            std::fs::read_to_string(&junit).expect("junit report"),
+        ),
     ];
     assert!(outputs[1].1.contains("[redacted]"), "{}", outputs[1].1);
     for (name, text) in &outputs {

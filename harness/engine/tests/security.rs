@@ -10,7 +10,7 @@ use std::{
 
 use harness_engine::stack::{
     ProviderKind, Stack,
-    state::{ProcessGroup, RunRecord, start_ticks},
+    records::{ProcessGroup, RunRecord, start_ticks},
 };
 
 fn is_root() -> bool {
@@ -54,15 +54,25 @@ async fn another_local_user_cannot_reach_the_trusted_socket() {
         .expect("stack");
     let port = stack.postgres().expect("pg").port;
     let socket_dir = stack.run_dir().join("postgres");
-    let mode = std::fs::metadata(&socket_dir).expect("socket dir").permissions().mode();
+    let mode = std::fs::metadata(&socket_dir)
+        .expect("socket dir")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700, "the socket's folder is private");
     let socket = socket_dir.join(format!(".s.PGSQL.{port}"));
-    let mode = std::fs::metadata(&socket).expect("socket").permissions().mode();
+    let mode = std::fs::metadata(&socket)
+        .expect("socket")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700, "the socket is private");
     if is_root() {
         // The service user (or root) gets in: the socket works and trusts local users...
         let own = psql_over_socket(&socket_dir, port, None);
-        assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
+        assert!(
+            own.status.success(),
+            "{}",
+            String::from_utf8_lossy(&own.stderr)
+        );
         // ...so a second uid must not reach it at all.
         let other = psql_over_socket(&socket_dir, port, Some(1));
         let err = String::from_utf8_lossy(&other.stderr);
@@ -82,8 +92,11 @@ fn spawn_group_leader() -> std::process::Child {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
 }
 
 fn record(name: &str, group: ProcessGroup, run_dir: PathBuf) -> RunRecord {
@@ -130,7 +143,11 @@ async fn a_record_naming_a_live_unrelated_process_leaves_it_alive() {
 async fn a_record_with_a_foreign_run_dir_deletes_and_kills_nothing() {
     for run_dir in [PathBuf::new(), PathBuf::from("/"), PathBuf::from("/tmp")] {
         let r = record("odd", ProcessGroup::of("none", 1), run_dir.clone());
-        assert!(r.owned_run_dir().is_none(), "{} is not a run folder", run_dir.display());
+        assert!(
+            r.owned_run_dir().is_none(),
+            "{} is not a run folder",
+            run_dir.display()
+        );
     }
     // A folder of someone else's, named on a bystander's command line.
     let folder = tempfile::tempdir().expect("tempdir");
@@ -143,11 +160,21 @@ async fn a_record_with_a_foreign_run_dir_deletes_and_kills_nothing() {
         .spawn()
         .expect("spawn");
     let pid = bystander.id();
-    let mut r = record("foreign", ProcessGroup::of("none", pid), folder.path().to_path_buf());
+    let mut r = record(
+        "foreign",
+        ProcessGroup::of("none", pid),
+        folder.path().to_path_buf(),
+    );
     r.services.clear();
     r.tear_down().await;
-    assert!(alive(pid), "the reaper killed a process that names a foreign folder");
-    assert!(folder.path().join("keep").exists(), "the reaper removed a foreign folder");
+    assert!(
+        alive(pid),
+        "the reaper killed a process that names a foreign folder"
+    );
+    assert!(
+        folder.path().join("keep").exists(),
+        "the reaper removed a foreign folder"
+    );
     let _ = bystander.kill();
     let _ = bystander.wait();
 }
@@ -180,7 +207,9 @@ async fn a_later_run_sweeps_what_killed_runs_left_on_a_shared_stack() {
             .await
             .expect("create bucket");
     }
-    let shared = Shared::connect(stack.endpoints(), true).await.expect("connect");
+    let shared = Shared::connect(stack.endpoints(), true)
+        .await
+        .expect("connect");
     drop(shared);
     let dbs: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'h\\_%'")

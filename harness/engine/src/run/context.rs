@@ -91,7 +91,7 @@ pub struct Ctx {
     /// Workspace binaries built for this run (`cargo:` in processes and `exec`).
     pub builds: Arc<Builds>,
     /// Where the run records the process groups its steps start (none in unit tests).
-    pub groups: Option<crate::stack::state::Groups>,
+    pub groups: Option<crate::stack::records::Groups>,
     pub redactor: Redactor,
     pub http: reqwest::Client,
     pub seed: u64,

@@ -11,15 +11,15 @@ use aws_sdk_s3::{
 };
 use harness_scenario::{Fixture, Scenario};
 use neo4rs::Graph;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{
     PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
-use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::steps::{cypher::run_query, s3::sdk_error, sql::quote_ident};
+use super::stores::{quote_ident, run_query, sdk_error};
 use crate::{error::Error, stack::Endpoints};
 
 /// The start of every isolation name this run makes: its process id and start time, then
@@ -27,7 +27,7 @@ use crate::{error::Error, stack::Endpoints};
 /// on the same stack can then tell what a killed run left from what a live one uses.
 pub fn run_tag() -> String {
     let pid = std::process::id();
-    let start = crate::stack::state::start_ticks(pid).unwrap_or(0);
+    let start = crate::stack::records::start_ticks(pid).unwrap_or(0);
     format!("{pid}-{start}-{}", crate::secret::random_id(6))
 }
 
@@ -44,7 +44,7 @@ fn dead_owner(name: &str) -> bool {
     let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
         return false;
     };
-    crate::stack::state::start_ticks(pid) != Some(start)
+    crate::stack::records::start_ticks(pid) != Some(start)
 }
 
 /// What one scenario owns.
@@ -157,15 +157,21 @@ impl Shared {
                     .collect(),
                 Err(_) => Vec::new(),
             };
-            for bucket in names.into_iter().filter(|n| n.starts_with("h-") && dead_owner(n)) {
+            for bucket in names
+                .into_iter()
+                .filter(|n| n.starts_with("h-") && dead_owner(n))
+            {
                 left.bucket = Some(bucket);
                 self.cleanup(&left).await;
             }
             left.bucket = None;
         }
         if let Some(graph) = &self.graph
-            && let Ok(Value::Array(rows)) =
-                run_query(graph, neo4rs::query("CALL db.labels() YIELD label RETURN label")).await
+            && let Ok(Value::Array(rows)) = run_query(
+                graph,
+                neo4rs::query("CALL db.labels() YIELD label RETURN label"),
+            )
+            .await
         {
             let labels = rows
                 .iter()
@@ -199,7 +205,12 @@ impl Shared {
     }
 
     /// Makes each part of `iso`, recording it there as soon as it exists.
-    async fn fill(&self, iso: &mut Isolation, scenario: &Scenario, dir: &Path) -> Result<(), String> {
+    async fn fill(
+        &self,
+        iso: &mut Isolation,
+        scenario: &Scenario,
+        dir: &Path,
+    ) -> Result<(), String> {
         let id = iso.id.clone();
         let sql_fixtures: Vec<&String> = scenario
             .fixtures

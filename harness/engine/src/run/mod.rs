@@ -6,6 +6,7 @@
 //! graph label, and emits [`events::Event`]s to a reporter. The runner never prints.
 
 pub mod context;
+pub mod error;
 pub mod events;
 pub mod isolation;
 pub mod matcher;
@@ -13,6 +14,7 @@ pub mod mocks;
 pub mod processes;
 pub mod session;
 pub mod steps;
+pub mod stores;
 
 use std::{
     collections::BTreeSet,
@@ -326,10 +328,10 @@ pub async fn run(
         .map_err(|e| Error::Other(e.to_string()))?;
     let jobs = options.jobs.max(1);
     // What a killed run left (a stack start does this too; an attached run starts none).
-    for run in crate::stack::state::reap().await {
+    for run in crate::stack::reaper::reap().await {
         (options.progress)(&crate::progress::ProgressEvent::Reaped { run_id: run });
     }
-    let groups = crate::stack::state::Groups::create()?;
+    let groups = crate::stack::records::Groups::create()?;
     // Each scenario is its own task, so a panic fails that scenario, not the run, and a
     // step that blocks its thread does not stall every other scenario.
     let mut pending = scenarios.into_iter().enumerate();
@@ -415,7 +417,9 @@ fn crashed(index: usize, loaded: &Loaded, e: tokio::task::JoinError) -> Event {
     };
     let (line, column) = loaded.source.line_col(loaded.scenario.span.offset);
     let failure = Failure {
-        message: format!("harness stopped this scenario: {why} (a bug in harness; please report it)"),
+        message: format!(
+            "harness stopped this scenario: {why} (a bug in harness; please report it)"
+        ),
         expected: None,
         actual: None,
         location: Location {
@@ -459,7 +463,7 @@ struct ScenarioRun {
     options: RunOptions,
     emitter: Emitter,
     http: reqwest::Client,
-    groups: crate::stack::state::Groups,
+    groups: crate::stack::records::Groups,
 }
 
 impl ScenarioRun {
@@ -506,7 +510,13 @@ impl ScenarioRun {
         let cancel = self.options.cancel.clone();
         if cancel.is_cancelled() {
             let failure = self.failure(&interrupted(), sc.span);
-            return self.finish(started, 0.0, Some(self.setup_failure(failure)), Vec::new(), None);
+            return self.finish(
+                started,
+                0.0,
+                Some(self.setup_failure(failure)),
+                Vec::new(),
+                None,
+            );
         }
         let setup_started = Instant::now();
         let iso = self.shared.prepare(&self.id, &sc, &dir).await;
@@ -789,7 +799,10 @@ impl ScenarioRun {
         // harness's own leak trial (benches/leaks.sh) ends runs with a panic this way.
         if std::env::var("HARNESS_DEBUG_PANIC_IN_STEP").is_ok_and(|n| n == step.display_name(index))
         {
-            panic!("HARNESS_DEBUG_PANIC_IN_STEP names step `{}`", step.display_name(index));
+            panic!(
+                "HARNESS_DEBUG_PANIC_IN_STEP names step `{}`",
+                step.display_name(index)
+            );
         }
         let mut limit = step.timeout.map_or_else(|| default_timeout(step), |d| d.0);
         let mut scenario_limit = false;

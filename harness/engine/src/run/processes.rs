@@ -28,7 +28,7 @@ use tokio::sync::Mutex;
 use super::{context::Ctx, steps::StepError};
 use crate::{
     home,
-    stack::{ports::free_port, state::Groups},
+    stack::{ports::free_port, records::Groups},
 };
 
 /// Default time a process has to become ready.
@@ -345,7 +345,8 @@ fn spawn(
     dir: &Path,
     log: &Path,
 ) -> Result<tokio::process::Child, StepError> {
-    let file = crate::home::create_private_file(log).map_err(|e| StepError::error(e.to_string()))?;
+    let file =
+        crate::home::create_private_file(log).map_err(|e| StepError::error(e.to_string()))?;
     let file2 = file
         .try_clone()
         .map_err(|e| StepError::error(format!("open {}: {e}", log.display())))?;
@@ -424,11 +425,9 @@ async fn wait_ready(
             Ready::Tcp(_) => tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok(),
-            Ready::Log(text) => {
-                tokio::fs::read_to_string(&running.log)
-                    .await
-                    .is_ok_and(|l| l.contains(text.as_str()))
-            }
+            Ready::Log(text) => tokio::fs::read_to_string(&running.log)
+                .await
+                .is_ok_and(|l| l.contains(text.as_str())),
             Ready::Http(path) => ctx
                 .http
                 .get(format!("http://127.0.0.1:{port}{path}"))

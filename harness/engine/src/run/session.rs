@@ -154,9 +154,8 @@ where
         },
     };
     if let Some(stack) = stack {
-        let inspect = keep
-            && !cancel.is_cancelled()
-            && matches!(&outcome, Ok(s) if s.failed + s.errored > 0);
+        let inspect =
+            keep && !cancel.is_cancelled() && matches!(&outcome, Ok(s) if s.failed + s.errored > 0);
         if inspect {
             // What `--keep` kept (databases, buckets, labels) lives in this stack.
             let record = stack.detach()?;
@@ -168,7 +167,9 @@ where
         }
     }
     if cancel.is_cancelled() && outcome.is_ok() {
-        return Err(SessionError::Env(Error::Interrupted("run the scenarios".into())));
+        return Err(SessionError::Env(Error::Interrupted(
+            "run the scenarios".into(),
+        )));
     }
     outcome
 }

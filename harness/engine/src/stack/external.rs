@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::{Endpoints, ProviderKind, state::RunRecord};
+use super::{Endpoints, ProviderKind, records::RunRecord};
 use crate::{
     error::{Error, IoContext},
     secret::random_id,
@@ -344,7 +344,10 @@ mod tests {
         }
         let err = guard(&e, false).expect_err("a remote postgres url");
         assert!(err.to_string().contains("10.1.2.3:5432"), "{err}");
-        assert!(!err.to_string().contains("pw@"), "no credentials in the message");
+        assert!(
+            !err.to_string().contains("pw@"),
+            "no credentials in the message"
+        );
         assert!(guard(&e, true).is_ok(), "--allow-remote lets it through");
         let mut e = local();
         if let Some(o) = e.otel.as_mut() {

@@ -9,7 +9,8 @@ pub mod native;
 pub mod ports;
 pub mod provider;
 pub mod readiness;
-pub mod state;
+pub mod reaper;
+pub mod records;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -23,7 +24,7 @@ pub use self::native::{
     postgres::PostgresEndpoint,
 };
 pub use self::provider::{Fault, ProviderKind};
-use self::{docker::ContainerService, native::process::ServiceProcess, state::RunRecord};
+use self::{docker::ContainerService, native::process::ServiceProcess, records::RunRecord};
 use crate::{
     error::Error,
     home,
@@ -121,7 +122,7 @@ impl StackBuilder {
                     .into(),
             ));
         }
-        for run in state::reap().await {
+        for run in reaper::reap().await {
             (self.progress)(&ProgressEvent::Reaped { run_id: run });
         }
         let mut fixed = BTreeMap::new();
@@ -137,7 +138,7 @@ impl StackBuilder {
         let record = RunRecord {
             run_id: run_id.clone(),
             owner_pid: std::process::id(),
-            owner_start: state::start_ticks(std::process::id()).unwrap_or(0),
+            owner_start: records::start_ticks(std::process::id()).unwrap_or(0),
             run_dir: run_dir.clone(),
             provider,
             ..RunRecord::default()
@@ -317,7 +318,7 @@ async fn start_service(
             Ok((process, ())) => {
                 if let Ok(mut r) = record.lock() {
                     r.services
-                        .push(state::ProcessGroup::of(kind.name(), process.pid));
+                        .push(records::ProcessGroup::of(kind.name(), process.pid));
                     let _ = r.save();
                 }
                 progress(&ProgressEvent::ServiceReady {
@@ -470,7 +471,7 @@ impl Stack {
                     readiness::wait_all(p.as_mut(), &conditions, timeout).await?;
                     for entry in &mut self.record.services {
                         if entry.name == kind.name() {
-                            *entry = state::ProcessGroup::of(kind.name(), pid);
+                            *entry = records::ProcessGroup::of(kind.name(), pid);
                         }
                     }
                     self.record.save()?;

@@ -4,8 +4,8 @@
 use harness_scenario::Cypher;
 use serde_json::Value;
 
-use super::{StepError, capture, register_secrets, expect_error, sql::check_rows};
-use crate::run::context::Ctx;
+use super::{StepError, capture, check_rows, expect_error, register_secrets};
+use crate::run::{context::Ctx, stores::run_query};
 
 pub async fn run(ctx: &mut Ctx, s: &Cypher) -> Result<(), StepError> {
     let graph = ctx
@@ -26,16 +26,6 @@ pub async fn run(ctx: &mut Ctx, s: &Cypher) -> Result<(), StepError> {
     register_secrets(ctx, &doc, None, &s.capture);
     check_rows(ctx, &doc, &s.expect)?;
     capture(ctx, &doc, None, &s.capture)
-}
-
-pub async fn run_query(graph: &neo4rs::Graph, q: neo4rs::Query) -> Result<Value, String> {
-    let mut stream = graph.execute(q).await.map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
-    while let Some(row) = stream.next().await.map_err(|e| e.to_string())? {
-        let value: Value = row.to().map_err(|e| format!("reading a record: {e}"))?;
-        rows.push(value);
-    }
-    Ok(Value::Array(rows))
 }
 
 fn to_bolt(v: &Value) -> neo4rs::BoltType {

@@ -16,51 +16,12 @@ pub mod telemetry;
 use std::{collections::BTreeMap, sync::Arc};
 
 use futures::future::BoxFuture;
-use harness_scenario::{Action, Capture, CaptureFrom, Matcher, Span, Step};
+use harness_scenario::{Action, Capture, CaptureFrom, Matcher, RowsExpect, Step};
 use serde_json::Value;
 
 use super::{context::Ctx, matcher};
 
-/// Why a step did not pass.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StepError {
-    /// An expectation did not hold.
-    Failed {
-        message: String,
-        expected: Option<String>,
-        actual: Option<String>,
-        span: Option<Span>,
-    },
-    /// The step could not be carried out.
-    Error { message: String, span: Option<Span> },
-}
-
-impl StepError {
-    pub fn error(message: impl Into<String>) -> Self {
-        StepError::Error {
-            message: message.into(),
-            span: None,
-        }
-    }
-    pub fn failed(message: impl Into<String>) -> Self {
-        StepError::Failed {
-            message: message.into(),
-            expected: None,
-            actual: None,
-            span: None,
-        }
-    }
-    pub fn message(&self) -> &str {
-        match self {
-            StepError::Failed { message, .. } | StepError::Error { message, .. } => message,
-        }
-    }
-    pub fn span(&self) -> Option<Span> {
-        match self {
-            StepError::Failed { span, .. } | StepError::Error { span, .. } => *span,
-        }
-    }
-}
+pub use super::error::StepError;
 
 /// A step kind provided by a capability.
 pub trait StepHandler: Send + Sync {
@@ -153,6 +114,29 @@ pub fn expect_json(
         matcher::check(ctx, path, m, actual.as_ref())?;
     }
     Ok(())
+}
+
+/// `rows`, `row_count`, `affected` and `json` expectations (shared by `sql` and `cypher`).
+pub fn check_rows(ctx: &mut Ctx, doc: &Value, e: &RowsExpect) -> Result<(), StepError> {
+    if let Some(m) = &e.affected {
+        matcher::check(ctx, "affected rows", m, doc.get("affected"))?;
+    }
+    if let Some(m) = &e.row_count {
+        let n = doc.as_array().map(|a| Value::from(a.len()));
+        matcher::check(ctx, "row count", m, n.as_ref())?;
+    }
+    if let Some(rows) = &e.rows {
+        let expected = ctx.render_value(&Value::Array(rows.clone()))?;
+        if !matcher::equal(&expected, doc) {
+            return Err(StepError::Failed {
+                message: "rows did not match".into(),
+                expected: Some(matcher::short(&ctx.redactor, &expected)),
+                actual: Some(matcher::short(&ctx.redactor, doc)),
+                span: None,
+            });
+        }
+    }
+    expect_json(ctx, doc, &e.json)
 }
 
 fn select_capture(

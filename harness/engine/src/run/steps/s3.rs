@@ -13,8 +13,8 @@ use aws_sdk_s3::{
 use harness_scenario::{S3, S3Op};
 use serde_json::{Value, json};
 
-use super::{StepError, capture, register_secrets, expect_error, expect_json};
-use crate::run::{context::Ctx, matcher};
+use super::{StepError, capture, expect_error, expect_json, register_secrets};
+use crate::run::{context::Ctx, matcher, stores::sdk_error};
 
 pub async fn run(ctx: &mut Ctx, s: &S3) -> Result<(), StepError> {
     let client = ctx
@@ -168,20 +168,4 @@ fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool 
             e.as_service_error().and_then(|se| se.code()),
             Some("NoSuchKey" | "NotFound")
         )
-}
-
-pub fn sdk_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-) -> String {
-    match e {
-        SdkError::ServiceError(se) => {
-            let err = se.err();
-            format!(
-                "{}: {}",
-                err.code().unwrap_or("error"),
-                err.message().unwrap_or("no message")
-            )
-        }
-        other => format!("{other:?}").chars().take(300).collect(),
-    }
 }

@@ -4,12 +4,12 @@
 //! column type arrives with its natural JSON form. The document is the list of rows.
 //! `execute` runs for effect; its document is `{ "affected": N }`.
 
-use harness_scenario::{RowsExpect, Sql};
+use harness_scenario::Sql;
 use serde_json::Value;
 use sqlx::{Arguments, postgres::PgArguments};
 
-use super::{StepError, capture, register_secrets, expect_error, expect_json};
-use crate::run::{context::Ctx, matcher};
+use super::{StepError, capture, check_rows, expect_error, register_secrets};
+use crate::run::{context::Ctx, stores::quote_ident};
 
 pub async fn run(ctx: &mut Ctx, s: &Sql) -> Result<(), StepError> {
     let pool = ctx
@@ -124,31 +124,4 @@ fn db_error(e: &sqlx::Error) -> String {
         sqlx::Error::Database(d) => d.message().to_owned(),
         other => other.to_string(),
     }
-}
-
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `rows`, `row_count`, `affected` and `json` expectations (shared with `cypher`).
-pub fn check_rows(ctx: &mut Ctx, doc: &Value, e: &RowsExpect) -> Result<(), StepError> {
-    if let Some(m) = &e.affected {
-        matcher::check(ctx, "affected rows", m, doc.get("affected"))?;
-    }
-    if let Some(m) = &e.row_count {
-        let n = doc.as_array().map(|a| Value::from(a.len()));
-        matcher::check(ctx, "row count", m, n.as_ref())?;
-    }
-    if let Some(rows) = &e.rows {
-        let expected = ctx.render_value(&Value::Array(rows.clone()))?;
-        if !matcher::equal(&expected, doc) {
-            return Err(StepError::Failed {
-                message: "rows did not match".into(),
-                expected: Some(matcher::short(&ctx.redactor, &expected)),
-                actual: Some(matcher::short(&ctx.redactor, doc)),
-                span: None,
-            });
-        }
-    }
-    expect_json(ctx, doc, &e.json)
 }

@@ -613,7 +613,7 @@ pub async fn sweep() -> Vec<String> {
     let Ok(by_run) = labelled(&docker).await else {
         return Vec::new();
     };
-    let known: Vec<String> = super::state::RunRecord::load_all()
+    let known: Vec<String> = super::records::RunRecord::load_all()
         .into_iter()
         .map(|r| r.run_id)
         .collect();

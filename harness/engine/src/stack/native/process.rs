@@ -186,7 +186,7 @@ impl ServiceProcess {
 #[derive(Debug)]
 pub struct GroupGuard {
     pgid: Option<u32>,
-    groups: Option<crate::stack::state::Groups>,
+    groups: Option<crate::stack::records::Groups>,
 }
 
 impl GroupGuard {
@@ -199,14 +199,13 @@ impl GroupGuard {
     }
 
     /// Records the group in `groups` until the guard goes.
-    pub fn recorded(mut self, groups: Option<crate::stack::state::Groups>, name: &str) -> Self {
+    pub fn recorded(mut self, groups: Option<crate::stack::records::Groups>, name: &str) -> Self {
         if let (Some(g), Some(pgid)) = (&groups, self.pgid) {
             g.add(name, pgid);
         }
         self.groups = groups;
         self
     }
-
 }
 
 impl Drop for GroupGuard {

@@ -1,19 +1,16 @@
-//! Run records and the reaper. Every stack writes `$HARNESS_HOME/runs/<run-id>.json` before
-//! it creates anything, and updates it as each service starts. On the next start, the
-//! reaper removes whatever a run whose owner died (SIGKILL, a crash) left behind: its
-//! service process groups, any process whose command line names its folder, its containers
-//! and their volumes (found by the run's label), and the folder.
+//! Run records: every stack writes `$HARNESS_HOME/runs/<run-id>.json` before it creates
+//! anything, and updates it as each service starts; a run of scenarios records the process
+//! groups its steps start ([`Groups`]). Plain data and its file, nothing more: the
+//! [reaper](super::reaper) reads these records to clean up after killed runs.
 
 use std::{
     fs,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::{Endpoints, ProviderKind, docker, native::process};
+use super::{Endpoints, ProviderKind, native::process};
 use crate::{
     error::{Error, IoContext},
     home,
@@ -114,47 +111,6 @@ impl RunRecord {
         start_ticks(self.owner_pid) == Some(self.owner_start)
     }
 
-    /// Whether any of its services still runs (for an external stack: still answers).
-    pub async fn alive(&self) -> bool {
-        match self.provider {
-            ProviderKind::Native => self
-                .services
-                .iter()
-                .any(|g| g.is_ours() && process::group_alive(g.pgid)),
-            ProviderKind::Docker => docker::run_alive(&self.run_id).await,
-            ProviderKind::External => super::external::answers(&self.endpoints).await,
-        }
-    }
-
-    /// Stops everything of this run and removes its folder and record. An external stack
-    /// belongs to someone else: only harness's record of it goes.
-    pub async fn tear_down(&self) {
-        if self.provider == ProviderKind::External {
-            let _ = fs::remove_file(Self::path(&self.run_id));
-            return;
-        }
-        if self.provider == ProviderKind::Docker && docker::remove_run(&self.run_id).await.is_err()
-        {
-            // Without the engine the containers cannot go yet; keep the record so that a
-            // later start retries (containers without a record are swept by label too).
-            return;
-        }
-        for group in self.services.iter().filter(|g| g.is_ours()) {
-            process::stop_group(group.pgid, Signal::SIGTERM, Duration::from_secs(5)).await;
-        }
-        // A record names its folder; only a folder of harness's own run root is touched.
-        if let Some(dir) = self.owned_run_dir() {
-            // Whatever the groups did not cover (a process that left its group) goes by
-            // the folder its command line names.
-            for pid in processes_naming(dir) {
-                let _ =
-                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
-            }
-            let _ = fs::remove_dir_all(dir);
-        }
-        let _ = fs::remove_file(Self::path(&self.run_id));
-    }
-
     /// The run's folder, if it really is a run folder: a direct child of this user's run
     /// root named after the run. A record that names anything else (`/`, an empty path, a
     /// folder elsewhere) never gets it removed.
@@ -236,50 +192,4 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_comm = &stat[stat.rfind(')')? + 2..];
     after_comm.split(' ').nth(19)?.parse().ok()
-}
-
-/// Pids of processes one of whose arguments is `dir` or a path inside it.
-fn processes_naming(dir: &Path) -> Vec<u32> {
-    let dir = dir.to_string_lossy().into_owned();
-    if dir.len() < 2 {
-        return Vec::new();
-    }
-    let inside = format!("{dir}/");
-    let names = |cmdline: &[u8]| {
-        cmdline.split(|b| *b == 0).any(|arg| {
-            let arg = String::from_utf8_lossy(arg);
-            arg == dir || arg.contains(&inside)
-        })
-    };
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != std::process::id())
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| names(&c))
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-/// Removes what runs of dead owners left behind; returns the reaped run ids.
-pub async fn reap() -> Vec<String> {
-    let mut reaped = Vec::new();
-    for record in RunRecord::load_all() {
-        let orphan = if record.detached {
-            // An external stack that stops answering is someone else's to restart.
-            record.provider != ProviderKind::External && !record.alive().await
-        } else {
-            !record.owner_alive()
-        };
-        if orphan {
-            record.tear_down().await;
-            reaped.push(record.run_id.clone());
-        }
-    }
-    reaped
 }

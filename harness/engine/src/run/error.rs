@@ -1,0 +1,45 @@
+//! Why a step did not pass: an expectation that did not hold, or an operation that could
+//! not be carried out. Shared by the step kinds, the matchers and the processes code.
+
+use harness_scenario::Span;
+
+/// Why a step did not pass.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepError {
+    /// An expectation did not hold.
+    Failed {
+        message: String,
+        expected: Option<String>,
+        actual: Option<String>,
+        span: Option<Span>,
+    },
+    /// The step could not be carried out.
+    Error { message: String, span: Option<Span> },
+}
+
+impl StepError {
+    pub fn error(message: impl Into<String>) -> Self {
+        StepError::Error {
+            message: message.into(),
+            span: None,
+        }
+    }
+    pub fn failed(message: impl Into<String>) -> Self {
+        StepError::Failed {
+            message: message.into(),
+            expected: None,
+            actual: None,
+            span: None,
+        }
+    }
+    pub fn message(&self) -> &str {
+        match self {
+            StepError::Failed { message, .. } | StepError::Error { message, .. } => message,
+        }
+    }
+    pub fn span(&self) -> Option<Span> {
+        match self {
+            StepError::Failed { span, .. } | StepError::Error { span, .. } => *span,
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The reaper: on every start, removes whatever runs whose owner died (SIGKILL, a crash)
+//! left behind: their process groups (only while a group's leader still has the recorded
+//! start time), any process whose arguments name a path in their folder, their containers
+//! and volumes (found by the run's label), and the folder (only a run folder of this
+//! user's run root).
+
+use std::{fs, path::Path, time::Duration};
+
+use nix::sys::signal::Signal;
+
+use super::{ProviderKind, docker, native::process, records::RunRecord};
+
+impl RunRecord {
+    /// Whether any of its services still runs (for an external stack: still answers).
+    pub async fn alive(&self) -> bool {
+        match self.provider {
+            ProviderKind::Native => self
+                .services
+                .iter()
+                .any(|g| g.is_ours() && process::group_alive(g.pgid)),
+            ProviderKind::Docker => docker::run_alive(&self.run_id).await,
+            ProviderKind::External => super::external::answers(&self.endpoints).await,
+        }
+    }
+
+    /// Stops everything of this run and removes its folder and record. An external stack
+    /// belongs to someone else: only harness's record of it goes.
+    pub async fn tear_down(&self) {
+        if self.provider == ProviderKind::External {
+            let _ = fs::remove_file(Self::path(&self.run_id));
+            return;
+        }
+        if self.provider == ProviderKind::Docker && docker::remove_run(&self.run_id).await.is_err()
+        {
+            // Without the engine the containers cannot go yet; keep the record so that a
+            // later start retries (containers without a record are swept by label too).
+            return;
+        }
+        for group in self.services.iter().filter(|g| g.is_ours()) {
+            process::stop_group(group.pgid, Signal::SIGTERM, Duration::from_secs(5)).await;
+        }
+        // A record names its folder; only a folder of harness's own run root is touched.
+        if let Some(dir) = self.owned_run_dir() {
+            // Whatever the groups did not cover (a process that left its group) goes by
+            // the folder its command line names.
+            for pid in processes_naming(dir) {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            let _ = fs::remove_dir_all(dir);
+        }
+        let _ = fs::remove_file(Self::path(&self.run_id));
+    }
+}
+
+/// Pids of processes one of whose arguments is `dir` or a path inside it.
+fn processes_naming(dir: &Path) -> Vec<u32> {
+    let dir = dir.to_string_lossy().into_owned();
+    if dir.len() < 2 {
+        return Vec::new();
+    }
+    let inside = format!("{dir}/");
+    let names = |cmdline: &[u8]| {
+        cmdline.split(|b| *b == 0).any(|arg| {
+            let arg = String::from_utf8_lossy(arg);
+            arg == dir || arg.contains(&inside)
+        })
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| names(&c))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Removes what runs of dead owners left behind; returns the reaped run ids.
+pub async fn reap() -> Vec<String> {
+    let mut reaped = Vec::new();
+    for record in RunRecord::load_all() {
+        let orphan = if record.detached {
+            // An external stack that stops answering is someone else's to restart.
+            record.provider != ProviderKind::External && !record.alive().await
+        } else {
+            !record.owner_alive()
+        };
+        if orphan {
+            record.tear_down().await;
+            reaped.push(record.run_id.clone());
+        }
+    }
+    reaped
+}
