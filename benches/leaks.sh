@@ -152,8 +152,7 @@ for ending in $ENDINGS; do
     end_run "$ending" --attach "$shared_id"
     now=$(count)
     if [ "$now" != "$baseline" ]; then
-      worst="$now (run $i; before: $baseline)"
-      baseline=$now
+      worst="$now (after run $i; at the start: $baseline)"
       status=1
     fi
   done

@@ -82,13 +82,18 @@ impl IsolationGuard {
 }
 
 impl Drop for IsolationGuard {
+    /// Starts the cleanup; the run waits for it ([`Shared::finish_cleanups`]) before it
+    /// ends.
     fn drop(&mut self) {
         let Some(iso) = self.iso.take() else {
             return;
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let shared = std::sync::Arc::clone(&self.shared);
-            runtime.spawn(async move { shared.cleanup(&iso).await });
+            let task = runtime.spawn(async move { shared.cleanup(&iso).await });
+            if let Ok(mut pending) = self.shared.pending.lock() {
+                pending.push(task);
+            }
         }
     }
 }
@@ -100,6 +105,8 @@ pub struct Shared {
     s3: Option<Client>,
     graph: Option<Graph>,
     templates: Mutex<HashMap<String, String>>,
+    /// Cleanups started by [`IsolationGuard`]s of scenarios that did not end normally.
+    pending: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -126,11 +133,24 @@ impl Shared {
             s3: endpoints.s3.as_ref().map(|s| s.client()),
             graph,
             templates: Mutex::new(HashMap::new()),
+            pending: std::sync::Mutex::new(Vec::new()),
         };
         if sweep {
             shared.sweep().await;
         }
         Ok(shared)
+    }
+
+    /// Waits for the cleanups of scenarios that panicked.
+    pub async fn finish_cleanups(&self) {
+        let tasks = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        for task in tasks {
+            let _ = task.await;
+        }
     }
 
     /// Removes the isolation of scenarios whose run was killed (best effort).

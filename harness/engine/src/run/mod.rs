@@ -381,6 +381,7 @@ pub async fn run(
     while let Ok(e) = rx.try_recv() {
         reporter.event(&e);
     }
+    shared.finish_cleanups().await;
     groups.finish();
     let summary = Summary {
         passed: statuses.iter().filter(|s| **s == Status::Passed).count(),
