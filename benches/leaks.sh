@@ -84,6 +84,7 @@ def procs():
             continue
         if work in cmd or root + "/" in cmd:
             n += 1
+            print(f"left: pid {pid}: {cmd.replace(chr(0), ' ')[:200]}", file=sys.stderr)
     return n
 left["processes"] = procs()
 left["folders"] = len([d for d in os.listdir(root) if d != shared_id]) if os.path.isdir(root) else 0

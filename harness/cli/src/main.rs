@@ -127,7 +127,8 @@ struct RunArgs {
     /// Run only scenarios with one of these tags (repeatable or comma-separated).
     #[arg(long, value_delimiter = ',')]
     tag: Vec<String>,
-    /// Scenarios run at the same time, each isolated in its own database, bucket and graph label.
+    /// Scenarios run at the same time, each isolated in its own database, bucket and graph
+    /// label; 0 means one per CPU.
     #[arg(long, short = 'j', default_value_t = 4)]
     jobs: usize,
     /// Write a JUnit XML report here.

@@ -119,16 +119,15 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
         )));
     }
     let seed = args.seed.unwrap_or_else(rand_seed);
-    eprintln!(
-        "running {} scenario(s), {} at a time, seed {seed}",
-        scenarios.len(),
-        args.jobs.max(1)
-    );
+    let jobs = match args.jobs {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
     let mut signals = crate::StopSignals::register();
     let cancel = harness_engine::run::CancellationToken::new();
     let options = RunOptions {
         cancel: cancel.clone(),
-        jobs: args.jobs,
+        jobs,
         seed,
         keep: args.keep,
         update_snapshots: args.update_snapshots,

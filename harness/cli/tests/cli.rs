@@ -347,3 +347,46 @@ fn ctrl_c_stops_an_attached_stack_cleanly() {
     let run_dir = PathBuf::from(record["run_dir"].as_str().expect("dir"));
     assert!(!run_dir.exists(), "{} survived Ctrl-C", run_dir.display());
 }
+
+#[test]
+fn down_removes_a_stack_whose_owner_was_killed() {
+    // A home of its own, so no other test's start reaps the stack before `down` does.
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut child = harness()
+        .args(["up", "--services", "postgres"])
+        .env("HARNESS_HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn harness up");
+    let owner = child.id();
+    let record = common::wait_for_run(home.path(), owner, "postgres", |r| {
+        r["services"].as_array().is_some_and(|s| s.len() == 1)
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(owner as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let _ = child.wait();
+    let run_id = record["run_id"].as_str().expect("run id").to_owned();
+    let pgid = record["services"][0]["pgid"].as_u64().expect("pgid") as u32;
+    let run_dir = PathBuf::from(record["run_dir"].as_str().expect("dir"));
+    // `status` calls it dead; `down` of that id cleans it up instead of refusing it.
+    let out = harness()
+        .args(["down", &run_id])
+        .env("HARNESS_HOME", home.path())
+        .output()
+        .expect("down");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!pid_alive(pgid), "its postgres survived down");
+    assert!(
+        !run_dir.exists(),
+        "{} remains after down",
+        run_dir.display()
+    );
+}

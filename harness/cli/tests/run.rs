@@ -286,3 +286,71 @@ fn trace_otlp_sends_the_runs_own_spans_to_the_attached_collector() {
     );
     assert_eq!(down.status.code(), Some(0));
 }
+
+/// A scenario with a process, an `exec` step and a fixture file, all relative to its own
+/// folder.
+fn relative_scenario(dir: &std::path::Path) {
+    std::fs::write(dir.join("hello.txt"), "hello from the fixture folder\n").expect("write");
+    std::fs::write(
+        dir.join("here.yaml"),
+        r#"name: paths relative to the scenario's folder
+processes:
+  - name: files
+    command: "exec python3 -m http.server $PORT --bind 127.0.0.1"
+    ready: { http: /hello.txt }
+steps:
+  - name: the process serves the scenario's folder
+    http:
+      url: "${processes.files.url}/hello.txt"
+      expect: { status: 200, body: { contains: "fixture folder" } }
+  - name: exec runs in the scenario's folder
+    exec:
+      command: [cat, hello.txt]
+      expect: { stdout: { contains: "fixture folder" } }
+"#,
+    )
+    .expect("write scenario");
+}
+
+#[test]
+fn a_bare_name_a_dot_name_and_a_symlink_all_run_from_the_scenarios_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    relative_scenario(dir.path());
+    let link = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(dir.path().join("here.yaml"), link.path().join("there.yaml"))
+        .expect("symlink");
+    for (cwd, name) in [
+        (dir.path(), "here.yaml"),
+        (dir.path(), "./here.yaml"),
+        (link.path(), "there.yaml"),
+    ] {
+        let out = harness()
+            .current_dir(cwd)
+            .args(["run", name])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "harness run {name}:\n{err}");
+    }
+}
+
+#[test]
+fn jobs_0_means_one_per_cpu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    relative_scenario(dir.path());
+    let out = harness()
+        .current_dir(dir.path())
+        .args(["run", "here.yaml", "--jobs", "0"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let jobs = if cpus == 1 {
+        "1 job".to_owned()
+    } else {
+        format!("{cpus} jobs")
+    };
+    assert!(err.contains(&format!("with {jobs}")), "{err}");
+    assert_eq!(err.matches("seed ").count(), 1, "one banner per run: {err}");
+}

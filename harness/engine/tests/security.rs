@@ -65,6 +65,19 @@ async fn another_local_user_cannot_reach_the_trusted_socket() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700, "the socket is private");
+    // Records and logs are for this user only.
+    let record = harness_engine::home::runs_dir().join(format!("{}.json", stack.run_id()));
+    let mode = std::fs::metadata(&record)
+        .expect("record")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the run record is private");
+    let log = socket_dir.join("postgres.log");
+    let mode = std::fs::metadata(&log).expect("log").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the service log is private");
+    let runs = harness_engine::home::runs_dir();
+    let mode = std::fs::metadata(&runs).expect("runs").permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "the records' folder is private");
     if is_root() {
         // The service user (or root) gets in: the socket works and trusts local users...
         let own = psql_over_socket(&socket_dir, port, None);
@@ -175,7 +188,10 @@ async fn a_record_with_a_foreign_run_dir_deletes_and_kills_nothing() {
         folder.path().join("keep").exists(),
         "the reaper removed a foreign folder"
     );
-    let _ = bystander.kill();
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = bystander.wait();
 }
 

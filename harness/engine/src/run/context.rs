@@ -112,10 +112,7 @@ impl Ctx {
         seed: u64,
         update_snapshots: bool,
     ) -> Self {
-        let dir = path
-            .parent()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let dir = super::scenario_dir(&path);
         Ctx {
             scenario,
             source,

@@ -90,6 +90,28 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     Ok(out)
 }
 
+/// The absolute folder of a scenario file, through any symlink: the working folder of its
+/// processes and `exec` steps, and what its relative paths start from. A bare file name
+/// (`healthz.yaml`), `./healthz.yaml` and a path through a symlink all give the same
+/// folder.
+pub fn scenario_dir(path: &Path) -> PathBuf {
+    let file = path
+        .canonicalize()
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    file.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// A path as a message shows it: relative to the current folder when it lies inside it.
+pub fn shown_path(path: &Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
 /// Parses every file; all invalid files are returned together.
 pub fn load(files: &[PathBuf]) -> Result<Vec<Loaded>, Vec<Diagnostics>> {
     let mut ok = Vec::new();
@@ -502,12 +524,7 @@ impl ScenarioRun {
             name: sc.name.clone(),
             file: self.loaded.source.name.clone(),
         });
-        let dir = self
-            .loaded
-            .path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let dir = scenario_dir(&self.loaded.path);
         let cancel = self.options.cancel.clone();
         if cancel.is_cancelled() {
             let failure = self.failure(&interrupted(), sc.span);
@@ -894,7 +911,7 @@ fn cargo_packages(scenarios: &[Loaded]) -> BTreeSet<(PathBuf, String)> {
     }
     let mut out = BTreeSet::new();
     for l in scenarios {
-        let dir = l.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = scenario_dir(&l.path);
         for p in &l.scenario.processes {
             if let Some(c) = &p.cargo {
                 out.insert((dir.clone(), c.clone()));
@@ -920,4 +937,34 @@ fn describe_kept(iso: &isolation::Isolation) -> String {
         parts.push(format!("graph label {l}"));
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_that_cannot_be_redacted_is_dropped_not_sent_raw() {
+        let redactor = Redactor::default();
+        // A secret that is also the text of a typed field: redacting it breaks the event.
+        redactor.add("steps");
+        let event = Event::StepFinished {
+            scenario: 0,
+            phase: Phase::Steps,
+            index: 0,
+            name: "print steps".into(),
+            kind: "exec".into(),
+            location: Location::default(),
+            duration_ms: 0.0,
+            status: Status::Passed,
+            attempts: 1,
+            failure: None,
+        };
+        assert!(redact_event(&redactor, &event).is_none());
+        let plain = Redactor::default();
+        assert!(
+            redact_event(&plain, &event).is_some(),
+            "a normal event passes"
+        );
+    }
 }

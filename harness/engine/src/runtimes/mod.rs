@@ -282,21 +282,58 @@ fn entry(root: &Path, rel: &str) -> Result<FileEntry, Error> {
     })
 }
 
-/// Runs a build command, logging to `log`; on failure the error carries the log's tail.
+/// How long one install command (a Go or Maven build) may take:
+/// `HARNESS_INSTALL_TIMEOUT_SECS`, else 30 minutes (a cold module cache on a small machine).
+fn install_timeout() -> std::time::Duration {
+    let secs = std::env::var("HARNESS_INSTALL_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    std::time::Duration::from_secs(secs.unwrap_or(30 * 60))
+}
+
+/// Runs a build command, logging to `log`, within [`install_timeout`] (past it, the
+/// command is killed); on failure the error carries the log's tail. The command stays in
+/// harness's process group, so a Ctrl-C at the terminal stops it too.
 pub(crate) fn run_logged(runtime: RuntimeKind, cmd: &mut Command, log: &Path) -> Result<(), Error> {
     let out = crate::home::create_private_file(log)?;
     let err = out.try_clone().ctx(|| "dup log".to_owned())?;
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let status = cmd
+    let failed = |message: String, log: String| Error::Install {
+        runtime: runtime.name().to_owned(),
+        message,
+        log,
+    };
+    let mut child = cmd
         .stdout(out)
         .stderr(err)
         .stdin(std::process::Stdio::null())
-        .status()
-        .map_err(|e| Error::Install {
-            runtime: runtime.name().to_owned(),
-            message: format!("could not run `{program}`: {e}"),
-            log: String::new(),
-        })?;
+        .spawn()
+        .map_err(|e| failed(format!("could not run `{program}`: {e}"), String::new()))?;
+    let limit = install_timeout();
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(failed(
+                    format!(
+                        "`{program}` took longer than {limit:?} (HARNESS_INSTALL_TIMEOUT_SECS)"
+                    ),
+                    format!(
+                        "; last lines of {}:\n{}",
+                        log.display(),
+                        fsutil::tail(log, 15)
+                    ),
+                ));
+            }
+            Err(e) => return Err(failed(format!("wait for `{program}`: {e}"), String::new())),
+        }
+    };
     if status.success() {
         return Ok(());
     }

@@ -565,11 +565,12 @@ impl Drop for Stack {
     }
 }
 
-/// Stops detached stacks: one by id, or all of them.
+/// Stops detached stacks, and removes what runs whose owner died left behind: one by id,
+/// or all of them.
 pub async fn down(run_id: Option<&str>) -> Result<Vec<String>, Error> {
     let records: Vec<RunRecord> = RunRecord::load_all()
         .into_iter()
-        .filter(|r| r.detached)
+        .filter(|r| r.detached || !r.owner_alive())
         .filter(|r| run_id.is_none_or(|id| r.run_id == id))
         .collect();
     if let (Some(id), true) = (run_id, records.is_empty()) {

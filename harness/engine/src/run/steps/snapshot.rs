@@ -47,6 +47,7 @@ pub async fn run(ctx: &mut Ctx, s: &Snapshot) -> Result<(), StepError> {
     }
     let new = file.with_extension("snap.new");
     write(&new)?;
+    let new = crate::run::shown_path(&new);
     Err(StepError::Failed {
         message: match stored {
             Some(_) => format!(

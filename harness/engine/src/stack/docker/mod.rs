@@ -58,15 +58,19 @@ pub const HOME_LABEL: &str = "dev.harness.home";
 
 /// A short hash of this host's name, this user's id and this process's `HARNESS_HOME`.
 pub fn home_id() -> String {
-    use sha2::{Digest, Sha256};
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let owner = format!(
-        "{host}\0{}\0{}",
-        nix::unistd::Uid::effective(),
-        crate::home::home().display()
-    );
+    owner_id(
+        &host,
+        nix::unistd::Uid::effective().as_raw(),
+        &crate::home::home(),
+    )
+}
+
+fn owner_id(host: &str, uid: u32, home: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let owner = format!("{host}\0{uid}\0{}", home.display());
     let digest = Sha256::digest(owner.as_bytes());
     format!("{digest:x}")[..16].to_owned()
 }
@@ -637,4 +641,23 @@ async fn remove(docker: &Docker, id: &str) {
         ..Default::default()
     };
     let _ = docker.remove_container(id, Some(options)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_label_differs_by_host_user_and_home() {
+        let home = Path::new("/root/.cache/harness");
+        let base = owner_id("ci-1", 0, home);
+        assert_eq!(base, owner_id("ci-1", 0, home), "stable");
+        assert_ne!(base, owner_id("ci-2", 0, home), "another CI job's host");
+        assert_ne!(base, owner_id("ci-1", 1000, home), "another user");
+        assert_ne!(
+            base,
+            owner_id("ci-1", 0, Path::new("/tmp/h")),
+            "another home"
+        );
+    }
 }

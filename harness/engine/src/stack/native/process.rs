@@ -227,9 +227,42 @@ impl Drop for ServiceProcess {
     }
 }
 
-/// Whether any process of group `pgid` is alive.
+/// Whether process `pid` runs (a zombie does not).
+pub fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.split_whitespace().next() != Some("Z"))
+    })
+}
+
+/// Whether any process of group `pgid` is alive. A zombie is not: it is dead and waits
+/// only for its parent (or init, for an orphan) to collect it.
 pub fn group_alive(pgid: u32) -> bool {
-    killpg(Pid::from_raw(pgid as i32), None).is_ok()
+    if killpg(Pid::from_raw(pgid as i32), None).is_err() {
+        return false;
+    }
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return true;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter_map(|e| fs::read_to_string(e.path().join("stat")).ok())
+        .any(|stat| {
+            // After the command's closing parenthesis: state, ppid, pgrp, ...
+            let mut fields = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest)
+                .unwrap_or("")
+                .split_whitespace();
+            let state = fields.next();
+            let pgrp = fields.nth(1);
+            state != Some("Z") && pgrp == Some(pgid.to_string().as_str())
+        })
 }
 
 /// Signals a process group and waits up to `grace` for it to go before SIGKILL.
