@@ -306,6 +306,9 @@ async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
                 .await
                 .map_err(at)?;
             cmd.envs(env.iter().map(|(k, v)| (k, v)));
+            if let Some(groups) = &ctx.groups {
+                cmd.env(crate::stack::records::RUN_DIR_ENV, groups.run_dir());
+            }
             Handle::Child(spawn(cmd, p, &ctx.dir, &log).map_err(at)?)
         }
     };

@@ -1,6 +1,6 @@
 //! The reaper: on every start, removes whatever runs whose owner died (SIGKILL, a crash)
 //! left behind: their process groups (only while a group's leader still has the recorded
-//! start time), any process whose arguments name a path in their folder, their containers
+//! start time), any process whose arguments (or `HARNESS_RUN_DIR`) name their folder, their containers
 //! and volumes (found by the run's label), and the folder (only a run folder of this
 //! user's run root).
 
@@ -8,7 +8,11 @@ use std::{fs, path::Path, time::Duration};
 
 use nix::sys::signal::Signal;
 
-use super::{ProviderKind, docker, native::process, records::RunRecord};
+use super::{
+    ProviderKind, docker,
+    native::process,
+    records::{RUN_DIR_ENV, RunRecord},
+};
 
 impl RunRecord {
     /// Whether any of its services still runs (for an external stack: still answers).
@@ -64,17 +68,26 @@ impl RunRecord {
 }
 
 /// Pids of processes one of whose arguments is `dir` or a path inside it.
+/// Also processes whose environment holds `HARNESS_RUN_DIR=<dir>`: harness gives it to
+/// the scenario processes and `exec` commands of a run, and every descendant inherits it,
+/// so a command killed before its group was recorded is still found.
 fn processes_naming(dir: &Path) -> Vec<u32> {
     let dir = dir.to_string_lossy().into_owned();
     if dir.len() < 2 {
         return Vec::new();
     }
     let inside = format!("{dir}/");
+    let marker = format!("{RUN_DIR_ENV}={dir}");
     let names = |cmdline: &[u8]| {
         cmdline.split(|b| *b == 0).any(|arg| {
             let arg = String::from_utf8_lossy(arg);
             arg == dir || arg.contains(&inside)
         })
+    };
+    let marked = |environ: &[u8]| {
+        environ
+            .split(|b| *b == 0)
+            .any(|entry| entry == marker.as_bytes())
     };
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
@@ -84,9 +97,8 @@ fn processes_naming(dir: &Path) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != std::process::id())
         .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| names(&c))
-                .unwrap_or(false)
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| names(&c))
+                || fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| marked(&e))
         })
         .collect()
 }

@@ -123,6 +123,10 @@ impl RunRecord {
     }
 }
 
+/// The environment variable that marks every process a run of scenarios starts (and their
+/// descendants) with the run's folder, for the reaper.
+pub const RUN_DIR_ENV: &str = "HARNESS_RUN_DIR";
+
 /// The process groups a run of scenarios starts (its scenario processes and `exec`
 /// commands), in a record of its own: if the run is killed, the next start's reaper stops
 /// them and removes the folder of their logs, as it does for a stack.

@@ -24,6 +24,9 @@ pub async fn run(ctx: &mut Ctx, s: &Exec) -> Result<(), StepError> {
     };
     // Its own process group, so a timeout or Ctrl-C kills what the command started too.
     cmd.current_dir(&cwd).process_group(0).kill_on_drop(true);
+    if let Some(groups) = &ctx.groups {
+        cmd.env(crate::stack::records::RUN_DIR_ENV, groups.run_dir());
+    }
     for (k, v) in &s.env {
         let v = ctx.render_str(v)?;
         cmd.env(k, v);
