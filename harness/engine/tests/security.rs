@@ -246,3 +246,41 @@ async fn a_later_run_sweeps_what_killed_runs_left_on_a_shared_stack() {
     pool.close().await;
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_killed_runs_commands_are_found_by_their_marker_even_unrecorded() {
+    // A run killed right after spawning a command, before it recorded the command's group:
+    // only the inherited HARNESS_RUN_DIR says whose the command (and its children) are.
+    let run_id = format!("{}-run-sectest", std::process::id());
+    let run_dir = harness_engine::home::run_root()
+        .expect("run root")
+        .join(&run_id);
+    std::fs::create_dir_all(&run_dir).expect("run dir");
+    let mut command = Command::new("sh")
+        .args(["-c", "sleep 302 & wait"])
+        .env("HARNESS_RUN_DIR", &run_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    let pid = command.id();
+    // Let the shell start its child, so there is a grandchild to find too.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let record = RunRecord {
+        run_id,
+        owner_pid: u32::MAX,
+        run_dir: run_dir.clone(),
+        session: true,
+        ..RunRecord::default()
+    };
+    record.tear_down().await;
+    let _ = command.wait();
+    assert!(!alive(pid), "the unrecorded command survived the reaper");
+    let left = Command::new("pgrep")
+        .args(["-f", "sleep 302"])
+        .output()
+        .expect("pgrep");
+    assert!(left.stdout.is_empty(), "its child survived the reaper");
+    assert!(!run_dir.exists(), "the run's folder survived the reaper");
+}

@@ -47,19 +47,26 @@ impl RunRecord {
         if let Some(dir) = self.owned_run_dir() {
             // Whatever the groups did not cover (a process that left its group) goes by
             // the folder its command line names.
-            let named = processes_naming(dir);
-            for pid in &named {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(*pid as i32),
-                    Signal::SIGKILL,
-                );
-            }
-            // Return once they are gone, so whoever checks right after sees them gone.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            while named.iter().any(|pid| process::alive(*pid))
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            // A few rounds: a process that forked just before it was killed leaves a child
+            // that the next look finds (it inherited the marker).
+            for _ in 0..5 {
+                let named = processes_naming(dir);
+                if named.is_empty() {
+                    break;
+                }
+                for pid in &named {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(*pid as i32),
+                        Signal::SIGKILL,
+                    );
+                }
+                // Go on once they are gone, so whoever checks right after sees them gone.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                while named.iter().any(|pid| process::alive(*pid))
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
             let _ = fs::remove_dir_all(dir);
         }
