@@ -11,6 +11,7 @@ pub mod provider;
 pub mod readiness;
 pub mod reaper;
 pub mod records;
+pub mod services;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -459,7 +460,7 @@ impl Stack {
                     .ok_or_else(|| Error::Other("no Docker engine connection".into()))?;
                 c.fault(docker, fault).await?;
                 if matches!(fault, Fault::Start | Fault::Restart) {
-                    let conditions = readiness::restart_conditions(kind, &endpoints);
+                    let conditions = services::restart_conditions(kind, &endpoints);
                     readiness::wait_all(c.as_mut(), &conditions, timeout).await?;
                 }
             }
@@ -467,7 +468,7 @@ impl Stack {
                 p.fault(fault).await?;
                 if matches!(fault, Fault::Start | Fault::Restart) {
                     let pid = p.pid;
-                    let conditions = readiness::restart_conditions(kind, &endpoints);
+                    let conditions = services::restart_conditions(kind, &endpoints);
                     readiness::wait_all(p.as_mut(), &conditions, timeout).await?;
                     for entry in &mut self.record.services {
                         if entry.name == kind.name() {

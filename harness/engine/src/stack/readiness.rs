@@ -1,16 +1,24 @@
 //! Readiness conditions. A service lists them in order; each must hold before the next is
-//! tried, and all of them within the service's start-up timeout. This is the closed set:
-//! a log line, a TCP connect, an HTTP status, or a protocol ping that does real work.
+//! tried, and all of them within the service's start-up timeout. The generic conditions
+//! are a closed set (a log line, a TCP connect, an HTTP status); a protocol round trip
+//! that does real work is a [`Probe`] the service itself provides, so this module knows
+//! no service.
 
 use std::{path::Path, time::Duration};
 
+use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::{
-    Endpoints, ServiceKind,
-    native::{neo4j, object_store, otel, postgres, process::ServiceProcess},
-};
 use crate::{error::Error, fsutil};
+
+/// A protocol round trip that proves a service works (a query, a bucket round trip, a
+/// Bolt `RETURN 1`, an exported span read back). Each service's module implements it.
+pub trait Probe: Send + Sync + std::fmt::Debug {
+    /// What is checked, for messages ("postgres protocol round trip").
+    fn describe(&self) -> String;
+    /// One attempt; `Err` says why it did not pass yet.
+    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+}
 
 /// One condition a starting service must meet.
 #[derive(Debug)]
@@ -24,16 +32,7 @@ pub enum WaitFor {
     /// A GET returns 2xx.
     Http(String),
     /// A protocol round trip succeeds.
-    Ping(Ping),
-}
-
-/// Protocol round trips, one per service kind.
-#[derive(Debug)]
-pub enum Ping {
-    Postgres(postgres::Ping),
-    S3(object_store::Ping),
-    Bolt(neo4j::Ping),
-    Otlp(otel::Ping),
+    Ping(Box<dyn Probe>),
 }
 
 impl WaitFor {
@@ -43,10 +42,7 @@ impl WaitFor {
             WaitFor::LogAny(texts) => format!("log line containing one of {texts:?}"),
             WaitFor::Tcp(port) => format!("TCP connect to 127.0.0.1:{port}"),
             WaitFor::Http(url) => format!("HTTP 2xx from {url}"),
-            WaitFor::Ping(p) => format!("{p:?}")
-                .split('(')
-                .next()
-                .map_or_else(String::new, |k| format!("{k} protocol round trip")),
+            WaitFor::Ping(p) => p.describe(),
         }
     }
 
@@ -69,10 +65,7 @@ impl WaitFor {
                 Ok(r) => Err(format!("status {}", r.status())),
                 Err(e) => Err(e.to_string()),
             },
-            WaitFor::Ping(Ping::Postgres(p)) => p.check().await,
-            WaitFor::Ping(Ping::S3(p)) => p.check().await,
-            WaitFor::Ping(Ping::Bolt(p)) => p.check().await,
-            WaitFor::Ping(Ping::Otlp(p)) => p.check().await,
+            WaitFor::Ping(p) => p.check().await,
         }
     }
 }
@@ -94,32 +87,6 @@ pub trait Watch {
     fn log(&self) -> &Path;
     /// Whether the service has exited, with its status.
     fn exited(&mut self) -> Option<String>;
-}
-
-impl Watch for ServiceProcess {
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn log(&self) -> &Path {
-        &self.log
-    }
-    fn exited(&mut self) -> Option<String> {
-        ServiceProcess::exited(self)
-    }
-}
-
-/// Waits for every condition in order, failing early when the process exits. A service
-/// that does not become ready is stopped before the error is returned.
-pub async fn wait_ready(
-    process: &mut ServiceProcess,
-    conditions: &[WaitFor],
-    timeout: Duration,
-) -> Result<(), Error> {
-    let result = wait_all(process, conditions, timeout).await;
-    if result.is_err() {
-        process.stop(Duration::from_secs(2)).await;
-    }
-    result
 }
 
 /// Waits for every condition in order, each within what is left of `timeout`, failing
@@ -165,36 +132,4 @@ pub async fn wait_all(
         }
     }
     Ok(())
-}
-
-/// The conditions a restarted service must meet again, on either provider (its
-/// credentials are already set, so Postgres is checked over TCP only).
-pub fn restart_conditions(kind: ServiceKind, endpoints: &Endpoints) -> Vec<WaitFor> {
-    match kind {
-        ServiceKind::Postgres => endpoints
-            .postgres
-            .iter()
-            .map(|ep| WaitFor::Ping(Ping::Postgres(postgres::Ping::tcp(ep.clone()))))
-            .collect(),
-        ServiceKind::S3 => endpoints
-            .s3
-            .iter()
-            .map(|ep| WaitFor::Ping(Ping::S3(object_store::Ping::new(ep.clone()))))
-            .collect(),
-        ServiceKind::Neo4j => endpoints
-            .neo4j
-            .iter()
-            .map(|ep| WaitFor::Ping(Ping::Bolt(neo4j::Ping::new(ep.clone()))))
-            .collect(),
-        ServiceKind::Otel => endpoints
-            .otel
-            .iter()
-            .flat_map(|ep| {
-                [
-                    WaitFor::Http(ep.health_url.clone()),
-                    WaitFor::Ping(Ping::Otlp(otel::Ping::new(ep.clone()))),
-                ]
-            })
-            .collect(),
-    }
 }

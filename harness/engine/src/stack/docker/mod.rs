@@ -40,7 +40,7 @@ use super::{
         service_dir,
     },
     ports::free_port,
-    readiness::{Ping, WaitFor, Watch, wait_all},
+    readiness::{WaitFor, Watch, wait_all},
 };
 use crate::{
     error::{Error, IoContext},
@@ -352,9 +352,7 @@ pub async fn start(
         ServiceKind::Postgres => {
             let ep = PostgresEndpoint::local(port, Secret::random(24));
             let spec = postgres_spec(&ep);
-            let ready = vec![WaitFor::Ping(Ping::Postgres(postgres::Ping::tcp(
-                ep.clone(),
-            )))];
+            let ready = vec![WaitFor::Ping(Box::new(postgres::Ping::tcp(ep.clone())))];
             endpoints.postgres = Some(ep);
             (spec, ready)
         }
@@ -363,7 +361,7 @@ pub async fn start(
             let spec = s3_spec(&ep, &dir, &req.image)?;
             let ready = vec![
                 WaitFor::Tcp(port),
-                WaitFor::Ping(Ping::S3(object_store::Ping::new(ep.clone()))),
+                WaitFor::Ping(Box::new(object_store::Ping::new(ep.clone()))),
             ];
             endpoints.s3 = Some(ep);
             (spec, ready)
@@ -375,7 +373,7 @@ pub async fn start(
             // retried by the driver with its own back-off, which costs seconds.
             let ready = vec![
                 WaitFor::LogAny(&[NEO4J_READY_LOCAL, NEO4J_READY_UPSTREAM]),
-                WaitFor::Ping(Ping::Bolt(neo4j::Ping::new(ep.clone()))),
+                WaitFor::Ping(Box::new(neo4j::Ping::new(ep.clone()))),
             ];
             endpoints.neo4j = Some(ep);
             (spec, ready)
@@ -384,7 +382,7 @@ pub async fn start(
             let (spec, ep) = otel_spec(&dir, port)?;
             let ready = vec![
                 WaitFor::Http(ep.health_url.clone()),
-                WaitFor::Ping(Ping::Otlp(otel::Ping::new(ep.clone()))),
+                WaitFor::Ping(Box::new(otel::Ping::new(ep.clone()))),
             ];
             endpoints.otel = Some(ep);
             (spec, ready)

@@ -6,12 +6,15 @@ use neo4rs::{ConfigBuilder, Graph};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::{process::ServiceProcess, service_dir};
+use super::{
+    process::{ServiceProcess, wait_ready},
+    service_dir,
+};
 use crate::{
     error::Error,
     runtimes::{Installed, NEO4J_MAIN_CLASS, java},
     secret::Secret,
-    stack::readiness::{Ping as PingKind, WaitFor, wait_ready},
+    stack::readiness::{Probe, WaitFor},
 };
 
 /// How to reach the stack's Neo4j over Bolt.
@@ -119,10 +122,19 @@ pub async fn start(
         &mut process,
         &[
             WaitFor::LogLine("HARNESS_NEO4J_READY"),
-            WaitFor::Ping(PingKind::Bolt(ping)),
+            WaitFor::Ping(Box::new(ping)),
         ],
         timeout,
     )
     .await?;
     Ok((process, endpoint))
+}
+
+impl Probe for Ping {
+    fn describe(&self) -> String {
+        "neo4j protocol round trip".into()
+    }
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(Ping::check(self))
+    }
 }

@@ -10,12 +10,15 @@ use aws_sdk_s3::{
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::{process::ServiceProcess, service_dir};
+use super::{
+    process::{ServiceProcess, wait_ready},
+    service_dir,
+};
 use crate::{
     error::Error,
     runtimes::{Installed, S3_BINARY},
     secret::{Secret, random_id},
-    stack::readiness::{Ping as PingKind, WaitFor, wait_ready},
+    stack::readiness::{Probe, WaitFor},
 };
 
 /// How to reach the stack's object store (path-style addressing).
@@ -153,9 +156,18 @@ pub async fn start(
     };
     wait_ready(
         &mut process,
-        &[WaitFor::Tcp(port), WaitFor::Ping(PingKind::S3(ping))],
+        &[WaitFor::Tcp(port), WaitFor::Ping(Box::new(ping))],
         timeout,
     )
     .await?;
     Ok((process, endpoint))
+}
+
+impl Probe for Ping {
+    fn describe(&self) -> String {
+        "object store protocol round trip".into()
+    }
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(Ping::check(self))
+    }
 }

@@ -11,14 +11,17 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{process::ServiceProcess, service_dir};
+use super::{
+    process::{ServiceProcess, wait_ready},
+    service_dir,
+};
 use crate::{
     error::{Error, IoContext},
     runtimes::{Installed, OTEL_BINARY},
     secret::random_id,
     stack::{
         ports::free_port,
-        readiness::{Ping as PingKind, WaitFor, wait_ready},
+        readiness::{Probe, WaitFor},
     },
 };
 
@@ -203,10 +206,19 @@ pub async fn start(
         &mut process,
         &[
             WaitFor::Http(endpoint.health_url.clone()),
-            WaitFor::Ping(PingKind::Otlp(ping)),
+            WaitFor::Ping(Box::new(ping)),
         ],
         timeout,
     )
     .await?;
     Ok((process, endpoint))
+}
+
+impl Probe for Ping {
+    fn describe(&self) -> String {
+        "collector protocol round trip".into()
+    }
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(Ping::check(self))
+    }
 }

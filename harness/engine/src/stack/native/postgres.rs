@@ -10,13 +10,17 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPool, PgPoolOptions},
 };
 
-use super::{process::ServiceProcess, service_dir, user::ServiceUser};
+use super::{
+    process::{ServiceProcess, wait_ready},
+    service_dir,
+    user::ServiceUser,
+};
 use crate::{
     error::Error,
     fsutil,
     runtimes::{Installed, postgres_bin_dir},
     secret::Secret,
-    stack::readiness::{Ping as PingKind, WaitFor, wait_ready},
+    stack::readiness::{Probe, WaitFor},
 };
 
 /// How to reach the stack's Postgres.
@@ -89,10 +93,10 @@ impl Ping {
         let mut tcp = PgConnection::connect_with(&self.endpoint.connect_options())
             .await
             .map_err(|e| e.to_string())?;
-        let one: i32 = sqlx::query_scalar("SELECT 1")
-            .fetch_one(&mut tcp)
+        let row = sqlx::Executor::fetch_one(&mut tcp, "SELECT 1")
             .await
             .map_err(|e| e.to_string())?;
+        let one: i32 = sqlx::Row::try_get(&row, 0).map_err(|e| e.to_string())?;
         let _ = tcp.close().await;
         if one == 1 {
             Ok(())
@@ -115,8 +119,7 @@ impl Ping {
             "ALTER ROLE postgres PASSWORD '{}'",
             self.endpoint.password.expose()
         );
-        sqlx::raw_sql(&alter)
-            .execute(&mut conn)
+        sqlx::Executor::execute(&mut conn, alter.as_str())
             .await
             .map_err(|e| e.to_string())?;
         let _ = conn.close().await;
@@ -172,11 +175,15 @@ pub async fn start(
         socket_dir: Some(dir.clone()),
         endpoint: endpoint.clone(),
     };
-    wait_ready(
-        &mut process,
-        &[WaitFor::Ping(PingKind::Postgres(ping))],
-        timeout,
-    )
-    .await?;
+    wait_ready(&mut process, &[WaitFor::Ping(Box::new(ping))], timeout).await?;
     Ok((process, endpoint))
+}
+
+impl Probe for Ping {
+    fn describe(&self) -> String {
+        "postgres protocol round trip".into()
+    }
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(Ping::check(self))
+    }
 }

@@ -285,3 +285,29 @@ pub async fn stop_group(pgid: u32, signal: Signal, grace: Duration) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+impl crate::stack::readiness::Watch for ServiceProcess {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn log(&self) -> &Path {
+        &self.log
+    }
+    fn exited(&mut self) -> Option<String> {
+        ServiceProcess::exited(self)
+    }
+}
+
+/// Waits for every condition in order, failing early when the process exits. A service
+/// that does not become ready is stopped before the error is returned.
+pub async fn wait_ready(
+    process: &mut ServiceProcess,
+    conditions: &[crate::stack::readiness::WaitFor],
+    timeout: Duration,
+) -> Result<(), Error> {
+    let result = crate::stack::readiness::wait_all(process, conditions, timeout).await;
+    if result.is_err() {
+        process.stop(Duration::from_secs(2)).await;
+    }
+    result
+}
