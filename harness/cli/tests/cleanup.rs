@@ -145,6 +145,17 @@ struct Interrupted {
     stderr: String,
 }
 
+/// Names in `dir` that belong to runs of process `owner` (`<owner>-…`).
+fn entries_of(dir: &Path, owner: u32) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&format!("{owner}-")))
+        .collect()
+}
+
 #[test]
 fn ctrl_c_during_a_run_on_its_own_stack_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -176,31 +187,13 @@ fn ctrl_c_during_a_run_on_its_own_stack_leaves_nothing_behind() {
         assert!(!logs.exists(), "{} was left behind", logs.display());
     }
     // The stack the run started: no record, no folder, no service process.
-    let records: Vec<_> = std::fs::read_dir(home.join("runs"))
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("{owner}-"))
-        })
-        .collect();
+    let records = entries_of(&home.join("runs"), owner);
     assert!(records.is_empty(), "the run's record was left: {records:?}");
     let root = PathBuf::from(format!(
         "/dev/shm/harness-{}",
         nix::unistd::Uid::effective()
     ));
-    let folders: Vec<_> = std::fs::read_dir(&root)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("{owner}-"))
-        })
-        .collect();
+    let folders = entries_of(&root, owner);
     assert!(folders.is_empty(), "the run's folder was left: {folders:?}");
     let services = processes_naming(&format!("{}/{owner}-", root.display()));
     assert!(
