@@ -56,7 +56,24 @@ pub async fn run(ctx: &mut Ctx, s: &Http) -> Result<(), StepError> {
     register_secrets(ctx, &doc, Some(&headers), &s.capture);
 
     if let Some(m) = &s.expect.status {
-        matcher::check(ctx, "status", m, Some(&Value::from(status)))?;
+        // The body of an unexpected status usually says why: show it (redacted, cut).
+        matcher::check(ctx, "status", m, Some(&Value::from(status))).map_err(|e| match e {
+            StepError::Failed {
+                message,
+                expected,
+                actual,
+                span,
+            } => StepError::Failed {
+                message: format!(
+                    "{message}; the response body: {}",
+                    matcher::short(&ctx.redactor, &Value::String(text.clone()))
+                ),
+                expected,
+                actual,
+                span,
+            },
+            other => other,
+        })?;
     }
     for (name, m) in &s.expect.headers {
         let actual = headers.get(name).map(|v| Value::String(v.clone()));
