@@ -37,6 +37,26 @@ impl StepError {
             StepError::Failed { message, .. } | StepError::Error { message, .. } => message,
         }
     }
+    /// The same error with its message rewritten (context added in front or behind).
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            StepError::Failed {
+                message,
+                expected,
+                actual,
+                span,
+            } => StepError::Failed {
+                message: f(message),
+                expected,
+                actual,
+                span,
+            },
+            StepError::Error { message, span } => StepError::Error {
+                message: f(message),
+                span,
+            },
+        }
+    }
     pub fn span(&self) -> Option<Span> {
         match self {
             StepError::Failed { span, .. } | StepError::Error { span, .. } => *span,

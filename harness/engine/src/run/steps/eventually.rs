@@ -25,29 +25,10 @@ pub async fn run(ctx: &mut Ctx, e: &Eventually, ext: &Extensions) -> Result<u32,
             Err(_) => StepError::failed("the probe was still running when the timeout passed"),
         };
         if tokio::time::Instant::now() + wait > deadline {
-            return Err(match last {
-                StepError::Failed {
-                    message,
-                    expected,
-                    actual,
-                    span,
-                } => StepError::Failed {
-                    message: format!(
-                        "still failing after {attempts} tries in {:?}: {message}",
-                        e.timeout.0
-                    ),
-                    expected,
-                    actual,
-                    span,
-                },
-                StepError::Error { message, span } => StepError::Error {
-                    message: format!(
-                        "still failing after {attempts} tries in {:?}: {message}",
-                        e.timeout.0
-                    ),
-                    span,
-                },
-            });
+            let timeout = e.timeout.0;
+            return Err(last.map_message(|message| {
+                format!("still failing after {attempts} tries in {timeout:?}: {message}")
+            }));
         }
         tokio::time::sleep(wait).await;
         wait = wait.mul_f64(factor).min(max);

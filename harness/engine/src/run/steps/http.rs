@@ -57,22 +57,9 @@ pub async fn run(ctx: &mut Ctx, s: &Http) -> Result<(), StepError> {
 
     if let Some(m) = &s.expect.status {
         // The body of an unexpected status usually says why: show it (redacted, cut).
-        matcher::check(ctx, "status", m, Some(&Value::from(status))).map_err(|e| match e {
-            StepError::Failed {
-                message,
-                expected,
-                actual,
-                span,
-            } => StepError::Failed {
-                message: format!(
-                    "{message}; the response body: {}",
-                    matcher::short(&ctx.redactor, &Value::String(text.clone()))
-                ),
-                expected,
-                actual,
-                span,
-            },
-            other => other,
+        matcher::check(ctx, "status", m, Some(&Value::from(status))).map_err(|e| {
+            let body = matcher::short(&ctx.redactor, &Value::String(text.clone()));
+            e.map_message(|m| format!("{m}; the response body: {body}"))
         })?;
     }
     for (name, m) in &s.expect.headers {
