@@ -2,6 +2,8 @@
 //! The run stops its steps, and leaves no process, database, bucket, folder or record
 //! behind, whether it started its own stack or attached to one.
 
+mod common;
+
 use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
@@ -9,13 +11,7 @@ use std::{
     time::Duration,
 };
 
-fn harness() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
-    if let Some(dir) = Path::new(env!("CARGO_BIN_EXE_harness")).parent() {
-        cmd.env("HARNESS_BIN_DIR", dir);
-    }
-    cmd
-}
+use common::harness;
 
 fn harness_home() -> PathBuf {
     std::env::var_os("HARNESS_HOME")

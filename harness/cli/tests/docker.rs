@@ -14,14 +14,7 @@ use std::{
     time::Duration,
 };
 
-fn harness() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
-    // The sample apps this test run built sit beside harness (no second cargo build).
-    if let Some(dir) = Path::new(env!("CARGO_BIN_EXE_harness")).parent() {
-        cmd.env("HARNESS_BIN_DIR", dir);
-    }
-    cmd
-}
+use common::harness;
 
 fn docker(args: &[&str]) -> Output {
     Command::new("docker")

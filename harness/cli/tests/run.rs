@@ -1,16 +1,11 @@
 //! `harness run`, `validate` and `schema` end to end: exit codes, reports, and that invalid
 //! files start nothing.
 
+mod common;
+
 use std::process::Command;
 
-fn harness() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
-    // The sample apps this test run built sit beside harness.
-    if let Some(dir) = std::path::Path::new(env!("CARGO_BIN_EXE_harness")).parent() {
-        cmd.env("HARNESS_BIN_DIR", dir);
-    }
-    cmd
-}
+use common::harness;
 
 #[test]
 fn the_scenario_library_passes_and_writes_junit_and_json() {

@@ -1,6 +1,18 @@
 //! Helpers shared by the CLI test binaries.
 
-use std::{path::Path, time::Duration};
+#![allow(dead_code)] // each test binary uses its own part of it
+
+use std::{path::Path, process::Command, time::Duration};
+
+/// The harness binary under test. The sample apps this test run built sit beside it, so
+/// `cargo:` processes use them instead of building again.
+pub fn harness() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+    if let Some(dir) = Path::new(env!("CARGO_BIN_EXE_harness")).parent() {
+        cmd.env("HARNESS_BIN_DIR", dir);
+    }
+    cmd
+}
 
 /// Waits until a run owned by `owner` in `home` has a record for which `done` holds, and
 /// returns that record.
