@@ -165,7 +165,7 @@ fn a_panicking_scenario_fails_alone_and_the_run_goes_on() {
     let dir = scenarios(&[
         (
             "a_panics.yaml",
-            "name: panics\nsteps:\n  - fault: { anything: 1 }\n",
+            "name: panics\nsteps:\n  - x-panics: { anything: 1 }\n",
         ),
         (
             "b_passes.yaml",
@@ -173,7 +173,7 @@ fn a_panicking_scenario_fails_alone_and_the_run_goes_on() {
         ),
     ]);
     let mut options = RunOptions::default();
-    options.extensions.register("fault", Arc::new(Panics));
+    options.extensions.register("x-panics", Arc::new(Panics));
     let out = support::run_files_with(&[dir.path().to_path_buf()], 2, options).expect("run");
     assert_eq!(out.summary.passed, 1, "{}", out.console);
     assert_eq!(out.summary.errored, 1, "{}", out.console);
@@ -314,5 +314,80 @@ fn a_failing_step_never_shows_its_secret_capture_nor_a_piece_of_it() {
                 "`{piece}` of the secret capture leaked into the {name} output"
             );
         }
+    }
+}
+
+/// An `x-` kind whose document is a revision, as a `deploy` will return one.
+struct Deploys;
+
+impl StepHandler for Deploys {
+    fn validate(&self, args: &Value) -> Result<(), String> {
+        match args.get("image") {
+            Some(Value::String(_)) => Ok(()),
+            _ => Err("`x-deploy` needs an `image`".into()),
+        }
+    }
+    fn run<'a>(
+        &'a self,
+        _: &'a mut Ctx,
+        args: &'a Value,
+    ) -> futures::future::BoxFuture<'a, Result<Value, StepError>> {
+        let image = args["image"].as_str().unwrap_or_default().to_owned();
+        Box::pin(async move { Ok(serde_json::json!({ "revision": format!("{image}-00001") })) })
+    }
+}
+
+#[test]
+fn a_handlers_document_gets_the_same_expect_and_capture_as_every_kind() {
+    let dir = scenarios(&[(
+        "deploys.yaml",
+        "name: deploys\nvars: { tag: v2 }\nsteps:\n  - x-deploy:\n      image: \"api-${vars.tag}\"\n      expect: { json: { $.revision: { matches: \"^api-v2-\" } } }\n      capture: { revision: $.revision }\n  - exec:\n      command: [sh, -c, 'test \"$1\" = api-v2-00001', sh, \"${captures.revision}\"]\n",
+    )]);
+    let mut options = RunOptions::default();
+    options.extensions.register("x-deploy", Arc::new(Deploys));
+    let out = support::run_files_with(&[dir.path().to_path_buf()], 1, options).expect("run");
+    assert_eq!(out.summary.passed, 1, "{}", out.console);
+
+    // The same document fails an `expect.json` that does not hold.
+    let dir = scenarios(&[(
+        "wrong.yaml",
+        "name: wrong\nsteps:\n  - x-deploy:\n      image: api\n      expect: { json: { $.revision: api-v9 } }\n",
+    )]);
+    let mut options = RunOptions::default();
+    options.extensions.register("x-deploy", Arc::new(Deploys));
+    let out = support::run_files_with(&[dir.path().to_path_buf()], 1, options).expect("run");
+    assert_eq!(out.summary.failed, 1, "{}", out.console);
+    assert!(out.console.contains("api-00001"), "{}", out.console);
+}
+
+#[test]
+fn reserved_kinds_are_refused_at_plan_time_pointing_at_the_step() {
+    let dir = scenarios(&[(
+        "ahead.yaml",
+        "name: ahead\nsteps:\n  - exec: { command: \"true\" }\n  - name: ship v2\n    deploy: { service: api, image: api:v2 }\n",
+    )]);
+    let err = refused(dir.path());
+    assert!(
+        err.contains("step kind `deploy` is not available yet"),
+        "{err}"
+    );
+    assert!(err.contains("reserved for the Cloud Run emulator"), "{err}");
+    // The step's own line, not the top of the file.
+    assert!(err.contains("ahead.yaml:4:5"), "{err}");
+
+    // An `x-` kind nobody registered is refused the same way.
+    let dir = scenarios(&[("x.yaml", "name: x\nsteps:\n  - x-unknown: { a: 1 }\n")]);
+    let err = refused(dir.path());
+    assert!(
+        err.contains("no handler provides the experimental step kind `x-unknown`"),
+        "{err}"
+    );
+}
+
+/// The plan's refusal of the scenarios in `dir`.
+fn refused(dir: &std::path::Path) -> String {
+    match support::run_files(&[dir.to_path_buf()], 1) {
+        Ok(out) => panic!("the run was not refused:\n{}", out.console),
+        Err(e) => e,
     }
 }

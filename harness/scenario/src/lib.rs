@@ -11,8 +11,12 @@
 //! assert_eq!(scenario.name, "smoke");
 //! ```
 
+// `#[derive(Keys)]` names this crate by its public path, here as elsewhere.
+extern crate self as harness_scenario;
+
 mod decode;
 pub mod diag;
+pub mod kinds;
 mod lint;
 pub mod model;
 mod suggest;
@@ -22,10 +26,29 @@ pub mod yaml;
 
 pub use decode::{Phase, valid_ident};
 pub use diag::{Diagnostics, Problem, Severity, Source, Span};
+pub use harness_scenario_derive::Keys;
+pub use kinds::{
+    Action, BUILTIN_KINDS, EXTENSION_PREFIX, Extension, Kind, RESERVED_KINDS, Reserved,
+    cypher::Cypher,
+    eventually::Eventually,
+    exec::{Exec, ExecExpect},
+    http::{Http, HttpExpect},
+    s3::{S3, S3Expect, S3Op},
+    snapshot::Snapshot,
+    sql::{RowsExpect, Sql},
+    step_kinds,
+    telemetry::{Signal, Telemetry, TelemetryExpect},
+};
 pub use lint::lint;
 pub use model::*;
 pub use suggest::did_you_mean;
 pub use yaml::MAX_EXPANDED_BYTES;
+
+/// The keys a scenario author may write for a model type (derived with `#[derive(Keys)]`
+/// from its serde attributes, like the JSON Schema).
+pub trait Keys {
+    const KEYS: &'static [&'static str];
+}
 
 /// Largest scenario file accepted.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -133,9 +156,9 @@ pub fn json_schema() -> serde_json::Value {
         .and_then(|s| s.as_object_mut())
     {
         if let Some(kinds) = step.get_mut("anyOf").and_then(|k| k.as_array_mut()) {
-            for kind in EXTENSION_KINDS {
+            for (kind, capability) in RESERVED_KINDS {
                 kinds.push(serde_json::json!({
-                    "description": format!("`{kind}`: provided by a capability registered with the runner."),
+                    "description": format!("`{kind}`: reserved; it comes with {capability}."),
                     "type": "object",
                     "properties": { kind: { "type": "object" } },
                     "required": [kind]

@@ -6,11 +6,11 @@ use std::{collections::BTreeMap, time::Duration};
 use schemars::JsonSchema;
 use serde_json::Value;
 
-use crate::{diag::Span, template::CodeRef};
+use crate::{Keys, diag::Span, kinds::Action, template::CodeRef};
 
 /// A scenario: a steady state that must hold, steps that exercise the system, and
 /// rollbacks that always run afterwards.
-#[derive(Clone, Debug, JsonSchema)]
+#[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Short name shown in reports and used as the test name.
@@ -97,27 +97,26 @@ impl JsonSchema for Var {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Var".into()
     }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let detailed = generator.subschema_for::<DetailedVar>();
         schemars::json_schema!({
             "description": "A value, or `{ value, secret: true }` for a value redacted from every output.",
-            "anyOf": [
-                {
-                    "type": "object",
-                    "properties": {
-                        "value": {},
-                        "secret": { "type": "boolean" }
-                    },
-                    "required": ["value"],
-                    "additionalProperties": false
-                },
-                {}
-            ]
+            "anyOf": [detailed, {}]
         })
     }
 }
 
+/// The detailed form of a var, `{ value, secret }`: its schema and keys.
+#[derive(JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct DetailedVar {
+    pub value: Value,
+    /// Redact the value from every output.
+    pub secret: bool,
+}
+
 /// Data loaded before the scenario starts. Paths are relative to the scenario file.
-#[derive(Clone, Debug, JsonSchema)]
+#[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fixture {
     /// A SQL file run in the scenario's database (part of its template, so loaded once).
@@ -129,7 +128,7 @@ pub enum Fixture {
     S3(S3Fixture),
 }
 
-#[derive(Clone, Debug, JsonSchema)]
+#[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct S3Fixture {
     pub key: String,
@@ -142,7 +141,7 @@ pub struct S3Fixture {
 }
 
 /// An HTTP stub served on 127.0.0.1 for the scenario's lifetime.
-#[derive(Clone, Debug, JsonSchema)]
+#[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct Mock {
     /// Name used in `${mocks.NAME.url}`.
@@ -157,7 +156,7 @@ pub struct Mock {
     pub span: Span,
 }
 
-#[derive(Clone, Debug, Default, JsonSchema)]
+#[derive(Clone, Debug, Default, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct MockRequest {
     /// HTTP method; any method when absent.
@@ -176,7 +175,7 @@ pub struct MockRequest {
     pub json: Option<Value>,
 }
 
-#[derive(Clone, Debug, JsonSchema)]
+#[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct MockResponse {
     /// Status code (default 200).
@@ -212,7 +211,7 @@ impl Default for MockResponse {
 /// harness picks a free port on 127.0.0.1 and passes it as `PORT` (the Cloud Run
 /// convention) unless `env` sets `PORT`. The process inherits harness's environment, runs in
 /// its own process group, and is stopped with SIGTERM (then SIGKILL) when the scenario ends.
-#[derive(Clone, Debug, JsonSchema)]
+#[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct Process {
     /// Name used in `${processes.NAME.url}` and `${processes.NAME.port}`.
@@ -239,8 +238,16 @@ pub struct Process {
     pub span: Span,
 }
 
+/// A program: a string runs through `sh -c`, a list is the argv.
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(untagged)]
+pub enum Command {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
 /// A readiness condition for a scenario process.
-#[derive(Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, JsonSchema, Keys)]
 #[serde(rename_all = "snake_case")]
 pub enum Ready {
     /// An HTTP GET of this path answers 2xx.
@@ -252,7 +259,7 @@ pub enum Ready {
 }
 
 /// One step: a name, an optional timeout, and exactly one step kind.
-#[derive(Clone, Debug, JsonSchema)]
+#[derive(Clone, Debug, JsonSchema, Keys)]
 pub struct Step {
     /// Shown in reports; defaults to the step kind and position.
     #[serde(default)]
@@ -276,372 +283,6 @@ impl Step {
     }
 }
 
-/// The step kinds. Exactly one per step.
-#[derive(Clone, Debug, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Send an HTTP request and check the response.
-    Http(Http),
-    /// Run SQL in the scenario's database.
-    Sql(Sql),
-    /// Act on the scenario's bucket.
-    S3(S3),
-    /// Run Cypher against the graph.
-    Cypher(Cypher),
-    /// Retry a probe until it holds or the timeout passes.
-    Eventually(Box<Eventually>),
-    /// Run a local command.
-    Exec(Exec),
-    /// Compare a value with a stored snapshot.
-    Snapshot(Snapshot),
-    /// Expect signals received by the collector.
-    Telemetry(Telemetry),
-    /// Provided by a capability plugged into the runner (deploy, traffic, rollback, fault,
-    /// backup, restore).
-    #[serde(untagged)]
-    #[schemars(skip)]
-    Extension(Extension),
-}
-
-/// Step kinds that capabilities register with the runner; the parser accepts their
-/// arguments as data and the capability validates them when the run is planned.
-pub const EXTENSION_KINDS: [&str; 6] = [
-    "deploy", "traffic", "rollback", "fault", "backup", "restore",
-];
-
-/// Every step kind name, built-in first.
-pub const STEP_KINDS: [&str; 14] = [
-    "http",
-    "sql",
-    "s3",
-    "cypher",
-    "eventually",
-    "exec",
-    "snapshot",
-    "telemetry",
-    "deploy",
-    "traffic",
-    "rollback",
-    "fault",
-    "backup",
-    "restore",
-];
-
-impl Action {
-    pub fn kind(&self) -> &str {
-        match self {
-            Action::Http(_) => "http",
-            Action::Sql(_) => "sql",
-            Action::S3(_) => "s3",
-            Action::Cypher(_) => "cypher",
-            Action::Eventually(_) => "eventually",
-            Action::Exec(_) => "exec",
-            Action::Snapshot(_) => "snapshot",
-            Action::Telemetry(_) => "telemetry",
-            Action::Extension(e) => &e.kind,
-        }
-    }
-
-    /// The capture names this step defines.
-    pub fn captures(&self) -> Vec<&str> {
-        let map = match self {
-            Action::Http(s) => &s.capture,
-            Action::Sql(s) => &s.capture,
-            Action::S3(s) => &s.capture,
-            Action::Cypher(s) => &s.capture,
-            Action::Exec(s) => &s.capture,
-            Action::Telemetry(s) => &s.capture,
-            Action::Eventually(e) => return e.probe.action.captures(),
-            Action::Snapshot(_) | Action::Extension(_) => return Vec::new(),
-        };
-        map.keys().map(String::as_str).collect()
-    }
-}
-
-/// A step kind provided by a capability.
-#[derive(Clone, Debug)]
-pub struct Extension {
-    pub kind: String,
-    pub args: Value,
-    pub span: Span,
-}
-
-/// An HTTP request and what its response must look like.
-#[derive(Clone, Debug, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Http {
-    /// Method (default GET).
-    #[serde(default)]
-    pub method: Option<String>,
-    pub url: String,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub query: BTreeMap<String, String>,
-    /// A text body.
-    #[serde(default)]
-    pub body: Option<String>,
-    /// A JSON body (sets `content-type: application/json`).
-    #[serde(default)]
-    pub json: Option<Value>,
-    #[serde(default)]
-    pub expect: HttpExpect,
-    /// Values to keep: `NAME: "$.json.path"` or `NAME: { header: etag }`.
-    #[serde(default)]
-    pub capture: BTreeMap<String, Capture>,
-}
-
-#[derive(Clone, Debug, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HttpExpect {
-    #[serde(default)]
-    pub status: Option<Matcher>,
-    /// Header name (any case) to matcher.
-    #[serde(default)]
-    pub headers: BTreeMap<String, Matcher>,
-    /// JSONPath into the response body to matcher.
-    #[serde(default)]
-    pub json: BTreeMap<String, Matcher>,
-    /// Matcher on the body text.
-    #[serde(default)]
-    pub body: Option<Matcher>,
-}
-
-/// SQL run in the scenario's own database. Exactly one of `query` and `execute`.
-#[derive(Clone, Debug, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Sql {
-    /// A statement returning rows; the step's document is the list of rows.
-    #[serde(default)]
-    pub query: Option<String>,
-    /// A statement run for effect; the document is `{ "affected": N }`.
-    #[serde(default)]
-    pub execute: Option<String>,
-    /// Values bound to `$1`, `$2`, ...
-    #[serde(default)]
-    pub params: Vec<Value>,
-    /// Run as this role (`SET LOCAL ROLE`) inside a transaction.
-    #[serde(default)]
-    pub role: Option<String>,
-    /// Settings for this statement's transaction, such as `app.user_id: u1` for row-level
-    /// security policies (`set_config(name, value, true)`).
-    #[serde(default)]
-    pub settings: BTreeMap<String, String>,
-    #[serde(default)]
-    pub expect: RowsExpect,
-    /// Values to keep: `NAME: "$[0].column"`.
-    #[serde(default)]
-    pub capture: BTreeMap<String, Capture>,
-}
-
-/// Expectations on a list of rows (SQL) or records (Cypher).
-#[derive(Clone, Debug, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RowsExpect {
-    /// The exact rows, in order.
-    #[serde(default)]
-    pub rows: Option<Vec<Value>>,
-    #[serde(default)]
-    pub row_count: Option<Matcher>,
-    /// Rows changed by `execute`.
-    #[serde(default)]
-    pub affected: Option<Matcher>,
-    /// JSONPath into the document to matcher.
-    #[serde(default)]
-    pub json: BTreeMap<String, Matcher>,
-    /// The statement must fail with an error message that matches.
-    #[serde(default)]
-    pub error: Option<Matcher>,
-}
-
-/// An object-store operation on the scenario's bucket (or `bucket`).
-#[derive(Clone, Debug, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct S3 {
-    pub op: S3Op,
-    #[serde(default)]
-    pub bucket: Option<String>,
-    #[serde(default)]
-    pub key: Option<String>,
-    /// For `list` and `list_versions`.
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// Text to put.
-    #[serde(default)]
-    pub body: Option<String>,
-    /// A file to put (relative to the scenario file).
-    #[serde(default)]
-    pub file: Option<String>,
-    #[serde(default)]
-    pub content_type: Option<String>,
-    /// Read or delete this version.
-    #[serde(default)]
-    pub version_id: Option<String>,
-    #[serde(default)]
-    pub expect: S3Expect,
-    #[serde(default)]
-    pub capture: BTreeMap<String, Capture>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum S3Op {
-    Put,
-    Get,
-    Head,
-    List,
-    ListVersions,
-    Delete,
-}
-
-impl S3Op {
-    pub const NAMES: [&str; 6] = ["put", "get", "head", "list", "list_versions", "delete"];
-}
-
-#[derive(Clone, Debug, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct S3Expect {
-    /// Matcher on the object's text (`get`).
-    #[serde(default)]
-    pub body: Option<Matcher>,
-    /// Whether the object exists (`get`, `head`).
-    #[serde(default)]
-    pub exists: Option<bool>,
-    /// Number of keys or versions (`list`, `list_versions`).
-    #[serde(default)]
-    pub count: Option<Matcher>,
-    #[serde(default)]
-    pub json: BTreeMap<String, Matcher>,
-    /// The operation must fail with an error that matches.
-    #[serde(default)]
-    pub error: Option<Matcher>,
-}
-
-/// Cypher run against the graph. Write `${scenario.graph_label}` as a label to stay in the
-/// scenario's own part of the graph.
-#[derive(Clone, Debug, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Cypher {
-    pub query: String,
-    #[serde(default)]
-    pub params: BTreeMap<String, Value>,
-    #[serde(default)]
-    pub expect: RowsExpect,
-    #[serde(default)]
-    pub capture: BTreeMap<String, Capture>,
-}
-
-/// Retry `probe` until it holds, waiting `interval` (growing by `backoff`) between tries.
-#[derive(Clone, Debug, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Eventually {
-    pub timeout: Dur,
-    /// First wait between tries (default 100ms).
-    #[serde(default)]
-    pub interval: Option<Dur>,
-    /// Factor applied to the wait after each try (default 1.5).
-    #[serde(default)]
-    pub backoff: Option<f64>,
-    /// Longest wait between tries (default 2s).
-    #[serde(default)]
-    pub max_interval: Option<Dur>,
-    pub probe: Step,
-}
-
-/// A local command. A string runs through `sh -c`; a list is the argv.
-#[derive(Clone, Debug, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Exec {
-    /// The program: a string runs through `sh -c`, a list is the argv.
-    #[serde(default)]
-    pub command: Option<Command>,
-    /// Or a binary of the Cargo workspace around the scenario file, built once per run.
-    #[serde(default)]
-    pub cargo: Option<String>,
-    /// Arguments after the program (with `cargo`).
-    #[serde(default)]
-    pub args: Vec<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub cwd: Option<String>,
-    #[serde(default)]
-    pub stdin: Option<String>,
-    #[serde(default)]
-    pub expect: ExecExpect,
-    /// Values to keep, from `{ exit_code, stdout, stderr, json }`.
-    #[serde(default)]
-    pub capture: BTreeMap<String, Capture>,
-}
-
-#[derive(Clone, Debug, JsonSchema)]
-#[serde(untagged)]
-pub enum Command {
-    Shell(String),
-    Argv(Vec<String>),
-}
-
-#[derive(Clone, Debug, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExecExpect {
-    /// Default: 0.
-    #[serde(default)]
-    pub exit_code: Option<Matcher>,
-    #[serde(default)]
-    pub stdout: Option<Matcher>,
-    #[serde(default)]
-    pub stderr: Option<Matcher>,
-    #[serde(default)]
-    pub json: BTreeMap<String, Matcher>,
-}
-
-/// Compare a value with the snapshot stored beside the scenario.
-#[derive(Clone, Debug, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Snapshot {
-    /// Snapshot name, unique within the scenario.
-    pub name: String,
-    /// The value; templates are expanded first.
-    pub value: Value,
-    /// JSONPaths whose values are replaced by `[redacted]` before comparing.
-    #[serde(default)]
-    pub redact: Vec<String>,
-}
-
-/// Expect the collector to receive matching signals within a time window.
-#[derive(Clone, Debug, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Telemetry {
-    pub signal: Signal,
-    /// Attribute filters. `name` matches the span, metric or log body; other keys match
-    /// resource or item attributes such as `service.name`.
-    #[serde(default, rename = "where")]
-    pub filter: BTreeMap<String, Matcher>,
-    /// How long to wait for matches (default 10s).
-    #[serde(default)]
-    pub within: Option<Dur>,
-    #[serde(default)]
-    pub expect: TelemetryExpect,
-    #[serde(default)]
-    pub capture: BTreeMap<String, Capture>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Signal {
-    Spans,
-    Metrics,
-    Logs,
-}
-
-#[derive(Clone, Debug, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetryExpect {
-    /// Number of matching items (default: at least one).
-    #[serde(default)]
-    pub count: Option<Matcher>,
-}
-
 /// Where a captured value comes from.
 #[derive(Clone, Debug)]
 pub struct Capture {
@@ -663,23 +304,28 @@ impl JsonSchema for Capture {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Capture".into()
     }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let detailed = generator.subschema_for::<DetailedCapture>();
         schemars::json_schema!({
             "description": "A JSONPath into the step's document, or `{ path | header, secret }`.",
-            "anyOf": [
-                { "type": "string" },
-                {
-                    "type": "object",
-                    "properties": {
-                        "path": { "type": "string" },
-                        "header": { "type": "string" },
-                        "secret": { "type": "boolean" }
-                    },
-                    "additionalProperties": false
-                }
-            ]
+            "anyOf": [{ "type": "string" }, detailed]
         })
     }
+}
+
+/// The detailed form of a capture: its schema and keys.
+#[derive(JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct DetailedCapture {
+    /// JSONPath into the step's document.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// A response header (`http` steps only).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Redact the value from every output.
+    #[serde(default)]
+    pub secret: bool,
 }
 
 /// A check on one value: a plain value means "equals"; a map with one operator key
@@ -691,7 +337,8 @@ pub struct Matcher {
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Keys)]
+#[serde(rename_all = "snake_case")]
 pub enum MatchOp {
     Eq(Value),
     Ne(Value),
@@ -706,13 +353,6 @@ pub enum MatchOp {
     Exists(bool),
     Len(u64),
     OneOf(Vec<Value>),
-}
-
-impl MatchOp {
-    pub const NAMES: [&str; 12] = [
-        "eq", "ne", "contains", "excludes", "matches", "gt", "ge", "lt", "le", "exists", "len",
-        "one_of",
-    ];
 }
 
 impl JsonSchema for Matcher {

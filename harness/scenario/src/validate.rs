@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
+    Action,
     decode::{Phase, Scope, UsedRef, backticked},
     diag::{Problem, Span},
-    model::{Action, Fixture, Scenario, Service, Step},
+    model::{Fixture, Scenario, Service, Step},
     suggest::did_you_mean,
     template::{self, FAKE_KINDS, ROOTS, SCENARIO_FIELDS},
 };

@@ -131,3 +131,130 @@ fn committed_schema_matches_the_types() {
         "docs/scenario.schema.json is stale; regenerate it with `cargo run -p harness-cli -- schema > docs/scenario.schema.json`"
     );
 }
+
+/// The keys the decoder accepts for a type are the properties its JSON Schema lists.
+fn schema_keys<T: schemars::JsonSchema>() -> Vec<String> {
+    let schema = schemars::schema_for!(T).to_value();
+    let mut keys: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    // Externally tagged enums: one object per variant, each with its one key.
+    for variants in ["oneOf", "anyOf"] {
+        for v in schema[variants].as_array().into_iter().flatten() {
+            keys.extend(
+                v["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k.clone()),
+            );
+            keys.extend(
+                v["enum"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|k| k.as_str().map(str::to_owned)),
+            );
+        }
+    }
+    keys.extend(
+        schema["enum"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k.as_str().map(str::to_owned)),
+    );
+    keys.sort();
+    keys
+}
+
+fn derived<T: harness_scenario::Keys>() -> Vec<String> {
+    let mut keys: Vec<String> = T::KEYS.iter().map(|k| k.to_string()).collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn every_model_types_keys_are_its_schemas_properties() {
+    use harness_scenario::*;
+    macro_rules! same {
+        ($($t:ty),*) => {$(
+            assert_eq!(derived::<$t>(), schema_keys::<$t>(), "{}", stringify!($t));
+            assert!(!<$t as Keys>::KEYS.is_empty(), "{}", stringify!($t));
+        )*};
+    }
+    same!(
+        Scenario,
+        Fixture,
+        S3Fixture,
+        Mock,
+        MockRequest,
+        MockResponse,
+        Process,
+        Ready,
+        DetailedVar,
+        DetailedCapture,
+        Http,
+        HttpExpect,
+        Sql,
+        RowsExpect,
+        S3,
+        S3Op,
+        S3Expect,
+        Cypher,
+        Eventually,
+        Exec,
+        ExecExpect,
+        Snapshot,
+        Telemetry,
+        TelemetryExpect,
+        Signal
+    );
+    // The renamed field is known by its YAML name.
+    assert!(Telemetry::KEYS.contains(&"where"));
+    // A step's own keys are those beside the kind.
+    assert_eq!(Step::KEYS, ["name", "timeout"]);
+}
+
+#[test]
+fn every_step_kind_is_in_the_schema() {
+    let schema = harness_scenario::json_schema().to_string();
+    for kind in harness_scenario::step_kinds() {
+        assert!(
+            schema.contains(&format!("\"{kind}\"")),
+            "schema lacks {kind}"
+        );
+    }
+}
+
+#[test]
+fn a_reserved_kind_parses_as_reserved_with_the_span_of_its_key() {
+    let text = "name: r\nsteps:\n  - deploy: { service: api, image: \"api:${vars.tag}\" }\nvars: { tag: v1 }\n";
+    let s = parse("t.yaml", text).expect("valid ahead of its capability");
+    let Action::Reserved(r) = &s.steps[0].action else {
+        panic!("a reserved step: {:?}", s.steps[0].action)
+    };
+    assert_eq!(r.kind, "deploy");
+    assert_eq!(r.capability, "the Cloud Run emulator");
+    assert_eq!(&text[r.span.offset..r.span.offset + r.span.len], "deploy");
+    // Its data is still checked.
+    let p = problems("name: r\nsteps:\n  - fault: { latency: .inf }\n");
+    assert!(p.contains("t.yaml:3:23"), "{p}");
+}
+
+#[test]
+fn an_x_kind_keeps_its_arguments_apart_from_expect_and_capture() {
+    let text = "name: x\nsteps:\n  - x-deploy:\n      image: api\n      expect: { json: { $.revision: r1 } }\n      capture: { rev: $.revision }\n";
+    let s = parse("t.yaml", text).expect("valid");
+    let Action::Extension(x) = &s.steps[0].action else {
+        panic!("an extension step")
+    };
+    assert_eq!(x.kind, "x-deploy");
+    assert_eq!(x.args, serde_json::json!({ "image": "api" }));
+    assert!(x.json.contains_key("$.revision"));
+    assert_eq!(s.steps[0].action.captures(), ["rev"]);
+    // `expect` of an `x-` kind takes `json` only, with did-you-mean.
+    let p = problems("name: x\nsteps:\n  - x-a: { expect: { jsn: {} } }\n");
+    assert!(p.contains("did you mean `json`?"), "{p}");
+}

@@ -193,11 +193,23 @@ pub fn plan(
 
 fn check_extension(step: &Step, ext: &Extensions, problems: &mut Vec<Problem>) {
     match &step.action {
+        Action::Reserved(r) => problems.push(
+            Problem::new(
+                step.span,
+                format!("step kind `{}` is not available yet", r.kind),
+            )
+            .also(r.span, format!("comes with {}", r.capability))
+            .help(format!(
+                "`{}` is reserved for {}, which this version of harness does not have; \
+                 `harness validate` accepts the file, `harness run` refuses it",
+                r.kind, r.capability
+            )),
+        ),
         Action::Extension(x) => match ext.get(&x.kind) {
             None => problems.push(
-                Problem::new(step.span, format!("step kind `{}` is not available in this build", x.kind))
-                    .label("no capability provides it")
-                    .help("this kind is reserved for a capability (Cloud Run emulator, faults, drills) that is not registered with the runner"),
+                Problem::new(step.span, format!("no handler provides the experimental step kind `{}`", x.kind))
+                    .also(x.span, "its arguments")
+                    .help("`x-` kinds are provided by handlers registered with the runner (`RunOptions::extensions`)"),
             ),
             Some(h) => {
                 if let Err(msg) = h.validate(&x.args) {

@@ -133,7 +133,10 @@ fn run(
             },
         )
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| match e {
+            SessionError::Invalid(d) => d.iter().map(|d| d.to_plain()).collect::<String>(),
+            other => format!("{other:?}"),
+        })?;
         let events = events.0.lock().expect("events lock").clone();
         let secrets = secrets.lock().expect("secrets lock").clone();
         Ok(Outcome {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::{
+    Keys,
     diag::{Problem, Span},
     model::*,
     suggest::did_you_mean,
@@ -88,11 +89,11 @@ impl<'t> Cx<'t> {
         self.problems.push(p);
     }
 
-    fn error(&mut self, span: Span, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, span: Span, message: impl Into<String>) {
         self.problems.push(Problem::new(span, message));
     }
 
-    fn expected(&mut self, node: &Node, what: &str) {
+    pub(crate) fn expected(&mut self, node: &Node, what: &str) {
         self.problems.push(
             Problem::new(node.span, format!("expected {what}, found {}", node.kind()))
                 .label(format!("expected {what}")),
@@ -100,12 +101,12 @@ impl<'t> Cx<'t> {
     }
 
     /// Span of `needle` inside the source text of `node`, or the node's span.
-    fn span_within(&self, node: &Node, needle: &str) -> Span {
+    pub(crate) fn span_within(&self, node: &Node, needle: &str) -> Span {
         self.find_within(node, needle, 0).unwrap_or(node.span)
     }
 
     /// Span of `needle` inside the source text of `node`, searching from its byte `from`.
-    fn find_within(&self, node: &Node, needle: &str, from: usize) -> Option<Span> {
+    pub(crate) fn find_within(&self, node: &Node, needle: &str, from: usize) -> Option<Span> {
         let raw = self
             .text
             .get(node.span.offset..node.span.offset + node.span.len)?;
@@ -114,7 +115,7 @@ impl<'t> Cx<'t> {
     }
 
     /// Decodes with the strings inside marked as part of `sink`.
-    fn in_sink<T>(&mut self, sink: Sink, decode: impl FnOnce(&mut Self) -> T) -> T {
+    pub(crate) fn in_sink<T>(&mut self, sink: Sink, decode: impl FnOnce(&mut Self) -> T) -> T {
         let outer = self.sink.replace(sink);
         let out = decode(self);
         self.sink = outer;
@@ -122,7 +123,7 @@ impl<'t> Cx<'t> {
     }
 
     /// Records the references of a string and reports template errors.
-    fn scan(&mut self, node: &Node, text: &str) {
+    pub(crate) fn scan(&mut self, node: &Node, text: &str) {
         match template::refs(text) {
             Ok(refs) => {
                 // Each reference is looked for after the previous one, so that a repeated
@@ -165,9 +166,9 @@ impl<'t> Cx<'t> {
 
 /// The entries of a map node, with unknown keys already reported.
 pub struct Fields<'n> {
-    entries: &'n [(Node, Node)],
+    pub(crate) entries: &'n [(Node, Node)],
     /// Where to point when a key is missing: the first key, or the empty map.
-    head: Span,
+    pub(crate) head: Span,
 }
 
 impl<'n> Fields<'n> {
@@ -177,26 +178,37 @@ impl<'n> Fields<'n> {
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
     }
-    fn key_span(&self, key: &str) -> Option<Span> {
+    pub(crate) fn key_span(&self, key: &str) -> Option<Span> {
         self.entries
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(k, _)| k.span)
     }
-    fn keys(&self) -> impl Iterator<Item = &'n Node> {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &'n Node> {
         self.entries.iter().map(|(k, _)| k)
     }
 }
 
 /// Opens a map, reporting keys outside `known` with the nearest valid key.
 pub fn fields<'n>(cx: &mut Cx, node: &'n Node, what: &str, known: &[&str]) -> Option<Fields<'n>> {
+    fields_where(cx, node, what, known, |_| false)
+}
+
+/// [`fields`], with keys for which `also` holds accepted too (open sets such as `x-` kinds).
+pub fn fields_where<'n>(
+    cx: &mut Cx,
+    node: &'n Node,
+    what: &str,
+    known: &[&str],
+    also: impl Fn(&Node) -> bool,
+) -> Option<Fields<'n>> {
     let NodeValue::Map(entries) = &node.value else {
         cx.expected(node, &format!("{what} (a map)"));
         return None;
     };
     for (k, _) in entries {
         let name = k.key_text();
-        if !known.contains(&name.as_str()) {
+        if !known.contains(&name.as_str()) && !also(k) {
             let mut p = Problem::new(k.span, format!("unknown key `{name}` in {what}"))
                 .label("unknown key");
             p = match did_you_mean(&name, known.iter().copied()) {
@@ -218,7 +230,7 @@ pub fn backticked(names: &[&str]) -> String {
         .join(", ")
 }
 
-fn req<'n, T>(
+pub(crate) fn req<'n, T>(
     cx: &mut Cx,
     f: &Fields<'n>,
     key: &str,
@@ -237,7 +249,7 @@ fn req<'n, T>(
     }
 }
 
-fn opt<'n, T>(
+pub(crate) fn opt<'n, T>(
     cx: &mut Cx,
     f: &Fields<'n>,
     key: &str,
@@ -246,7 +258,7 @@ fn opt<'n, T>(
     f.get(key).and_then(|n| decode(cx, n))
 }
 
-fn string(cx: &mut Cx, node: &Node) -> Option<String> {
+pub(crate) fn string(cx: &mut Cx, node: &Node) -> Option<String> {
     let text = match &node.value {
         NodeValue::Str(s) => s.clone(),
         // Numbers and booleans are fine where text is expected (`port: 5432`).
@@ -266,7 +278,7 @@ fn string(cx: &mut Cx, node: &Node) -> Option<String> {
     Some(text)
 }
 
-fn too_long(cx: &mut Cx, node: &Node, len: usize) {
+pub(crate) fn too_long(cx: &mut Cx, node: &Node, len: usize) {
     cx.push(
         Problem::new(
             node.span,
@@ -277,7 +289,7 @@ fn too_long(cx: &mut Cx, node: &Node, len: usize) {
 }
 
 /// A string that may not contain references (names, keys).
-fn name(cx: &mut Cx, node: &Node) -> Option<String> {
+pub(crate) fn name(cx: &mut Cx, node: &Node) -> Option<String> {
     let Some(s) = node.as_str() else {
         cx.expected(node, "a name");
         return None;
@@ -293,7 +305,7 @@ fn name(cx: &mut Cx, node: &Node) -> Option<String> {
     Some(s.to_owned())
 }
 
-fn boolean(cx: &mut Cx, node: &Node) -> Option<bool> {
+pub(crate) fn boolean(cx: &mut Cx, node: &Node) -> Option<bool> {
     match node.value {
         NodeValue::Bool(b) => Some(b),
         _ => {
@@ -303,7 +315,7 @@ fn boolean(cx: &mut Cx, node: &Node) -> Option<bool> {
     }
 }
 
-fn uint(cx: &mut Cx, node: &Node) -> Option<u64> {
+pub(crate) fn uint(cx: &mut Cx, node: &Node) -> Option<u64> {
     match node.value {
         NodeValue::Int(i) if i >= 0 => Some(i as u64),
         NodeValue::Int(i) => {
@@ -317,7 +329,7 @@ fn uint(cx: &mut Cx, node: &Node) -> Option<u64> {
     }
 }
 
-fn number(cx: &mut Cx, node: &Node) -> Option<f64> {
+pub(crate) fn number(cx: &mut Cx, node: &Node) -> Option<f64> {
     match node.value {
         NodeValue::Int(i) => Some(i as f64),
         NodeValue::Float(f) if f.is_finite() => Some(f),
@@ -333,7 +345,7 @@ fn number(cx: &mut Cx, node: &Node) -> Option<f64> {
 }
 
 /// Any value; strings inside it are scanned for references.
-fn value(cx: &mut Cx, node: &Node) -> Option<Value> {
+pub(crate) fn value(cx: &mut Cx, node: &Node) -> Option<Value> {
     fn walk(cx: &mut Cx, node: &Node) -> bool {
         match &node.value {
             NodeValue::Str(s) => {
@@ -363,7 +375,7 @@ fn value(cx: &mut Cx, node: &Node) -> Option<Value> {
     walk(cx, node).then(|| node.to_json())
 }
 
-fn list<'n, T>(
+pub(crate) fn list<'n, T>(
     cx: &mut Cx,
     node: &'n Node,
     what: &str,
@@ -384,7 +396,7 @@ fn list<'n, T>(
     ok.then_some(out)
 }
 
-fn map<'n, T>(
+pub(crate) fn map<'n, T>(
     cx: &mut Cx,
     node: &'n Node,
     what: &str,
@@ -415,11 +427,11 @@ fn map<'n, T>(
     ok.then_some(out)
 }
 
-fn string_map(cx: &mut Cx, node: &Node, what: &str) -> Option<BTreeMap<String, String>> {
+pub(crate) fn string_map(cx: &mut Cx, node: &Node, what: &str) -> Option<BTreeMap<String, String>> {
     map(cx, node, what, |cx, _, v| string(cx, v))
 }
 
-fn duration(cx: &mut Cx, node: &Node) -> Option<Dur> {
+pub(crate) fn duration(cx: &mut Cx, node: &Node) -> Option<Dur> {
     let parsed = node.as_str().and_then(Dur::parse);
     if parsed.is_none() {
         let help = match node.value {
@@ -438,7 +450,7 @@ fn duration(cx: &mut Cx, node: &Node) -> Option<Dur> {
     parsed
 }
 
-fn json_path(cx: &mut Cx, node: &Node, text: &str) -> bool {
+pub(crate) fn json_path(cx: &mut Cx, node: &Node, text: &str) -> bool {
     match serde_json_path::JsonPath::parse(text) {
         Ok(_) => true,
         Err(e) => {
@@ -451,7 +463,7 @@ fn json_path(cx: &mut Cx, node: &Node, text: &str) -> bool {
     }
 }
 
-fn path_matchers(cx: &mut Cx, node: &Node) -> Option<BTreeMap<String, Matcher>> {
+pub(crate) fn path_matchers(cx: &mut Cx, node: &Node) -> Option<BTreeMap<String, Matcher>> {
     let NodeValue::Map(entries) = &node.value else {
         cx.expected(node, "a map of JSONPath to matcher");
         return None;
@@ -500,7 +512,7 @@ pub fn matcher(cx: &mut Cx, node: &Node) -> Option<Matcher> {
             "len" => uint(cx, v).map(MatchOp::Len),
             "one_of" => list(cx, v, "`one_of`", |cx, _, n| value(cx, n)).map(MatchOp::OneOf),
             other => {
-                if let Some(s) = did_you_mean(other, MatchOp::NAMES) {
+                if let Some(s) = did_you_mean(other, MatchOp::KEYS.iter().copied()) {
                     cx.push(
                         Problem::new(k.span, format!("unknown matcher `{other}`")).help(format!(
                             "did you mean `{s}`? To compare with a map literally, write `eq: {{…}}`"
@@ -527,7 +539,11 @@ fn first_line(s: &str) -> &str {
         .trim()
 }
 
-fn captures(cx: &mut Cx, node: &Node, allow_header: bool) -> Option<BTreeMap<String, Capture>> {
+pub(crate) fn captures(
+    cx: &mut Cx,
+    node: &Node,
+    allow_header: bool,
+) -> Option<BTreeMap<String, Capture>> {
     map(cx, node, "`capture`", |cx, k, v| {
         let name = k.key_text();
         if !valid_ident(&name) {
@@ -545,12 +561,12 @@ fn captures(cx: &mut Cx, node: &Node, allow_header: bool) -> Option<BTreeMap<Str
                 span,
             }),
             NodeValue::Map(_) => {
-                let known: &[&str] = if allow_header {
-                    &["path", "header", "secret"]
-                } else {
-                    &["path", "secret"]
-                };
-                let f = fields(cx, v, "a capture", known)?;
+                let known: Vec<&str> = DetailedCapture::KEYS
+                    .iter()
+                    .copied()
+                    .filter(|k| allow_header || *k != "header")
+                    .collect();
+                let f = fields(cx, v, "a capture", &known)?;
                 let secret = opt(cx, &f, "secret", boolean).unwrap_or(false);
                 let from = match (f.get("path"), f.get("header")) {
                     (Some(p), None) => {
@@ -574,7 +590,7 @@ fn captures(cx: &mut Cx, node: &Node, allow_header: bool) -> Option<BTreeMap<Str
 }
 
 /// A Cargo package name (`cargo:` in processes and `exec`).
-fn cargo_package(cx: &mut Cx, n: &Node) -> Option<String> {
+pub(crate) fn cargo_package(cx: &mut Cx, n: &Node) -> Option<String> {
     let s = name(cx, n)?;
     if valid_ident(&s) {
         Some(s)
@@ -595,7 +611,7 @@ pub fn valid_ident(s: &str) -> bool {
 }
 
 /// A string in which `${…}` is not expanded (names, fixture paths).
-fn literal(cx: &mut Cx, node: &Node, what: &str) -> Option<String> {
+pub(crate) fn literal(cx: &mut Cx, node: &Node, what: &str) -> Option<String> {
     let has_ref = node.as_str().is_some_and(|s| s.contains("${"));
     if has_ref {
         cx.push(
@@ -609,7 +625,7 @@ fn literal(cx: &mut Cx, node: &Node, what: &str) -> Option<String> {
 }
 
 /// A fixture path: literal, relative, inside the scenario's folder.
-fn fixture_path(cx: &mut Cx, node: &Node) -> Option<String> {
+pub(crate) fn fixture_path(cx: &mut Cx, node: &Node) -> Option<String> {
     literal(
         cx,
         node,
@@ -618,7 +634,7 @@ fn fixture_path(cx: &mut Cx, node: &Node) -> Option<String> {
     file_path(cx, node)
 }
 
-fn file_path(cx: &mut Cx, node: &Node) -> Option<String> {
+pub(crate) fn file_path(cx: &mut Cx, node: &Node) -> Option<String> {
     let p = string(cx, node)?;
     if p.starts_with('/') || p.split(['/', '\\']).any(|c| c == "..") {
         cx.push(
@@ -633,7 +649,7 @@ fn file_path(cx: &mut Cx, node: &Node) -> Option<String> {
     Some(p)
 }
 
-fn command(cx: &mut Cx, n: &Node) -> Option<Command> {
+pub(crate) fn command(cx: &mut Cx, n: &Node) -> Option<Command> {
     match &n.value {
         NodeValue::Seq(items) if items.is_empty() => {
             cx.error(n.span, "`command` needs at least the program name");
@@ -665,7 +681,7 @@ const SHELLS: [&str; 6] = ["sh", "bash", "dash", "zsh", "ksh", "ash"];
 
 /// Where the script is in an argv that runs a shell, such as `[sh, -c, SCRIPT]` or
 /// `[/bin/bash, -euc, SCRIPT]`: the item after the first short-option group holding `c`.
-fn shell_script(argv: &[Node]) -> Option<usize> {
+pub(crate) fn shell_script(argv: &[Node]) -> Option<usize> {
     let program = argv.first()?.as_str()?;
     if !SHELLS.contains(&program.rsplit('/').next().unwrap_or(program)) {
         return None;
@@ -681,7 +697,7 @@ fn shell_script(argv: &[Node]) -> Option<usize> {
     Some(flag + 2)
 }
 
-fn status_code(cx: &mut Cx, node: &Node) -> Option<u16> {
+pub(crate) fn status_code(cx: &mut Cx, node: &Node) -> Option<u16> {
     match node.value {
         NodeValue::Int(i) if (100..=599).contains(&i) => Some(i as u16),
         _ => {
@@ -693,7 +709,7 @@ fn status_code(cx: &mut Cx, node: &Node) -> Option<u16> {
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
-fn http_method(cx: &mut Cx, node: &Node) -> Option<String> {
+pub(crate) fn http_method(cx: &mut Cx, node: &Node) -> Option<String> {
     let Some(m) = node.as_str().map(str::to_ascii_uppercase) else {
         cx.expected(node, "an HTTP method such as `GET`");
         return None;
@@ -712,6 +728,6 @@ fn http_method(cx: &mut Cx, node: &Node) -> Option<String> {
 }
 
 mod scenario;
-mod steps;
+pub(crate) mod steps;
 
 pub use self::scenario::scenario;

@@ -2,23 +2,8 @@
 
 use super::{steps::steps as step_list, *};
 
-const SCENARIO_KEYS: [&str; 12] = [
-    "name",
-    "description",
-    "tags",
-    "stack",
-    "timeout",
-    "vars",
-    "fixtures",
-    "mocks",
-    "processes",
-    "steady_state",
-    "steps",
-    "rollbacks",
-];
-
 pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
-    let f = fields(cx, root, "a scenario", &SCENARIO_KEYS)?;
+    let f = fields(cx, root, "a scenario", Scenario::KEYS)?;
     let scenario_name = req(cx, &f, "name", "the scenario", string);
     let description = opt(cx, &f, "description", string);
     let tags = opt(cx, &f, "tags", |cx, n| {
@@ -136,7 +121,7 @@ fn var(cx: &mut Cx, node: &Node) -> Option<Var> {
                     .iter()
                     .all(|(k, _)| matches!(k.as_str(), Some("value" | "secret"))));
         if detailed {
-            let f = fields(cx, node, "a var", &["value", "secret"])?;
+            let f = fields(cx, node, "a var", DetailedVar::KEYS)?;
             let secret = req(cx, &f, "secret", "a var", boolean);
             let value = req(cx, &f, "value", "a secret var", value);
             return Some(Var {
@@ -154,14 +139,15 @@ fn var(cx: &mut Cx, node: &Node) -> Option<Var> {
 }
 
 fn fixture(cx: &mut Cx, node: &Node) -> Option<Fixture> {
-    let f = fields(cx, node, "a fixture", &["sql", "cypher", "s3"])?;
-    let present: Vec<&str> = ["sql", "cypher", "s3"]
-        .into_iter()
+    let f = fields(cx, node, "a fixture", Fixture::KEYS)?;
+    let present: Vec<&str> = Fixture::KEYS
+        .iter()
+        .copied()
         .filter(|k| f.get(k).is_some())
         .collect();
     let unknown = f
         .keys()
-        .any(|k| !matches!(k.as_str(), Some("sql" | "cypher" | "s3")));
+        .any(|k| !Fixture::KEYS.contains(&k.key_text().as_str()));
     if present.is_empty() && unknown {
         // The unknown key was reported with a suggestion already.
         return None;
@@ -177,7 +163,7 @@ fn fixture(cx: &mut Cx, node: &Node) -> Option<Fixture> {
         "sql" => opt(cx, &f, "sql", fixture_path).map(Fixture::Sql),
         "cypher" => opt(cx, &f, "cypher", fixture_path).map(Fixture::Cypher),
         _ => opt(cx, &f, "s3", |cx, n| {
-            let g = fields(cx, n, "an s3 fixture", &["key", "file", "body"])?;
+            let g = fields(cx, n, "an s3 fixture", S3Fixture::KEYS)?;
             let key = req(cx, &g, "key", "an s3 fixture", |cx, n| {
                 literal(
                     cx,
@@ -208,12 +194,7 @@ fn fixture(cx: &mut Cx, node: &Node) -> Option<Fixture> {
 }
 
 fn mock(cx: &mut Cx, node: &Node) -> Option<Mock> {
-    let f = fields(
-        cx,
-        node,
-        "a mock",
-        &["name", "request", "response", "expect_calls"],
-    )?;
+    let f = fields(cx, node, "a mock", Mock::KEYS)?;
     let mock_name = req(cx, &f, "name", "a mock", |cx, n| {
         let s = name(cx, n)?;
         if valid_ident(&s) {
@@ -224,12 +205,7 @@ fn mock(cx: &mut Cx, node: &Node) -> Option<Mock> {
         }
     });
     let request = req(cx, &f, "request", "a mock", |cx, n| {
-        let g = fields(
-            cx,
-            n,
-            "a mock request",
-            &["method", "path", "headers", "query", "json"],
-        )?;
+        let g = fields(cx, n, "a mock request", MockRequest::KEYS)?;
         let method = opt(cx, &g, "method", http_method);
         let path = req(cx, &g, "path", "a mock request", string);
         if let (Some(p), Some(pn)) = (&path, g.get("path"))
@@ -249,12 +225,7 @@ fn mock(cx: &mut Cx, node: &Node) -> Option<Mock> {
         })
     });
     let response = opt(cx, &f, "response", |cx, n| {
-        let g = fields(
-            cx,
-            n,
-            "a mock response",
-            &["status", "headers", "body", "json", "delay"],
-        )?;
+        let g = fields(cx, n, "a mock response", MockResponse::KEYS)?;
         let status = opt(cx, &g, "status", status_code).unwrap_or(200);
         let headers = opt(cx, &g, "headers", |cx, n| string_map(cx, n, "`headers`"));
         let body = opt(cx, &g, "body", string);
@@ -282,14 +253,7 @@ fn mock(cx: &mut Cx, node: &Node) -> Option<Mock> {
 }
 
 fn process(cx: &mut Cx, node: &Node) -> Option<Process> {
-    let f = fields(
-        cx,
-        node,
-        "a process",
-        &[
-            "name", "cargo", "command", "args", "env", "ready", "timeout",
-        ],
-    )?;
+    let f = fields(cx, node, "a process", Process::KEYS)?;
     let process_name = req(cx, &f, "name", "a process", |cx, n| {
         let s = name(cx, n)?;
         if valid_ident(&s) {
@@ -317,9 +281,10 @@ fn process(cx: &mut Cx, node: &Node) -> Option<Process> {
     });
     let env = opt(cx, &f, "env", |cx, n| string_map(cx, n, "`env`"));
     let ready = opt(cx, &f, "ready", |cx, n| {
-        let g = fields(cx, n, "`ready`", &["http", "log", "tcp"])?;
-        let present: Vec<&str> = ["http", "log", "tcp"]
-            .into_iter()
+        let g = fields(cx, n, "`ready`", Ready::KEYS)?;
+        let present: Vec<&str> = Ready::KEYS
+            .iter()
+            .copied()
             .filter(|k| g.get(k).is_some())
             .collect();
         if present.len() != 1 {

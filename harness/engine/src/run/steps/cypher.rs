@@ -4,28 +4,32 @@
 use harness_scenario::Cypher;
 use serde_json::Value;
 
-use super::{StepError, capture, check_rows, expect_error, register_secrets};
+use super::{Handler, StepError, check_rows, expect_error};
 use crate::run::{context::Ctx, stores::run_query};
 
-pub async fn run(ctx: &mut Ctx, s: &Cypher) -> Result<(), StepError> {
-    let graph = ctx
-        .iso
-        .graph
-        .clone()
-        .ok_or_else(|| StepError::error("neo4j is not part of this run"))?;
-    let text = ctx.render_str(&s.query)?;
-    let mut q = neo4rs::query(&text);
-    for (k, v) in &s.params {
-        let v = ctx.render_value(v)?;
-        q = q.param(k, to_bolt(&v));
+impl Handler for Cypher {
+    type Output = Value;
+
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        let s = self;
+        let graph = ctx
+            .iso
+            .graph
+            .clone()
+            .ok_or_else(|| StepError::error("neo4j is not part of this run"))?;
+        let text = ctx.render_str(&s.query)?;
+        let mut q = neo4rs::query(&text);
+        for (k, v) in &s.params {
+            let v = ctx.render_value(v)?;
+            q = q.param(k, to_bolt(&v));
+        }
+        let result = run_query(&graph, q).await;
+        expect_error(ctx, result, s.expect.error.as_ref(), "the query")
     }
-    let result = run_query(&graph, q).await;
-    let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the query")? else {
-        return Ok(());
-    };
-    register_secrets(ctx, &doc, None, &s.capture);
-    check_rows(ctx, &doc, &s.expect)?;
-    capture(ctx, &doc, None, &s.capture)
+
+    fn check(&self, ctx: &mut Ctx, doc: &Value) -> Result<(), StepError> {
+        check_rows(ctx, doc, &self.expect)
+    }
 }
 
 fn to_bolt(v: &Value) -> neo4rs::BoltType {

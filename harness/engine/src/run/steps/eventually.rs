@@ -85,7 +85,7 @@ mod tests {
             succeed_on,
         });
         let mut ext = Extensions::default();
-        ext.register("fault", flaky.clone());
+        ext.register("x-flaky", flaky.clone());
         let ctx = Ctx::new(
             Arc::new(scenario),
             harness_scenario::Source::new("t.yaml", yaml),
@@ -97,10 +97,10 @@ mod tests {
             0,
             false,
         );
-        (ctx, *e, ext, flaky)
+        (ctx, e, ext, flaky)
     }
 
-    const YAML: &str = "name: t\nsteps:\n  - eventually: { timeout: 2s, interval: 100ms, backoff: 2, max_interval: 400ms, probe: { fault: {} } }\n";
+    const YAML: &str = "name: t\nsteps:\n  - eventually: { timeout: 2s, interval: 100ms, backoff: 2, max_interval: 400ms, probe: { x-flaky: {} } }\n";
 
     #[tokio::test(start_paused = true)]
     async fn retries_with_backoff_until_the_probe_holds() {

@@ -7,10 +7,53 @@ use std::collections::BTreeMap;
 use harness_scenario::Http;
 use serde_json::Value;
 
-use super::{StepError, capture, expect_json, register_secrets};
+use super::{Document, Handler, StepError};
 use crate::run::{context::Ctx, matcher};
 
-pub async fn run(ctx: &mut Ctx, s: &Http) -> Result<(), StepError> {
+/// A response: the document (the body as JSON, or its text) and what `expect` reads.
+pub struct Response {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    text: String,
+    doc: Value,
+}
+
+impl Document for Response {
+    fn doc(&self) -> &Value {
+        &self.doc
+    }
+    fn headers(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.headers)
+    }
+}
+
+impl Handler for Http {
+    type Output = Response;
+
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Response>, StepError> {
+        send(ctx, self).await.map(Some)
+    }
+
+    fn check(&self, ctx: &mut Ctx, r: &Response) -> Result<(), StepError> {
+        if let Some(m) = &self.expect.status {
+            // The body of an unexpected status usually says why: show it (redacted, cut).
+            matcher::check(ctx, "status", m, Some(&Value::from(r.status))).map_err(|e| {
+                let body = matcher::short(&ctx.redactor, &Value::String(r.text.clone()));
+                e.map_message(|m| format!("{m}; the response body: {body}"))
+            })?;
+        }
+        for (name, m) in &self.expect.headers {
+            let actual = r.headers.get(name).map(|v| Value::String(v.clone()));
+            matcher::check(ctx, &format!("header `{name}`"), m, actual.as_ref())?;
+        }
+        if let Some(m) = &self.expect.body {
+            matcher::check(ctx, "body", m, Some(&Value::String(r.text.clone())))?;
+        }
+        Ok(())
+    }
+}
+
+async fn send(ctx: &mut Ctx, s: &Http) -> Result<Response, StepError> {
     let method = s.method.as_deref().unwrap_or("GET");
     let url = ctx.render_str(&s.url)?;
     let method = reqwest::Method::from_bytes(method.as_bytes())
@@ -53,24 +96,12 @@ pub async fn run(ctx: &mut Ctx, s: &Http) -> Result<(), StepError> {
         .await
         .map_err(|e| StepError::error(format!("reading the body of {url}: {e}")))?;
     let doc = serde_json::from_str::<Value>(&text).unwrap_or_else(|_| Value::String(text.clone()));
-    register_secrets(ctx, &doc, Some(&headers), &s.capture);
-
-    if let Some(m) = &s.expect.status {
-        // The body of an unexpected status usually says why: show it (redacted, cut).
-        matcher::check(ctx, "status", m, Some(&Value::from(status))).map_err(|e| {
-            let body = matcher::short(&ctx.redactor, &Value::String(text.clone()));
-            e.map_message(|m| format!("{m}; the response body: {body}"))
-        })?;
-    }
-    for (name, m) in &s.expect.headers {
-        let actual = headers.get(name).map(|v| Value::String(v.clone()));
-        matcher::check(ctx, &format!("header `{name}`"), m, actual.as_ref())?;
-    }
-    expect_json(ctx, &doc, &s.expect.json)?;
-    if let Some(m) = &s.expect.body {
-        matcher::check(ctx, "body", m, Some(&Value::String(text)))?;
-    }
-    capture(ctx, &doc, Some(&headers), &s.capture)
+    Ok(Response {
+        status,
+        headers,
+        text,
+        doc,
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -13,37 +13,41 @@ use aws_sdk_s3::{
 use harness_scenario::{S3, S3Op};
 use serde_json::{Value, json};
 
-use super::{StepError, capture, expect_error, expect_json, register_secrets};
+use super::{Handler, StepError, expect_error};
 use crate::run::{context::Ctx, matcher, stores::sdk_error};
 
-pub async fn run(ctx: &mut Ctx, s: &S3) -> Result<(), StepError> {
-    let client = ctx
-        .iso
-        .s3
-        .clone()
-        .ok_or_else(|| StepError::error("the object store is not part of this run"))?;
-    let bucket = match &s.bucket {
-        Some(b) => ctx.render_str(b)?,
-        None => ctx
+impl Handler for S3 {
+    type Output = Value;
+
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        let s = self;
+        let client = ctx
             .iso
-            .bucket
+            .s3
             .clone()
-            .ok_or_else(|| StepError::error("no bucket for this scenario"))?,
-    };
-    let key = match &s.key {
-        Some(k) => Some(ctx.render_str(k)?),
-        None => None,
-    };
-    let key_s = key.clone().unwrap_or_default();
-    let version_id = match &s.version_id {
-        Some(v) => Some(ctx.render_str(v)?),
-        None => None,
-    };
-    let prefix = match &s.prefix {
-        Some(p) => Some(ctx.render_str(p)?),
-        None => None,
-    };
-    let result: Result<Value, String> = match s.op {
+            .ok_or_else(|| StepError::error("the object store is not part of this run"))?;
+        let bucket = match &s.bucket {
+            Some(b) => ctx.render_str(b)?,
+            None => ctx
+                .iso
+                .bucket
+                .clone()
+                .ok_or_else(|| StepError::error("no bucket for this scenario"))?,
+        };
+        let key = match &s.key {
+            Some(k) => Some(ctx.render_str(k)?),
+            None => None,
+        };
+        let key_s = key.clone().unwrap_or_default();
+        let version_id = match &s.version_id {
+            Some(v) => Some(ctx.render_str(v)?),
+            None => None,
+        };
+        let prefix = match &s.prefix {
+            Some(p) => Some(ctx.render_str(p)?),
+            None => None,
+        };
+        let result: Result<Value, String> = match s.op {
         S3Op::Put => {
             let bytes = match (&s.body, &s.file) {
                 (Some(b), _) => ctx.render_str(b)?.into_bytes(),
@@ -128,38 +132,39 @@ pub async fn run(ctx: &mut Ctx, s: &S3) -> Result<(), StepError> {
             .map(|o| json!({"key": key_s, "version_id": o.version_id()}))
             .map_err(|e| sdk_error(&e)),
     };
-    let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the s3 operation")? else {
-        return Ok(());
-    };
-    register_secrets(ctx, &doc, None, &s.capture);
-    if let Some(want) = s.expect.exists {
-        let m = harness_scenario::Matcher {
-            op: harness_scenario::MatchOp::Eq(Value::Bool(want)),
-            span: Default::default(),
-        };
-        matcher::check(ctx, "exists", &m, doc.get("exists")).map_err(|e| match e {
-            StepError::Failed {
-                message,
-                expected,
-                actual,
-                ..
-            } => StepError::Failed {
-                message,
-                expected,
-                actual,
-                span: None,
-            },
-            other => other,
-        })?;
+        expect_error(ctx, result, s.expect.error.as_ref(), "the s3 operation")
     }
-    if let Some(m) = &s.expect.body {
-        matcher::check(ctx, "object body", m, doc.get("body"))?;
+
+    fn check(&self, ctx: &mut Ctx, doc: &Value) -> Result<(), StepError> {
+        let s = self;
+        if let Some(want) = s.expect.exists {
+            let m = harness_scenario::Matcher {
+                op: harness_scenario::MatchOp::Eq(Value::Bool(want)),
+                span: Default::default(),
+            };
+            matcher::check(ctx, "exists", &m, doc.get("exists")).map_err(|e| match e {
+                StepError::Failed {
+                    message,
+                    expected,
+                    actual,
+                    ..
+                } => StepError::Failed {
+                    message,
+                    expected,
+                    actual,
+                    span: None,
+                },
+                other => other,
+            })?;
+        }
+        if let Some(m) = &s.expect.body {
+            matcher::check(ctx, "object body", m, doc.get("body"))?;
+        }
+        if let Some(m) = &s.expect.count {
+            matcher::check(ctx, "count", m, doc.get("count"))?;
+        }
+        Ok(())
     }
-    if let Some(m) = &s.expect.count {
-        matcher::check(ctx, "count", m, doc.get("count"))?;
-    }
-    expect_json(ctx, &doc, &s.expect.json)?;
-    capture(ctx, &doc, None, &s.capture)
 }
 
 fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {

@@ -9,10 +9,19 @@ use std::path::PathBuf;
 use harness_scenario::Snapshot;
 use serde_json::Value;
 
-use super::StepError;
+use super::{Handler, StepError};
 use crate::run::context::Ctx;
 
-pub async fn run(ctx: &mut Ctx, s: &Snapshot) -> Result<(), StepError> {
+impl Handler for Snapshot {
+    type Output = Value;
+
+    /// A snapshot has no document: it passes or fails here.
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        compare(ctx, self).await.map(|()| None)
+    }
+}
+
+async fn compare(ctx: &mut Ctx, s: &Snapshot) -> Result<(), StepError> {
     let mut value = ctx.render_value(&s.value)?;
     for path in &s.redact {
         redact_path(&mut value, path);

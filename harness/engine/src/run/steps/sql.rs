@@ -8,39 +8,45 @@ use harness_scenario::Sql;
 use serde_json::Value;
 use sqlx::{Arguments, postgres::PgArguments};
 
-use super::{StepError, capture, check_rows, expect_error, register_secrets};
+use super::{Handler, StepError, check_rows, expect_error};
 use crate::run::{context::Ctx, stores::quote_ident};
 
-pub async fn run(ctx: &mut Ctx, s: &Sql) -> Result<(), StepError> {
-    let pool = ctx
-        .iso
-        .pool
-        .clone()
-        .ok_or_else(|| StepError::error("postgres is not part of this run"))?;
-    let mut params = Vec::new();
-    for p in &s.params {
-        params.push(ctx.render_value(p)?);
+impl Handler for Sql {
+    type Output = Value;
+
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        let s = self;
+        let pool = ctx
+            .iso
+            .pool
+            .clone()
+            .ok_or_else(|| StepError::error("postgres is not part of this run"))?;
+        let mut params = Vec::new();
+        for p in &s.params {
+            params.push(ctx.render_value(p)?);
+        }
+        let role = match &s.role {
+            Some(r) => Some(ctx.render_str(r)?),
+            None => None,
+        };
+        let mut settings = Vec::new();
+        for (k, v) in &s.settings {
+            settings.push((k.clone(), ctx.render_str(v)?));
+        }
+        let (statement, is_query) = match (&s.query, &s.execute) {
+            (Some(q), _) => (ctx.render_str(q)?, true),
+            (None, Some(e)) => (ctx.render_str(e)?, false),
+            (None, None) => {
+                return Err(StepError::error("a `sql` step needs `query` or `execute`"));
+            }
+        };
+        let result = run_statement(pool, role, settings, statement, params, is_query).await;
+        expect_error(ctx, result, s.expect.error.as_ref(), "the statement")
     }
-    let role = match &s.role {
-        Some(r) => Some(ctx.render_str(r)?),
-        None => None,
-    };
-    let mut settings = Vec::new();
-    for (k, v) in &s.settings {
-        settings.push((k.clone(), ctx.render_str(v)?));
+
+    fn check(&self, ctx: &mut Ctx, doc: &Value) -> Result<(), StepError> {
+        check_rows(ctx, doc, &self.expect)
     }
-    let (statement, is_query) = match (&s.query, &s.execute) {
-        (Some(q), _) => (ctx.render_str(q)?, true),
-        (None, Some(e)) => (ctx.render_str(e)?, false),
-        (None, None) => return Err(StepError::error("a `sql` step needs `query` or `execute`")),
-    };
-    let result = run_statement(pool, role, settings, statement, params, is_query).await;
-    let Some(doc) = expect_error(ctx, result, s.expect.error.as_ref(), "the statement")? else {
-        return Ok(());
-    };
-    register_secrets(ctx, &doc, None, &s.capture);
-    check_rows(ctx, &doc, &s.expect)?;
-    capture(ctx, &doc, None, &s.capture)
 }
 
 /// Boxed with owned inputs: sqlx's executor lifetimes otherwise defeat the `Send` check of

@@ -7,10 +7,19 @@ use std::time::Duration;
 use harness_scenario::{Signal, Telemetry};
 use serde_json::{Map, Value, json};
 
-use super::{StepError, capture};
+use super::{Handler, StepError};
 use crate::run::{context::Ctx, matcher};
 
-pub async fn run(ctx: &mut Ctx, s: &Telemetry) -> Result<(), StepError> {
+impl Handler for Telemetry {
+    type Output = Value;
+
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        wait(ctx, self).await.map(Some)
+    }
+}
+
+/// Polls the collector's file until the matching items satisfy `expect.count`.
+async fn wait(ctx: &mut Ctx, s: &Telemetry) -> Result<Value, StepError> {
     let file = ctx
         .endpoints
         .otel
@@ -39,7 +48,7 @@ pub async fn run(ctx: &mut Ctx, s: &Telemetry) -> Result<(), StepError> {
             None => !matching.is_empty(),
         };
         if ok {
-            return capture(ctx, &Value::Array(matching), None, &s.capture);
+            return Ok(Value::Array(matching));
         }
         if tokio::time::Instant::now() >= deadline {
             let what = match s.signal {

@@ -1,0 +1,113 @@
+//! `http`: send a request; check status, headers, JSON and body; capture values.
+
+use super::*;
+
+/// An HTTP request and what its response must look like.
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// Method (default GET).
+    #[serde(default)]
+    pub method: Option<String>,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// A text body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// A JSON body (sets `content-type: application/json`).
+    #[serde(default)]
+    pub json: Option<Value>,
+    #[serde(default)]
+    pub expect: HttpExpect,
+    /// Values to keep: `NAME: "$.json.path"` or `NAME: { header: etag }`.
+    #[serde(default)]
+    pub capture: BTreeMap<String, Capture>,
+}
+
+#[derive(Clone, Debug, Default, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct HttpExpect {
+    #[serde(default)]
+    pub status: Option<Matcher>,
+    /// Header name (any case) to matcher.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Matcher>,
+    /// JSONPath into the response body to matcher.
+    #[serde(default)]
+    pub json: BTreeMap<String, Matcher>,
+    /// Matcher on the body text.
+    #[serde(default)]
+    pub body: Option<Matcher>,
+}
+
+impl Kind for Http {
+    const KEY: &'static str = "http";
+    const WHAT: &'static str = "an `http` step";
+
+    fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
+        let f = kind_fields::<Self>(cx, node)?;
+        let method = opt(cx, &f, "method", http_method);
+        let url = req(cx, &f, "url", Self::WHAT, string);
+        let headers = opt(cx, &f, "headers", |cx, n| string_map(cx, n, "`headers`"));
+        let query = opt(cx, &f, "query", |cx, n| string_map(cx, n, "`query`"));
+        let body = opt(cx, &f, "body", string);
+        let json = opt(cx, &f, "json", value);
+        if body.is_some() && json.is_some() {
+            cx.error(node.span, "an `http` step has `body` or `json`, not both");
+        }
+        let expect = opt(cx, &f, "expect", |cx, n| {
+            let g = fields(cx, n, "`expect` of an `http` step", HttpExpect::KEYS)?;
+            let status = opt(cx, &g, "status", |cx, n| {
+                let m = matcher(cx, n)?;
+                let code = match &m.op {
+                    MatchOp::Eq(Value::Number(code)) => code.as_f64(),
+                    _ => None,
+                };
+                match code {
+                    Some(c) if !(100.0..=599.0).contains(&c) => {
+                        cx.error(n.span, "an HTTP status is a number from 100 to 599");
+                        None
+                    }
+                    _ => Some(m),
+                }
+            });
+            let headers = opt(cx, &g, "headers", |cx, n| {
+                map(cx, n, "`headers`", |cx, _, v| matcher(cx, v))
+            });
+            let json = opt(cx, &g, "json", path_matchers);
+            let body = opt(cx, &g, "body", matcher);
+            Some(HttpExpect {
+                status,
+                headers: headers
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect(),
+                json: json.unwrap_or_default(),
+                body,
+            })
+        });
+        let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, true));
+        Some(Http {
+            method,
+            url: url?,
+            headers: headers.unwrap_or_default(),
+            query: query.unwrap_or_default(),
+            body,
+            json,
+            expect: expect.unwrap_or_default(),
+            capture: capture.unwrap_or_default(),
+        })
+    }
+
+    fn json_expect(&self) -> &BTreeMap<String, Matcher> {
+        &self.expect.json
+    }
+
+    fn captures(&self) -> &BTreeMap<String, Capture> {
+        &self.capture
+    }
+}
