@@ -300,23 +300,9 @@ async fn start_service(
             None => ports::free_port()?,
         };
         let timeout = timeout_for(kind);
-        let mut endpoints = Endpoints::default();
-        let result = match kind {
-            ServiceKind::Postgres => native::postgres::start(run_dir, &rt, port, timeout)
-                .await
-                .map(|(p, e)| (p, endpoints.postgres = Some(e))),
-            ServiceKind::S3 => native::object_store::start(run_dir, &rt, port, timeout)
-                .await
-                .map(|(p, e)| (p, endpoints.s3 = Some(e))),
-            ServiceKind::Neo4j => native::neo4j::start(run_dir, &rt, port, timeout)
-                .await
-                .map(|(p, e)| (p, endpoints.neo4j = Some(e))),
-            ServiceKind::Otel => native::otel::start(run_dir, &rt, port, timeout)
-                .await
-                .map(|(p, e)| (p, endpoints.otel = Some(e))),
-        };
+        let result = native::start(kind, run_dir, &rt, port, timeout).await;
         match result {
-            Ok((process, ())) => {
+            Ok((process, endpoints)) => {
                 if let Ok(mut r) = record.lock() {
                     r.services
                         .push(records::ProcessGroup::of(kind.name(), process.pid));

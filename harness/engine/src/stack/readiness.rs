@@ -36,7 +36,7 @@ pub enum WaitFor {
 }
 
 impl WaitFor {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             WaitFor::LogLine(text) => format!("log line containing `{text}`"),
             WaitFor::LogAny(texts) => format!("log line containing one of {texts:?}"),

@@ -32,20 +32,11 @@ use tokio::io::AsyncWriteExt;
 
 use super::{
     Endpoints, ServiceKind,
-    native::{
-        neo4j::{self, Neo4jEndpoint},
-        object_store::{self, S3Endpoint},
-        otel::{self, OtelEndpoint},
-        postgres::{self, PostgresEndpoint},
-        service_dir,
-    },
-    ports::free_port,
-    readiness::{WaitFor, Watch, wait_all},
+    native::service_dir,
+    readiness::{Watch, wait_all},
+    services::{Launch, describe},
 };
-use crate::{
-    error::{Error, IoContext},
-    secret::Secret,
-};
+use crate::error::{Error, IoContext};
 
 /// The label naming the run a container belongs to.
 pub const RUN_LABEL: &str = "dev.harness.run";
@@ -74,11 +65,6 @@ fn owner_id(host: &str, uid: u32, home: &Path) -> String {
     let digest = Sha256::digest(owner.as_bytes());
     format!("{digest:x}")[..16].to_owned()
 }
-
-/// What the local Neo4j image (the harness launcher) logs once Bolt is up.
-const NEO4J_READY_LOCAL: &str = "HARNESS_NEO4J_READY";
-/// What the upstream Neo4j image logs once it is up.
-const NEO4J_READY_UPSTREAM: &str = "Started.";
 
 /// The Docker API version testcontainers speaks; older engines refuse its requests.
 const NEEDED_API: (u32, u32) = (1, 52);
@@ -301,14 +287,6 @@ pub(crate) async fn follow_logs(
     Ok(ended)
 }
 
-/// What one container needs besides its image's defaults.
-struct Spec {
-    cmd: Vec<String>,
-    env: Vec<(String, String)>,
-    /// Host folders mounted at the same path inside the container.
-    binds: Vec<PathBuf>,
-}
-
 /// How the stack asks for a container.
 pub struct Request<'a> {
     pub run_id: &'a str,
@@ -345,52 +323,16 @@ pub async fn start(
     kind: ServiceKind,
     req: Request<'_>,
 ) -> Result<(ContainerService, Endpoints), Error> {
-    let mut endpoints = Endpoints::default();
     let dir = service_dir(req.run_dir, kind.name())?;
-    let port = req.port;
-    let (spec, conditions) = match kind {
-        ServiceKind::Postgres => {
-            let ep = PostgresEndpoint::local(port, Secret::random(24));
-            let spec = postgres_spec(&ep);
-            let ready = vec![WaitFor::Ping(Box::new(postgres::Ping::tcp(ep.clone())))];
-            endpoints.postgres = Some(ep);
-            (spec, ready)
-        }
-        ServiceKind::S3 => {
-            let ep = S3Endpoint::local(port);
-            let spec = s3_spec(&ep, &dir, &req.image)?;
-            let ready = vec![
-                WaitFor::Tcp(port),
-                WaitFor::Ping(Box::new(object_store::Ping::new(ep.clone()))),
-            ];
-            endpoints.s3 = Some(ep);
-            (spec, ready)
-        }
-        ServiceKind::Neo4j => {
-            let ep = Neo4jEndpoint::local(port);
-            let spec = neo4j_spec(&ep, port);
-            // Ping only once the server says it is up: a Bolt login tried earlier is
-            // retried by the driver with its own back-off, which costs seconds.
-            let ready = vec![
-                WaitFor::LogAny(&[NEO4J_READY_LOCAL, NEO4J_READY_UPSTREAM]),
-                WaitFor::Ping(Box::new(neo4j::Ping::new(ep.clone()))),
-            ];
-            endpoints.neo4j = Some(ep);
-            (spec, ready)
-        }
-        ServiceKind::Otel => {
-            let (spec, ep) = otel_spec(&dir, port)?;
-            let ready = vec![
-                WaitFor::Http(ep.health_url.clone()),
-                WaitFor::Ping(Box::new(otel::Ping::new(ep.clone()))),
-            ];
-            endpoints.otel = Some(ep);
-            (spec, ready)
-        }
-    };
-    let mut request = labelled_request(&req.image, req.run_id, kind.name(), spec.cmd, spec.env)
+    let d = describe(
+        kind,
+        &Launch::Container { image: &req.image },
+        &dir,
+        req.port,
+    )?;
+    let mut request = labelled_request(&req.image, req.run_id, kind.name(), d.args, d.env)
         .with_container_name(format!("harness-{}-{}", req.run_id, kind.name()));
-    if !spec.binds.is_empty() {
+    if !d.binds.is_empty() {
         // A container that writes into a host folder runs as this user, so the folder can
         // stay private (0700) instead of open to everyone.
         request = request.with_user(format!(
@@ -399,7 +341,7 @@ pub async fn start(
             nix::unistd::Gid::effective()
         ));
     }
-    for path in spec.binds {
+    for path in d.binds {
         let p = path.to_string_lossy().into_owned();
         request = request.with_mount(Mount::bind_mount(p.clone(), p));
     }
@@ -419,132 +361,11 @@ pub async fn start(
         container: Some(container),
         ended,
     };
-    if let Err(e) = wait_all(&mut service, &conditions, req.timeout).await {
+    if let Err(e) = wait_all(&mut service, &d.ready, req.timeout).await {
         service.remove().await;
         return Err(e);
     }
-    Ok((service, endpoints))
-}
-
-fn postgres_spec(ep: &PostgresEndpoint) -> Spec {
-    let mut cmd = vec!["postgres".to_owned()];
-    for setting in [
-        "listen_addresses=127.0.0.1".to_owned(),
-        format!("port={}", ep.port),
-        "fsync=off".into(),
-        "synchronous_commit=off".into(),
-        "full_page_writes=off".into(),
-        "shared_buffers=32MB".into(),
-        "max_connections=200".into(),
-    ] {
-        cmd.extend(["-c".to_owned(), setting]);
-    }
-    Spec {
-        cmd,
-        env: vec![
-            ("POSTGRES_USER".into(), ep.user.clone()),
-            ("POSTGRES_PASSWORD".into(), ep.password.expose().to_owned()),
-        ],
-        binds: Vec::new(),
-    }
-}
-
-fn s3_spec(ep: &S3Endpoint, dir: &Path, image: &str) -> Result<Spec, Error> {
-    let (root, versions) = (dir.join("buckets"), dir.join("versions"));
-    for d in [dir, &root, &versions] {
-        std::fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
-    }
-    let secret = ep.secret_access_key.expose().to_owned();
-    let address = ep.endpoint_url.trim_start_matches("http://").to_owned();
-    // MinIO stays selectable by image name for teams that still pin it.
-    if image.to_lowercase().contains("minio") {
-        return Ok(Spec {
-            cmd: vec![
-                "server".into(),
-                root.display().to_string(),
-                "--address".into(),
-                address,
-                "--console-address".into(),
-                format!("127.0.0.1:{}", free_port()?),
-            ],
-            env: vec![
-                ("MINIO_ROOT_USER".into(), ep.access_key_id.clone()),
-                ("MINIO_ROOT_PASSWORD".into(), secret),
-            ],
-            binds: vec![dir.to_owned()],
-        });
-    }
-    Ok(Spec {
-        cmd: vec![
-            "--port".into(),
-            address,
-            "--quiet".into(),
-            "posix".into(),
-            "--versioning-dir".into(),
-            versions.display().to_string(),
-            root.display().to_string(),
-        ],
-        env: vec![
-            ("ROOT_ACCESS_KEY_ID".into(), ep.access_key_id.clone()),
-            ("ROOT_SECRET_ACCESS_KEY".into(), secret),
-        ],
-        binds: vec![dir.to_owned()],
-    })
-}
-
-fn neo4j_spec(ep: &Neo4jEndpoint, port: u16) -> Spec {
-    let env = [
-        (
-            "NEO4J_AUTH",
-            format!("{}/{}", ep.user, ep.password.expose()),
-        ),
-        ("NEO4J_server_default__listen__address", "127.0.0.1".into()),
-        (
-            "NEO4J_server_bolt_listen__address",
-            format!("127.0.0.1:{port}"),
-        ),
-        ("NEO4J_server_http_enabled", "false".into()),
-        ("NEO4J_server_https_enabled", "false".into()),
-        ("NEO4J_server_memory_heap_initial__size", "64m".into()),
-        ("NEO4J_server_memory_heap_max__size", "512m".into()),
-        ("NEO4J_server_memory_pagecache_size", "64m".into()),
-    ];
-    Spec {
-        cmd: vec!["neo4j".into()],
-        env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        binds: Vec::new(),
-    }
-}
-
-fn otel_spec(dir: &Path, port: u16) -> Result<(Spec, OtelEndpoint), Error> {
-    let (http, health) = (free_port()?, free_port()?);
-    let output = dir.join("received.jsonl");
-    let config = dir.join("config.yaml");
-    std::fs::write(&config, otel::config_text()?).ctx(|| format!("write {}", config.display()))?;
-    let ep = OtelEndpoint {
-        otlp_grpc: format!("127.0.0.1:{port}"),
-        otlp_http: format!("http://127.0.0.1:{http}"),
-        health_url: format!("http://127.0.0.1:{health}/"),
-        output_file: output.clone(),
-        config_file: config.clone(),
-    };
-    let env = [
-        ("HARNESS_OTLP_GRPC_ENDPOINT", ep.otlp_grpc.clone()),
-        ("HARNESS_OTLP_HTTP_ENDPOINT", format!("127.0.0.1:{http}")),
-        (
-            "HARNESS_OTEL_HEALTH_ENDPOINT",
-            format!("127.0.0.1:{health}"),
-        ),
-        ("HARNESS_OTEL_OUTPUT", output.display().to_string()),
-    ];
-    Ok((
-        Spec {
-            cmd: vec!["--config".into(), config.display().to_string()],
-            env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-            binds: vec![dir.to_owned()],
-        },
-        ep,
-    ))
+    Ok((service, d.endpoints))
 }
 
 /// Every container of every harness run of this `HARNESS_HOME`, by run id.

@@ -8,9 +8,69 @@ pub mod postgres;
 pub mod process;
 pub mod user;
 
-use std::{fs, path::Path};
+use std::{fs, path::Path, sync::Arc, time::Duration};
 
-use crate::error::{Error, IoContext};
+use self::{
+    process::{ServiceProcess, wait_ready},
+    user::ServiceUser,
+};
+use super::{
+    Endpoints, ServiceKind,
+    services::{Description, Launch, describe},
+};
+use crate::{
+    error::{Error, IoContext},
+    runtimes::Installed,
+};
+
+/// Starts `kind` from its installed runtime on `port` and waits until it is ready.
+pub(crate) async fn start(
+    kind: ServiceKind,
+    run_dir: &Path,
+    runtime: &Installed,
+    port: u16,
+    timeout: Duration,
+) -> Result<(ServiceProcess, Endpoints), Error> {
+    let dir = service_dir(run_dir, kind.name())?;
+    // Postgres refuses to run as root: it gets its own user and a copy of the template.
+    let user = match kind {
+        ServiceKind::Postgres => {
+            let user = ServiceUser::for_postgres()?;
+            postgres::prepare(&dir, runtime, user).await?;
+            Some(user)
+        }
+        _ => None,
+    };
+    let description = describe(kind, &Launch::Native(runtime), &dir, port)?;
+    launch(description, &dir, user, timeout).await
+}
+
+/// Runs a description as a child process (respawned the same way on restart).
+async fn launch(
+    d: Description,
+    dir: &Path,
+    user: Option<ServiceUser>,
+    timeout: Duration,
+) -> Result<(ServiceProcess, Endpoints), Error> {
+    let name = d.kind.name();
+    let program = d
+        .program
+        .clone()
+        .ok_or_else(|| Error::Other(format!("{name} has no native program")))?;
+    let (args, env) = (d.args.clone(), d.env.clone());
+    let respawn = Arc::new(move || {
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&args).envs(env.iter().map(|(k, v)| (k, v)));
+        if let Some(user) = user {
+            user.apply_tokio(&mut cmd);
+        }
+        cmd
+    });
+    let log = dir.join(format!("{name}.log"));
+    let mut process = ServiceProcess::spawn_with(name, respawn, &log, d.stop_signal)?;
+    wait_ready(&mut process, &d.ready, timeout).await?;
+    Ok((process, d.endpoints))
+}
 
 /// Creates a service's folder inside the run directory, private to this user (Postgres's
 /// is then handed to the user it runs as). Postgres's socket lives in it, so no other user

@@ -1,21 +1,9 @@
 //! Neo4j Community, run by the launcher in `infra/neo4j` under a JVM tuned for start-up.
 
-use std::{path::Path, time::Duration};
-
 use neo4rs::{ConfigBuilder, Graph};
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    process::{ServiceProcess, wait_ready},
-    service_dir,
-};
-use crate::{
-    error::Error,
-    runtimes::{Installed, NEO4J_MAIN_CLASS, java},
-    secret::Secret,
-    stack::readiness::{Probe, WaitFor},
-};
+use crate::{error::Error, secret::Secret, stack::readiness::Probe};
 
 /// How to reach the stack's Neo4j over Bolt.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -74,60 +62,6 @@ impl Ping {
             other => Err(format!("RETURN 1 gave {other:?}")),
         }
     }
-}
-
-pub async fn start(
-    run_dir: &Path,
-    runtime: &Installed,
-    port: u16,
-    timeout: Duration,
-) -> Result<(ServiceProcess, Neo4jEndpoint), Error> {
-    let dir = service_dir(run_dir, "neo4j")?;
-    let java = java().ok_or_else(|| Error::RuntimeMissing {
-        runtime: "neo4j".into(),
-        detail: ": no Java runtime was found".into(),
-        fix: "apt-get install -y openjdk-17-jre-headless".into(),
-    })?;
-    let endpoint = Neo4jEndpoint::local(port);
-    let (ep, lib, run) = (
-        endpoint.clone(),
-        format!("{}/lib/*", runtime.dir.display()),
-        dir.clone(),
-    );
-    let respawn = std::sync::Arc::new(move || {
-        let mut cmd = tokio::process::Command::new(&java);
-        cmd.arg(format!("-Dharness.run={}", run.display()))
-            .args([
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-                "-Xms64m",
-                "-Xmx512m",
-                "-Xshare:auto",
-            ])
-            .arg("-cp")
-            .arg(&lib)
-            .arg(NEO4J_MAIN_CLASS)
-            .env("HARNESS_NEO4J_HOME", run.join("data"))
-            .env("HARNESS_NEO4J_BOLT_PORT", port.to_string())
-            .env("HARNESS_NEO4J_USER", &ep.user)
-            .env("HARNESS_NEO4J_PASSWORD", ep.password.expose());
-        cmd
-    });
-    let mut process =
-        ServiceProcess::spawn_with("neo4j", respawn, &dir.join("neo4j.log"), Signal::SIGTERM)?;
-    let ping = Ping {
-        endpoint: endpoint.clone(),
-    };
-    wait_ready(
-        &mut process,
-        &[
-            WaitFor::LogLine("HARNESS_NEO4J_READY"),
-            WaitFor::Ping(Box::new(ping)),
-        ],
-        timeout,
-    )
-    .await?;
-    Ok((process, endpoint))
 }
 
 impl Probe for Ping {

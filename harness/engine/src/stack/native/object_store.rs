@@ -1,24 +1,15 @@
 //! The S3 object store (VersityGW over a folder of the run), with versioning available.
 
-use std::{path::Path, time::Duration};
-
 use aws_sdk_s3::{
     Client,
     config::{BehaviorVersion, Credentials, Region},
     primitives::ByteStream,
 };
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    process::{ServiceProcess, wait_ready},
-    service_dir,
-};
 use crate::{
-    error::Error,
-    runtimes::{Installed, S3_BINARY},
     secret::{Secret, random_id},
-    stack::readiness::{Probe, WaitFor},
+    stack::readiness::Probe,
 };
 
 /// How to reach the stack's object store (path-style addressing).
@@ -121,46 +112,6 @@ impl Ping {
             Err("the object read back differs from the one written".into())
         }
     }
-}
-
-pub async fn start(
-    run_dir: &Path,
-    runtime: &Installed,
-    port: u16,
-    timeout: Duration,
-) -> Result<(ServiceProcess, S3Endpoint), Error> {
-    let dir = service_dir(run_dir, "s3")?;
-    let (root, versions) = (dir.join("buckets"), dir.join("versions"));
-    for d in [&root, &versions] {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(format!("create {}", d.display()), e))?;
-    }
-    let endpoint = S3Endpoint::local(port);
-    let (binary, ep) = (runtime.path(S3_BINARY), endpoint.clone());
-    let respawn = std::sync::Arc::new(move || {
-        let mut cmd = tokio::process::Command::new(&binary);
-        cmd.env("ROOT_ACCESS_KEY_ID", &ep.access_key_id)
-            .env("ROOT_SECRET_ACCESS_KEY", ep.secret_access_key.expose())
-            .arg("--port")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--quiet")
-            .arg("posix")
-            .arg("--versioning-dir")
-            .arg(&versions)
-            .arg(&root);
-        cmd
-    });
-    let mut process =
-        ServiceProcess::spawn_with("s3", respawn, &dir.join("s3.log"), Signal::SIGTERM)?;
-    let ping = Ping {
-        endpoint: endpoint.clone(),
-    };
-    wait_ready(
-        &mut process,
-        &[WaitFor::Tcp(port), WaitFor::Ping(Box::new(ping))],
-        timeout,
-    )
-    .await?;
-    Ok((process, endpoint))
 }
 
 impl Probe for Ping {

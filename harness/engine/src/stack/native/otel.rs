@@ -4,25 +4,15 @@
 use std::{
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
 };
 
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{
-    process::{ServiceProcess, wait_ready},
-    service_dir,
-};
 use crate::{
     error::{Error, IoContext},
-    runtimes::{Installed, OTEL_BINARY},
     secret::random_id,
-    stack::{
-        ports::free_port,
-        readiness::{Probe, WaitFor},
-    },
+    stack::readiness::Probe,
 };
 
 /// How to reach the stack's collector.
@@ -163,55 +153,6 @@ pub(crate) fn config_text() -> Result<String, Error> {
             .ctx(|| format!("read HARNESS_OTEL_CONFIG {}", Path::new(&path).display())),
         None => Ok(COLLECTOR_CONFIG.to_owned()),
     }
-}
-
-pub async fn start(
-    run_dir: &Path,
-    runtime: &Installed,
-    port: u16,
-    timeout: Duration,
-) -> Result<(ServiceProcess, OtelEndpoint), Error> {
-    let dir = service_dir(run_dir, "otel")?;
-    let (http, health) = (free_port()?, free_port()?);
-    let output = dir.join("received.jsonl");
-    let config_path = dir.join("config.yaml");
-    std::fs::write(&config_path, config_text()?)
-        .ctx(|| format!("write {}", config_path.display()))?;
-    let (binary, out) = (runtime.path(OTEL_BINARY), output.clone());
-    let config = config_path.clone();
-    let respawn = std::sync::Arc::new(move || {
-        let mut cmd = tokio::process::Command::new(&binary);
-        cmd.arg("--config")
-            .arg(&config)
-            .env("HARNESS_OTLP_GRPC_ENDPOINT", format!("127.0.0.1:{port}"))
-            .env("HARNESS_OTLP_HTTP_ENDPOINT", format!("127.0.0.1:{http}"))
-            .env(
-                "HARNESS_OTEL_HEALTH_ENDPOINT",
-                format!("127.0.0.1:{health}"),
-            )
-            .env("HARNESS_OTEL_OUTPUT", &out);
-        cmd
-    });
-    let mut process =
-        ServiceProcess::spawn_with("otel", respawn, &dir.join("otel.log"), Signal::SIGTERM)?;
-    let endpoint = OtelEndpoint {
-        otlp_grpc: format!("127.0.0.1:{port}"),
-        otlp_http: format!("http://127.0.0.1:{http}"),
-        health_url: format!("http://127.0.0.1:{health}/"),
-        output_file: output,
-        config_file: config_path,
-    };
-    let ping = Ping::new(endpoint.clone());
-    wait_ready(
-        &mut process,
-        &[
-            WaitFor::Http(endpoint.health_url.clone()),
-            WaitFor::Ping(Box::new(ping)),
-        ],
-        timeout,
-    )
-    .await?;
-    Ok((process, endpoint))
 }
 
 impl Probe for Ping {

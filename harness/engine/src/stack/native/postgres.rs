@@ -1,27 +1,16 @@
 //! Postgres, started from a copy of the cached template data directory. The run's password
 //! is set over a Unix socket that only the service user can reach; TCP needs the password.
 
-use std::{path::Path, path::PathBuf, time::Duration};
+use std::{path::Path, path::PathBuf};
 
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use sqlx::{
     Connection, PgConnection,
     postgres::{PgConnectOptions, PgPool, PgPoolOptions},
 };
 
-use super::{
-    process::{ServiceProcess, wait_ready},
-    service_dir,
-    user::ServiceUser,
-};
-use crate::{
-    error::Error,
-    fsutil,
-    runtimes::{Installed, postgres_bin_dir},
-    secret::Secret,
-    stack::readiness::{Probe, WaitFor},
-};
+use super::user::ServiceUser;
+use crate::{error::Error, fsutil, runtimes::Installed, secret::Secret, stack::readiness::Probe};
 
 /// How to reach the stack's Postgres.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -78,6 +67,14 @@ pub struct Ping {
 }
 
 impl Ping {
+    /// A ping that first sets the run's password over the private socket in `socket_dir`.
+    pub(crate) fn over_socket(socket_dir: PathBuf, endpoint: PostgresEndpoint) -> Self {
+        Ping {
+            socket_dir: Some(socket_dir),
+            endpoint,
+        }
+    }
+
     /// A ping for a server whose password is already set (a container's).
     pub(crate) fn tcp(endpoint: PostgresEndpoint) -> Self {
         Ping {
@@ -127,56 +124,19 @@ impl Ping {
     }
 }
 
-pub async fn start(
-    run_dir: &Path,
+/// Fills the service's folder (already the service user's) with a copy of the cached
+/// template data directory, owned by that user.
+pub(crate) async fn prepare(
+    dir: &Path,
     runtime: &Installed,
-    port: u16,
-    timeout: Duration,
-) -> Result<(ServiceProcess, PostgresEndpoint), Error> {
-    let user = ServiceUser::for_postgres()?;
-    let dir = service_dir(run_dir, "postgres")?;
-    user.give(&dir)?;
+    user: ServiceUser,
+) -> Result<(), Error> {
+    user.give(dir)?;
     let data = dir.join("data");
     let template = runtime.path(crate::runtimes::POSTGRES_TEMPLATE);
-    let (d, t) = (data.clone(), template.clone());
-    tokio::task::spawn_blocking(move || fsutil::copy_tree(&t, &d, user.ids()))
+    tokio::task::spawn_blocking(move || fsutil::copy_tree(&template, &data, user.ids()))
         .await
-        .map_err(|e| Error::Other(e.to_string()))??;
-    let (data_dir, socket_dir) = (data.clone(), dir.clone());
-    let respawn = std::sync::Arc::new(move || {
-        let mut cmd = tokio::process::Command::new(postgres_bin_dir().join("postgres"));
-        cmd.arg("-D").arg(&data_dir);
-        for setting in [
-            "listen_addresses=127.0.0.1".to_owned(),
-            format!("port={port}"),
-            format!("unix_socket_directories={}", socket_dir.display()),
-            // Only the service user reaches the socket (and its folder is 0700 too): local
-            // connections are trusted, so the socket must not be anyone else's way in.
-            "unix_socket_permissions=0700".into(),
-            "fsync=off".into(),
-            "synchronous_commit=off".into(),
-            "full_page_writes=off".into(),
-            "shared_buffers=32MB".into(),
-            "max_connections=200".into(),
-        ] {
-            cmd.arg("-c").arg(setting);
-        }
-        user.apply_tokio(&mut cmd);
-        cmd
-    });
-    let mut process = ServiceProcess::spawn_with(
-        "postgres",
-        respawn,
-        &dir.join("postgres.log"),
-        Signal::SIGINT,
-    )?;
-    let endpoint = PostgresEndpoint::local(port, Secret::random(24));
-    let ping = Ping {
-        socket_dir: Some(dir.clone()),
-        endpoint: endpoint.clone(),
-    };
-    wait_ready(&mut process, &[WaitFor::Ping(Box::new(ping))], timeout).await?;
-    Ok((process, endpoint))
+        .map_err(|e| Error::Other(e.to_string()))?
 }
 
 impl Probe for Ping {
