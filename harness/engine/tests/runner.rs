@@ -391,3 +391,56 @@ fn refused(dir: &std::path::Path) -> String {
         Err(e) => e,
     }
 }
+
+#[test]
+fn a_template_field_that_fails_once_filled_in_points_at_the_field() {
+    let dir = scenarios(&[(
+        "fields.yaml",
+        "name: fields\nvars: { base: not-a-url }\nsteps:\n  - http:\n      url: \"${vars.base}/healthz\"\n",
+    )]);
+    let out = support::run_files(&[dir.path().to_path_buf()], 1).expect("run");
+    assert_eq!(
+        out.summary.errored + out.summary.failed,
+        1,
+        "{}",
+        out.console
+    );
+    assert!(
+        out.console
+            .contains("`url` is not a URL once its references are filled in"),
+        "{}",
+        out.console
+    );
+    // Line 5, column 12: the url's value, not the step at line 4.
+    assert!(out.console.contains("fields.yaml:5:12"), "{}", out.console);
+
+    // A capture that does not exist, in a header: the header's value.
+    let dir = scenarios(&[(
+        "header.yaml",
+        "name: header\nsteps:\n  - exec: { command: \"true\" }\n  - http:\n      url: http://127.0.0.1:9/\n      headers: { x-id: \"${captures.nope}\" }\n",
+    )]);
+    let out = support::run_files(&[dir.path().to_path_buf()], 1);
+    // Validation refuses an unknown capture before the run; if it ever lets one through,
+    // the runtime error must still point at the header.
+    match out {
+        Err(e) => assert!(e.contains("header.yaml:6:"), "{e}"),
+        Ok(out) => assert!(out.console.contains("header.yaml:6:"), "{}", out.console),
+    }
+}
+
+#[test]
+fn an_x_kinds_arguments_are_validated_again_once_filled_in() {
+    let dir = scenarios(&[(
+        "late.yaml",
+        "name: late\nvars: { image: 7 }\nsteps:\n  - x-deploy: { image: \"${vars.image}\" }\n",
+    )]);
+    let mut options = RunOptions::default();
+    options.extensions.register("x-deploy", Arc::new(Deploys));
+    let out = support::run_files_with(&[dir.path().to_path_buf()], 1, options).expect("run");
+    assert_eq!(out.summary.passed, 0, "{}", out.console);
+    assert!(
+        out.console.contains("`x-deploy` needs an `image`"),
+        "{}",
+        out.console
+    );
+}

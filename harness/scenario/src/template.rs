@@ -256,3 +256,49 @@ mod tests {
         );
     }
 }
+
+/// A string field whose `${…}` references are filled in when the step runs: its text,
+/// already split into parts (so it is parsed once, when the file is), and where it is in
+/// the file, so an error found while rendering it, or in what it rendered to, points at
+/// the field rather than at the whole step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    pub text: String,
+    pub parts: Vec<Part>,
+    pub span: Span,
+}
+
+impl Template {
+    /// A template of `text`, found at `span`.
+    pub fn new(text: String, span: Span) -> Result<Self, TemplateError> {
+        Ok(Template {
+            parts: parse(&text)?,
+            text,
+            span,
+        })
+    }
+
+    /// Whether it has no references: its text is its value.
+    pub fn is_literal(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
+    }
+}
+
+impl std::ops::Deref for Template {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl schemars::JsonSchema for Template {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Template".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Text in which `${…}` references are filled in when the step runs.",
+            "type": "string"
+        })
+    }
+}

@@ -19,7 +19,7 @@ use fake::{
 };
 use harness_scenario::{
     Scenario, Source,
-    template::{self, Part, Ref},
+    template::{self, Part, Ref, Template},
 };
 use serde_json::Value;
 
@@ -181,6 +181,21 @@ impl Ctx {
             match part {
                 Part::Literal(l) => out.push_str(&l),
                 Part::Ref(r) => match self.lookup(&r)? {
+                    Value::String(s) => out.push_str(&s),
+                    other => out.push_str(&other.to_string()),
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fills in a template field of a step; an error points at the field.
+    pub fn render(&mut self, t: &Template) -> Result<String, StepError> {
+        let mut out = String::new();
+        for part in &t.parts {
+            match part {
+                Part::Literal(l) => out.push_str(l),
+                Part::Ref(r) => match self.lookup(r).map_err(|e| e.at(t.span))? {
                     Value::String(s) => out.push_str(&s),
                     other => out.push_str(&other.to_string()),
                 },

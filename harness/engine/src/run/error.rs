@@ -57,6 +57,26 @@ impl StepError {
             },
         }
     }
+    /// The same error, pointing at `at` unless it points somewhere more precise already.
+    pub fn at(self, at: Span) -> Self {
+        match self {
+            StepError::Failed {
+                message,
+                expected,
+                actual,
+                span,
+            } => StepError::Failed {
+                message,
+                expected,
+                actual,
+                span: span.or(Some(at)),
+            },
+            StepError::Error { message, span } => StepError::Error {
+                message,
+                span: span.or(Some(at)),
+            },
+        }
+    }
     pub fn span(&self) -> Option<Span> {
         match self {
             StepError::Failed { span, .. } | StepError::Error { span, .. } => *span,

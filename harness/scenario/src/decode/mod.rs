@@ -278,6 +278,21 @@ pub(crate) fn string(cx: &mut Cx, node: &Node) -> Option<String> {
     Some(text)
 }
 
+/// A string whose references are filled in when the step runs, parsed once here.
+pub(crate) fn template(cx: &mut Cx, node: &Node) -> Option<template::Template> {
+    let text = string(cx, node)?;
+    // A bad template was reported by `string` already.
+    template::Template::new(text, node.span).ok()
+}
+
+pub(crate) fn template_map(
+    cx: &mut Cx,
+    node: &Node,
+    what: &str,
+) -> Option<BTreeMap<String, template::Template>> {
+    map(cx, node, what, |cx, _, v| template(cx, v))
+}
+
 pub(crate) fn too_long(cx: &mut Cx, node: &Node, len: usize) {
     cx.push(
         Problem::new(

@@ -7,7 +7,7 @@ use super::{sql::RowsExpect, sql::rows_expect, *};
 #[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct Cypher {
-    pub query: String,
+    pub query: Template,
     #[serde(default)]
     pub params: BTreeMap<String, Value>,
     #[serde(default)]
@@ -24,7 +24,7 @@ impl Kind for Cypher {
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
         let f = kind_fields::<Self>(cx, node)?;
         let query = req(cx, &f, "query", Self::WHAT, |cx, n| {
-            cx.in_sink(Sink::Cypher, |cx| string(cx, n))
+            cx.in_sink(Sink::Cypher, |cx| template(cx, n))
         });
         let params = opt(cx, &f, "params", |cx, n| {
             map(cx, n, "`params`", |cx, _, v| value(cx, v))

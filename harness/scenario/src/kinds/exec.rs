@@ -16,11 +16,11 @@ pub struct Exec {
     #[serde(default)]
     pub args: Vec<String>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Template>,
     #[serde(default)]
-    pub cwd: Option<String>,
+    pub cwd: Option<Template>,
     #[serde(default)]
-    pub stdin: Option<String>,
+    pub stdin: Option<Template>,
     #[serde(default)]
     pub expect: ExecExpect,
     /// Values to keep, from `{ exit_code, stdout, stderr, json }`.
@@ -65,9 +65,9 @@ impl Kind for Exec {
                 ),
             );
         }
-        let env = opt(cx, &f, "env", |cx, n| string_map(cx, n, "`env`"));
-        let cwd = opt(cx, &f, "cwd", string);
-        let stdin = opt(cx, &f, "stdin", string);
+        let env = opt(cx, &f, "env", |cx, n| template_map(cx, n, "`env`"));
+        let cwd = opt(cx, &f, "cwd", template);
+        let stdin = opt(cx, &f, "stdin", template);
         let expect = opt(cx, &f, "expect", |cx, n| {
             let g = fields(cx, n, "`expect` of an `exec` step", ExecExpect::KEYS)?;
             let exit_code = opt(cx, &g, "exit_code", matcher);

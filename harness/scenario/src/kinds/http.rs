@@ -9,14 +9,14 @@ pub struct Http {
     /// Method (default GET).
     #[serde(default)]
     pub method: Option<String>,
-    pub url: String,
+    pub url: Template,
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Template>,
     #[serde(default)]
-    pub query: BTreeMap<String, String>,
+    pub query: BTreeMap<String, Template>,
     /// A text body.
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<Template>,
     /// A JSON body (sets `content-type: application/json`).
     #[serde(default)]
     pub json: Option<Value>,
@@ -50,10 +50,10 @@ impl Kind for Http {
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
         let f = kind_fields::<Self>(cx, node)?;
         let method = opt(cx, &f, "method", http_method);
-        let url = req(cx, &f, "url", Self::WHAT, string);
-        let headers = opt(cx, &f, "headers", |cx, n| string_map(cx, n, "`headers`"));
-        let query = opt(cx, &f, "query", |cx, n| string_map(cx, n, "`query`"));
-        let body = opt(cx, &f, "body", string);
+        let url = req(cx, &f, "url", Self::WHAT, template);
+        let headers = opt(cx, &f, "headers", |cx, n| template_map(cx, n, "`headers`"));
+        let query = opt(cx, &f, "query", |cx, n| template_map(cx, n, "`query`"));
+        let body = opt(cx, &f, "body", template);
         let json = opt(cx, &f, "json", value);
         if body.is_some() && json.is_some() {
             cx.error(node.span, "an `http` step has `body` or `json`, not both");

@@ -30,7 +30,7 @@ pub(crate) use crate::{
     diag::{Problem, Span},
     model::*,
     suggest::did_you_mean,
-    template::Sink,
+    template::{Sink, Template},
     yaml::{Node, NodeValue},
 };
 

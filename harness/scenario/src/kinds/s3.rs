@@ -8,23 +8,23 @@ use super::*;
 pub struct S3 {
     pub op: S3Op,
     #[serde(default)]
-    pub bucket: Option<String>,
+    pub bucket: Option<Template>,
     #[serde(default)]
-    pub key: Option<String>,
+    pub key: Option<Template>,
     /// For `list` and `list_versions`.
     #[serde(default)]
-    pub prefix: Option<String>,
+    pub prefix: Option<Template>,
     /// Text to put.
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<Template>,
     /// A file to put (relative to the scenario file).
     #[serde(default)]
-    pub file: Option<String>,
+    pub file: Option<Template>,
     #[serde(default)]
-    pub content_type: Option<String>,
+    pub content_type: Option<Template>,
     /// Read or delete this version.
     #[serde(default)]
-    pub version_id: Option<String>,
+    pub version_id: Option<Template>,
     #[serde(default)]
     pub expect: S3Expect,
     #[serde(default)]
@@ -92,13 +92,16 @@ impl Kind for S3 {
             };
             Some(op)
         });
-        let bucket = opt(cx, &f, "bucket", string);
-        let key = opt(cx, &f, "key", string);
-        let prefix = opt(cx, &f, "prefix", string);
-        let body = opt(cx, &f, "body", string);
-        let file = opt(cx, &f, "file", file_path);
-        let content_type = opt(cx, &f, "content_type", string);
-        let version_id = opt(cx, &f, "version_id", string);
+        let bucket = opt(cx, &f, "bucket", template);
+        let key = opt(cx, &f, "key", template);
+        let prefix = opt(cx, &f, "prefix", template);
+        let body = opt(cx, &f, "body", template);
+        let file = opt(cx, &f, "file", |cx, n| {
+            let path = file_path(cx, n)?;
+            Template::new(path, n.span).ok()
+        });
+        let content_type = opt(cx, &f, "content_type", template);
+        let version_id = opt(cx, &f, "version_id", template);
         let expect = opt(cx, &f, "expect", |cx, n| {
             let g = fields(cx, n, "`expect` of an `s3` step", S3Expect::KEYS)?;
             let body = opt(cx, &g, "body", matcher);

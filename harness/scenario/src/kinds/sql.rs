@@ -8,20 +8,20 @@ use super::*;
 pub struct Sql {
     /// A statement returning rows; the step's document is the list of rows.
     #[serde(default)]
-    pub query: Option<String>,
+    pub query: Option<Template>,
     /// A statement run for effect; the document is `{ "affected": N }`.
     #[serde(default)]
-    pub execute: Option<String>,
+    pub execute: Option<Template>,
     /// Values bound to `$1`, `$2`, ...
     #[serde(default)]
     pub params: Vec<Value>,
     /// Run as this role (`SET LOCAL ROLE`) inside a transaction.
     #[serde(default)]
-    pub role: Option<String>,
+    pub role: Option<Template>,
     /// Settings for this statement's transaction, such as `app.user_id: u1` for row-level
     /// security policies (`set_config(name, value, true)`).
     #[serde(default)]
-    pub settings: BTreeMap<String, String>,
+    pub settings: BTreeMap<String, Template>,
     #[serde(default)]
     pub expect: RowsExpect,
     /// Values to keep: `NAME: "$[0].column"`.
@@ -75,10 +75,10 @@ impl Kind for Sql {
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
         let f = kind_fields::<Self>(cx, node)?;
         let query = opt(cx, &f, "query", |cx, n| {
-            cx.in_sink(Sink::Sql, |cx| string(cx, n))
+            cx.in_sink(Sink::Sql, |cx| template(cx, n))
         });
         let execute = opt(cx, &f, "execute", |cx, n| {
-            cx.in_sink(Sink::Sql, |cx| string(cx, n))
+            cx.in_sink(Sink::Sql, |cx| template(cx, n))
         });
         if f.get("query").is_some() == f.get("execute").is_some() {
             cx.push(
@@ -92,8 +92,10 @@ impl Kind for Sql {
         let params = opt(cx, &f, "params", |cx, n| {
             list(cx, n, "`params`", |cx, _, n| value(cx, n))
         });
-        let role = opt(cx, &f, "role", string);
-        let settings = opt(cx, &f, "settings", |cx, n| string_map(cx, n, "`settings`"));
+        let role = opt(cx, &f, "role", template);
+        let settings = opt(cx, &f, "settings", |cx, n| {
+            template_map(cx, n, "`settings`")
+        });
         let expect = opt(cx, &f, "expect", |cx, n| {
             rows_expect(cx, n, "`expect` of a `sql` step")
         });

@@ -17,7 +17,7 @@ impl Handler for Cypher {
             .graph
             .clone()
             .ok_or_else(|| StepError::error("neo4j is not part of this run"))?;
-        let text = ctx.render_str(&s.query)?;
+        let text = ctx.render(&s.query)?;
         let mut q = neo4rs::query(&text);
         for (k, v) in &s.params {
             let v = ctx.render_value(v)?;

@@ -22,7 +22,7 @@ impl Handler for Exec {
             processes::program(ctx, s.cargo.as_deref(), s.command.as_ref(), &s.args).await?;
         let cwd = match &s.cwd {
             Some(d) => {
-                let d = ctx.render_str(d)?;
+                let d = ctx.render(d)?;
                 ctx.dir.join(d)
             }
             None => ctx.dir.clone(),
@@ -33,11 +33,11 @@ impl Handler for Exec {
             cmd.env(crate::stack::records::RUN_DIR_ENV, groups.run_dir());
         }
         for (k, v) in &s.env {
-            let v = ctx.render_str(v)?;
+            let v = ctx.render(v)?;
             cmd.env(k, v);
         }
         let input = match &s.stdin {
-            Some(text) => Some(ctx.render_str(text)?),
+            Some(text) => Some(ctx.render(text)?),
             None => None,
         };
         cmd.stdin(if input.is_some() {

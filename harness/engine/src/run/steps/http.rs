@@ -55,23 +55,31 @@ impl Handler for Http {
 
 async fn send(ctx: &mut Ctx, s: &Http) -> Result<Response, StepError> {
     let method = s.method.as_deref().unwrap_or("GET");
-    let url = ctx.render_str(&s.url)?;
+    let url = ctx.render(&s.url)?;
+    // Checked once filled in: the text written may only become a URL then.
+    if let Err(e) = url::Url::parse(&url) {
+        let shown = matcher::short(&ctx.redactor, &Value::String(url));
+        return Err(StepError::Error {
+            message: format!("`url` is not a URL once its references are filled in ({e}): {shown}"),
+            span: Some(s.url.span),
+        });
+    }
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|e| StepError::error(e.to_string()))?;
     let mut req = ctx.http.request(method, &url);
     for (k, v) in &s.headers {
-        let v = ctx.render_str(v)?;
+        let v = ctx.render(v)?;
         req = req.header(k, v);
     }
     if !s.query.is_empty() {
         let mut q = Vec::new();
         for (k, v) in &s.query {
-            q.push((k.clone(), ctx.render_str(v)?));
+            q.push((k.clone(), ctx.render(v)?));
         }
         req = req.query(&q);
     }
     if let Some(body) = &s.body {
-        req = req.body(ctx.render_str(body)?);
+        req = req.body(ctx.render(body)?);
     }
     if let Some(json) = &s.json {
         req = req.json(&ctx.render_value(json)?);

@@ -136,6 +136,11 @@ pub fn run<'a>(
                 Some(h) => {
                     let h = Arc::clone(h);
                     let args = ctx.render_value(&x.args)?;
+                    // Checked again once filled in: the plan saw the text as written.
+                    h.validate(&args).map_err(|message| StepError::Error {
+                        message,
+                        span: Some(x.span),
+                    })?;
                     let doc = h.run(ctx, &args).await?;
                     apply(ctx, &doc, &x.json, &x.capture, |_| Ok(()))
                 }

@@ -27,7 +27,7 @@ impl Handler for S3 {
             .clone()
             .ok_or_else(|| StepError::error("the object store is not part of this run"))?;
         let bucket = match &s.bucket {
-            Some(b) => ctx.render_str(b)?,
+            Some(b) => ctx.render(b)?,
             None => ctx
                 .iso
                 .bucket
@@ -35,24 +35,24 @@ impl Handler for S3 {
                 .ok_or_else(|| StepError::error("no bucket for this scenario"))?,
         };
         let key = match &s.key {
-            Some(k) => Some(ctx.render_str(k)?),
+            Some(k) => Some(ctx.render(k)?),
             None => None,
         };
         let key_s = key.clone().unwrap_or_default();
         let version_id = match &s.version_id {
-            Some(v) => Some(ctx.render_str(v)?),
+            Some(v) => Some(ctx.render(v)?),
             None => None,
         };
         let prefix = match &s.prefix {
-            Some(p) => Some(ctx.render_str(p)?),
+            Some(p) => Some(ctx.render(p)?),
             None => None,
         };
         let result: Result<Value, String> = match s.op {
         S3Op::Put => {
             let bytes = match (&s.body, &s.file) {
-                (Some(b), _) => ctx.render_str(b)?.into_bytes(),
+                (Some(b), _) => ctx.render(b)?.into_bytes(),
                 (None, Some(f)) => {
-                    let f = ctx.render_str(f)?;
+                    let f = ctx.render(f)?;
                     let path = ctx.dir.join(f);
                     std::fs::read(&path).map_err(|e| StepError::error(format!("read {}: {e}", path.display())))?
                 }
@@ -60,7 +60,7 @@ impl Handler for S3 {
             };
             let mut req = client.put_object().bucket(&bucket).key(&key_s).body(ByteStream::from(bytes));
             if let Some(ct) = &s.content_type {
-                req = req.content_type(ctx.render_str(ct)?);
+                req = req.content_type(ctx.render(ct)?);
             }
             req.send()
                 .await

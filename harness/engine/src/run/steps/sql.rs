@@ -26,16 +26,16 @@ impl Handler for Sql {
             params.push(ctx.render_value(p)?);
         }
         let role = match &s.role {
-            Some(r) => Some(ctx.render_str(r)?),
+            Some(r) => Some(ctx.render(r)?),
             None => None,
         };
         let mut settings = Vec::new();
         for (k, v) in &s.settings {
-            settings.push((k.clone(), ctx.render_str(v)?));
+            settings.push((k.clone(), ctx.render(v)?));
         }
         let (statement, is_query) = match (&s.query, &s.execute) {
-            (Some(q), _) => (ctx.render_str(q)?, true),
-            (None, Some(e)) => (ctx.render_str(e)?, false),
+            (Some(q), _) => (ctx.render(q)?, true),
+            (None, Some(e)) => (ctx.render(e)?, false),
             (None, None) => {
                 return Err(StepError::error("a `sql` step needs `query` or `execute`"));
             }
