@@ -192,7 +192,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{:?}", miette::Report::msg(format!("failed to {e}")));
+            report(&e);
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -227,7 +227,24 @@ fn kinds(names: &[String]) -> Result<Vec<RuntimeKind>, Error> {
     if names.is_empty() {
         return Ok(RuntimeKind::ALL.to_vec());
     }
-    names.iter().map(|n| RuntimeKind::parse(n.trim())).collect()
+    names
+        .iter()
+        .map(|n| {
+            RuntimeKind::parse(n.trim()).map_err(|e| match e {
+                Error::UnknownRuntime { name, known } => Error::UnknownService { name, known },
+                other => other,
+            })
+        })
+        .collect()
+}
+
+/// Prints an error as one `error:` line (plus the lines it carries, such as a log tail),
+/// then what to do about it.
+pub(crate) fn report(e: &Error) {
+    eprintln!("error: {e}");
+    if let Some(hint) = e.hint() {
+        eprintln!("  help: {hint}");
+    }
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {

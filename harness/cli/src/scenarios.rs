@@ -16,24 +16,32 @@ use harness_scenario::{Diagnostics, Service, Severity};
 
 use crate::{RunArgs, progress};
 
+/// Prints each problem of each file on its own, with its excerpt.
 fn print_diagnostics(all: &[Diagnostics]) {
     for d in all {
-        eprintln!(
-            "{:?}",
-            miette::Report::new(Diagnostics::new(d.source.clone(), d.problems.clone()))
-        );
+        for p in d.reports() {
+            eprintln!("{:?}", miette::Report::new(p));
+        }
     }
+}
+
+/// The error that ends a command whose files' problems were printed: one line that counts
+/// them.
+fn reported(all: &[Diagnostics]) -> Error {
     let problems: usize = all.iter().map(|d| d.problems.len()).sum();
-    eprintln!(
-        "error: {} file{} invalid ({problems} problem{}); nothing was started",
-        all.len(),
-        if all.len() == 1 { " is" } else { "s are" },
-        if problems == 1 { "" } else { "s" }
-    );
+    Error::Reported {
+        problems: format!(
+            "{} file{} invalid ({problems} problem{}); nothing was started",
+            all.len(),
+            if all.len() == 1 { " is" } else { "s are" },
+            if problems == 1 { "" } else { "s" }
+        ),
+        code: harness_engine::ExitCode::BadInput,
+    }
 }
 
 fn fail(e: &Error) -> ExitCode {
-    eprintln!("{:?}", miette::Report::msg(format!("failed to {e}")));
+    crate::report(e);
     ExitCode::from(e.exit_code() as u8)
 }
 
@@ -44,7 +52,7 @@ pub fn validate(paths: &[std::path::PathBuf], strict: bool) -> Result<(), Error>
         Ok(loaded) => loaded,
         Err(SessionError::Invalid(d)) => {
             print_diagnostics(&d);
-            return Err(Error::BadInput("validate scenarios".into()));
+            return Err(reported(&d));
         }
         Err(SessionError::Env(e)) => return Err(e),
     };
@@ -71,13 +79,11 @@ pub fn validate(paths: &[std::path::PathBuf], strict: bool) -> Result<(), Error>
     }
     if strict {
         print_diagnostics(&linted);
-        return Err(Error::BadInput("validate scenarios (--strict)".into()));
+        return Err(reported(&linted));
     }
     let warnings: usize = linted.iter().map(|d| d.problems.len()).sum();
     let files = linted.len();
-    for d in linted {
-        eprintln!("{:?}", miette::Report::new(d));
-    }
+    print_diagnostics(&linted);
     eprintln!(
         "warning: {warnings} lint warning{} in {files} file{}; `--strict` treats them as errors",
         if warnings == 1 { "" } else { "s" },
@@ -91,7 +97,7 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(SessionError::Invalid(d)) => {
             print_diagnostics(&d);
-            return ExitCode::from(2);
+            return fail(&reported(&d));
         }
         Err(SessionError::Env(e)) => return fail(&e),
     };
@@ -105,8 +111,9 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
     };
     if scenarios.is_empty() {
         return fail(&Error::BadInput(format!(
-            "select scenarios: none has a tag in {}",
-            args.tag.join(", ")
+            "no scenario has a tag in {}; drop `--tag`, or give a scenario `tags: [{}]`",
+            args.tag.join(", "),
+            args.tag[0]
         )));
     }
     let trace = args.trace.as_deref();
@@ -115,7 +122,7 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
         && t != "otlp"
     {
         return fail(&Error::BadInput(format!(
-            "read --trace `{t}`: expected `stdout` or `otlp`"
+            "--trace takes `stdout` or `otlp`, not `{t}`"
         )));
     }
     let seed = args.seed.unwrap_or_else(rand_seed);
@@ -201,7 +208,7 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
         }
         Err(SessionError::Invalid(d)) => {
             print_diagnostics(&d);
-            ExitCode::from(2)
+            fail(&reported(&d))
         }
         Err(SessionError::Env(e)) => fail(&e),
     }

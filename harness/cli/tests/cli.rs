@@ -171,7 +171,8 @@ fn unknown_service_is_bad_input() {
         .expect("up");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown runtime `postgress`"), "{err}");
+    assert!(err.contains("unknown service `postgress`"), "{err}");
+    assert!(err.contains("did you mean `postgres`?"), "{err}");
 }
 
 #[test]
@@ -225,6 +226,9 @@ fn fake_pg_bin(script: &str) -> tempfile::TempDir {
 /// The per-user run root's name, `harness-<uid>/`, as it appears in paths.
 fn run_root_marker() -> String {
     use std::os::unix::fs::MetadataExt;
+    if let Some(root) = std::env::var_os("HARNESS_RUN_ROOT") {
+        return format!("{}/", PathBuf::from(root).display());
+    }
     let uid = std::fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(0);

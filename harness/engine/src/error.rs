@@ -1,7 +1,8 @@
 //! Errors the engine reports, and the process exit codes they map to.
 //!
-//! Messages are lowercase fragments that read well after "failed to …"; the CLI renders
-//! them with miette.
+//! Messages are lowercase sentences that the CLI prints after `error: `. One that starts
+//! with an action and a colon (`attach: …`, `read --image …: …`) says what harness was
+//! doing. [`Error::hint`] says what to do, where the message does not already.
 
 use std::path::PathBuf;
 
@@ -119,6 +120,11 @@ pub enum Error {
 
     #[error("{0}")]
     Other(String),
+
+    /// The details were printed already (a file's problems, with their excerpts); only the
+    /// exit code is left to give.
+    #[error("{problems}")]
+    Reported { problems: String, code: ExitCode },
 }
 
 impl Error {
@@ -131,8 +137,33 @@ impl Error {
             | Error::NoSuchRun(_)
             | Error::BadInput(_) => ExitCode::BadInput,
             Error::Interrupted(_) => ExitCode::Interrupted,
+            Error::Reported { code, .. } => *code,
             _ => ExitCode::Environment,
         }
+    }
+
+    /// What to do about it, when the message does not say already.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            Error::UnknownService { name, known } | Error::UnknownRuntime { name, known } => {
+                match harness_scenario::did_you_mean(name, known.split(", ")) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "name one of those, or several separated by commas".into(),
+                }
+            }
+            Error::PortInUse { service, port } => format!(
+                "leave the port out to get a free one, pick another with `--port {service}=PORT`, \
+                 or stop what listens on {port} (`ss -ltnp 'sport = :{port}'` shows it)"
+            ),
+            Error::NoSuchRun(_) => "`harness status` lists the recorded stacks".into(),
+            Error::ServiceExited { .. } | Error::ReadinessTimeout { .. } => {
+                "the log lines above say why; `harness doctor` checks the installs".into()
+            }
+            Error::Sql(_) | Error::Neo4j(_) | Error::S3(_) | Error::Http(_) => {
+                "check that the stack is still up (`harness status`)".into()
+            }
+            _ => return None,
+        })
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {

@@ -178,15 +178,33 @@ impl Diagnostics {
         out
     }
 
-    /// The full report with source excerpts and no colours (used by snapshots).
+    /// The full report with source excerpts and no colours (used by snapshots): each
+    /// problem on its own, as [`Diagnostics::reports`] gives them.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
             .with_width(100)
             .with_links(false);
-        // Rendering into a String cannot fail.
-        let _ = handler.render_report(&mut out, self);
+        for (i, report) in self.reports().iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            // Rendering into a String cannot fail.
+            let _ = handler.render_report(&mut out, report);
+        }
         out
+    }
+
+    /// Each problem as a report of its own, with the file's text for its excerpt: what a
+    /// terminal shows, one `×` (or `⚠`) line per problem and no frame around them.
+    pub fn reports(&self) -> Vec<Located> {
+        self.problems
+            .iter()
+            .map(|p| Located {
+                problem: p.clone(),
+                source: self.named.clone(),
+            })
+            .collect()
     }
 }
 
@@ -229,6 +247,36 @@ impl Diagnostic for Diagnostics {
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         Some(&self.named)
+    }
+}
+
+/// One problem with the text of its file.
+#[derive(Debug)]
+pub struct Located {
+    problem: Problem,
+    source: NamedSource<String>,
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problem.message)
+    }
+}
+
+impl std::error::Error for Located {}
+
+impl Diagnostic for Located {
+    fn severity(&self) -> Option<Severity> {
+        Diagnostic::severity(&self.problem)
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Diagnostic::help(&self.problem)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        Diagnostic::labels(&self.problem)
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        Some(&self.source)
     }
 }
 

@@ -176,7 +176,7 @@ mod tests {
             "{plain}"
         );
         let report = d.render();
-        assert!(report.contains("harness::scenario::lint"), "{report}");
+        assert!(!report.contains("harness::scenario"), "no frame: {report}");
         assert!(report.contains("⚠"), "{report}");
         assert!(!report.contains("×"), "{report}");
     }

@@ -83,7 +83,10 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
         } else if p.exists() {
             out.push(p.clone());
         } else {
-            return Err(Error::Other(format!("{} does not exist", p.display())));
+            return Err(Error::Other(format!(
+                "{} does not exist; name a scenario file or a folder of them",
+                p.display()
+            )));
         }
     }
     out.sort();

@@ -134,7 +134,12 @@ impl Ping {
                 .map_err(|e| e.to_string())?;
             self.sent.store(true, Ordering::SeqCst);
         }
-        let spans = self.endpoint.output().spans().map_err(|e| e.to_string())?;
+        // Off the async threads: the file grows with everything the stack exports.
+        let output = self.endpoint.output();
+        let spans = tokio::task::spawn_blocking(move || output.spans())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         if spans.iter().any(|s| s.trace_id == self.trace_id) {
             Ok(())
         } else {
