@@ -349,3 +349,51 @@ fn jobs_0_means_one_per_cpu() {
     assert!(err.contains(&format!("with {jobs}")), "{err}");
     assert_eq!(err.matches("seed ").count(), 1, "one banner per run: {err}");
 }
+
+#[test]
+fn a_failed_step_shows_each_process_log_tail_and_keep_keeps_the_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("report.json");
+    let out = harness()
+        .args([
+            "run",
+            "../engine/tests/corpus/fail/process_log_tail.yaml",
+            "--keep",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let console = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(1), "{console}");
+    assert!(
+        console.contains("GET /orders/7 -> 500: the cache at 127.0.0.1:1 refused the connection"),
+        "the log's tail is shown: {console}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("JSON");
+    let message = report["scenarios"][0]["failed_step"]["failure"]["message"]
+        .as_str()
+        .expect("a failure message")
+        .to_owned();
+    let kept = message
+        .split("whole log kept in ")
+        .nth(1)
+        .and_then(|rest| rest.split("):").next())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("the kept log is named: {message}"));
+    let log = std::fs::read_to_string(&kept).expect("the kept log is there");
+    if let Some(run) = err
+        .split("kept stack ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+    {
+        let _ = harness().args(["down", run]).output();
+    }
+    if let Some(folder) = kept.parent() {
+        let _ = std::fs::remove_dir_all(folder);
+    }
+    assert!(log.contains("api listening"), "{log}");
+    assert!(log.contains("GET /orders/7"), "{log}");
+}

@@ -444,3 +444,35 @@ fn an_x_kinds_arguments_are_validated_again_once_filled_in() {
         out.console
     );
 }
+
+#[test]
+fn a_rollback_whose_capture_was_never_taken_is_skipped_with_a_note() {
+    let out = support::run_files(&[corpus("fail/rollback_without_capture.yaml")], 1).expect("run");
+    assert_eq!(out.summary.failed, 1, "{}", out.console);
+    let note = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::StepFinished {
+                phase: Phase::Rollbacks,
+                status: Status::Skipped,
+                failure: Some(f),
+                ..
+            } => Some(f.message.clone()),
+            _ => None,
+        })
+        .expect("the rollback is skipped with a note");
+    assert!(
+        note.contains("`${captures.order_id}`, which no step captured"),
+        "{note}"
+    );
+    assert!(out.console.contains("no step captured"), "{}", out.console);
+    // Only the step's own failure is reported: no second, misleading one.
+    let rollback_failures = out.events.iter().find_map(|e| match e {
+        Event::ScenarioFinished {
+            rollback_failures, ..
+        } => Some(rollback_failures.len()),
+        _ => None,
+    });
+    assert_eq!(rollback_failures, Some(0), "{}", out.console);
+}

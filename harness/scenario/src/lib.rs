@@ -130,10 +130,21 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario, Diagnostics> {
         Err(problems) => return Err(Diagnostics::new(source, problems)),
     };
     let mut cx = decode::Cx::new(text);
-    let scenario = decode::scenario(&mut cx, &root);
+    let mut scenario = decode::scenario(&mut cx, &root);
     let mut problems = std::mem::take(&mut cx.problems);
-    if let Some(s) = &scenario {
+    if let Some(s) = &mut scenario {
         validate::check(s, &cx.refs, &cx.fixture_spans, &mut problems);
+        for r in &cx.refs {
+            if let decode::Scope::Step { phase, index } = r.scope
+                && r.r.root == "captures"
+                && let Some(name) = r.r.path.first()
+            {
+                s.captures_used
+                    .entry((phase, index))
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
     }
     match scenario {
         Some(s) if problems.is_empty() => Ok(s),

@@ -55,6 +55,10 @@ pub struct Scenario {
     /// References written into SQL, Cypher and shell command text, for [`crate::lint`].
     #[serde(skip)]
     pub code_refs: Vec<CodeRef>,
+    /// The captures each step reads, by phase and position: a rollback whose captures were
+    /// never taken (their step failed or did not run) is skipped, not failed.
+    #[serde(skip)]
+    pub captures_used: BTreeMap<(crate::Phase, usize), std::collections::BTreeSet<String>>,
 }
 
 /// A service of the stack.

@@ -275,16 +275,25 @@ impl Reporter for Console {
                 duration_ms,
                 status,
                 attempts,
+                failure,
                 ..
-            } => self.step_finished(
-                *scenario,
-                phase.label(),
-                name,
-                kind,
-                *duration_ms,
-                *status,
-                *attempts,
-            ),
+            } => {
+                self.step_finished(
+                    *scenario,
+                    phase.label(),
+                    name,
+                    kind,
+                    *duration_ms,
+                    *status,
+                    *attempts,
+                );
+                // A skipped step says why, when there is a reason beyond "an earlier one
+                // failed".
+                if let (Status::Skipped, Some(f)) = (status, failure) {
+                    let line = format!("          {}\n", f.message);
+                    self.write(&line);
+                }
+            }
             Event::ScenarioFinished {
                 name,
                 status,

@@ -21,8 +21,24 @@ pub fn check(
     if ok {
         return Ok(());
     }
+    // For a compound value, say where it differs.
+    let message = match (&op, actual) {
+        (MatchOp::Eq(want @ (Value::Array(_) | Value::Object(_))), Some(got)) => {
+            // Paths start from the JSONPath that selected the value, when there is one.
+            let root = if subject.starts_with('$') {
+                subject
+            } else {
+                "$"
+            };
+            match difference_note(&ctx.redactor, root, want, got) {
+                Some(note) => format!("{subject} did not match; {note}"),
+                None => format!("{subject} did not match"),
+            }
+        }
+        _ => format!("{subject} did not match"),
+    };
     Err(StepError::Failed {
-        message: format!("{subject} did not match"),
+        message,
         expected: Some(describe(&ctx.redactor, &op)),
         actual: Some(match actual {
             None => "nothing (absent)".into(),
@@ -93,6 +109,76 @@ pub fn equal(expected: &Value, actual: &Value) -> bool {
         }
         _ => expected == actual,
     }
+}
+
+/// Where two values first differ (by [`equal`]): a JSONPath from `at`, with what was
+/// expected and what was found there (`None`: absent). `None` when they are equal.
+pub fn first_difference(
+    at: &str,
+    expected: &Value,
+    actual: &Value,
+) -> Option<(String, Option<Value>, Option<Value>)> {
+    match (expected, actual) {
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                if let Some(d) = first_difference(&format!("{at}[{i}]"), x, y) {
+                    return Some(d);
+                }
+            }
+            let n = a.len().min(b.len());
+            (a.len() != b.len())
+                .then(|| (format!("{at}[{n}]"), a.get(n).cloned(), b.get(n).cloned()))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let path = format!("{at}{}", member(k));
+                match b.get(k) {
+                    Some(w) => {
+                        if let Some(d) = first_difference(&path, v, w) {
+                            return Some(d);
+                        }
+                    }
+                    None => return Some((path, Some(v.clone()), None)),
+                }
+            }
+            b.iter()
+                .find(|(k, _)| !a.contains_key(*k))
+                .map(|(k, w)| (format!("{at}{}", member(k)), None, Some(w.clone())))
+        }
+        _ => (!equal(expected, actual))
+            .then(|| (at.to_owned(), Some(expected.clone()), Some(actual.clone()))),
+    }
+}
+
+/// `.name`, or `['odd name']` when the key is not a plain identifier.
+fn member(key: &str) -> String {
+    let plain = !key.is_empty()
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        format!(".{key}")
+    } else {
+        format!("['{}']", key.replace('\'', "\\'"))
+    }
+}
+
+/// "at `$[0].n`: expected 2, found 1", for a failure message (redacted, cut).
+pub fn difference_note(
+    redactor: &Redactor,
+    root: &str,
+    expected: &Value,
+    actual: &Value,
+) -> Option<String> {
+    let (path, want, got) = first_difference(root, expected, actual)?;
+    let show = |v: &Option<Value>| match v {
+        Some(v) => short(redactor, v),
+        None => "nothing".into(),
+    };
+    Some(format!(
+        "first difference at `{path}`: expected {}, found {}",
+        show(&want),
+        show(&got)
+    ))
 }
 
 /// Every key of `part` is in `whole` with an equal (or, recursively, containing) value.
@@ -204,6 +290,24 @@ mod tests {
             &MatchOp::Excludes(json!("secret")),
             Some(&json!("a secret"))
         ));
+    }
+
+    #[test]
+    fn the_first_difference_is_named_by_its_path() {
+        let d = |a: Value, b: Value| first_difference("$", &a, &b);
+        assert_eq!(
+            d(json!([{"n": 1, "m": "x"}]), json!([{"n": 1, "m": "y"}])),
+            Some(("$[0].m".into(), Some(json!("x")), Some(json!("y"))))
+        );
+        assert_eq!(
+            d(json!([1, 2]), json!([1])),
+            Some(("$[1]".into(), Some(json!(2)), None))
+        );
+        assert_eq!(
+            d(json!({"a": 1}), json!({"a": 1, "odd key": 2})),
+            Some(("$['odd key']".into(), None, Some(json!(2))))
+        );
+        assert_eq!(d(json!({"n": 1}), json!({"n": 1.0})), None);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The HTTP stubs a scenario declares, each on its own wiremock server on 127.0.0.1.
 
 use harness_scenario::Mock;
+use serde_json::Value;
 use wiremock::{
-    MockGuard, MockServer, ResponseTemplate,
+    MockGuard, MockServer, Request, ResponseTemplate,
     matchers::{body_json, header, method, path, query_param},
 };
 
-use super::{context::Ctx, steps::StepError};
+use super::{context::Ctx, matcher, steps::StepError};
 
 /// A running stub and what it must have received.
 pub struct RunningMock {
@@ -14,31 +15,138 @@ pub struct RunningMock {
     pub expect_calls: Option<u64>,
     pub span: harness_scenario::Span,
     guard: MockGuard,
-    _server: MockServer,
+    server: MockServer,
+    want: Want,
+}
+
+/// What the stub matches, with its references filled in.
+struct Want {
+    method: Option<String>,
+    path: String,
+    headers: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    json: Option<Value>,
 }
 
 impl RunningMock {
     pub async fn calls(&self) -> usize {
         self.guard.received_requests().await.len()
     }
+
+    /// The requests that reached this mock's server but matched no stub, each with what
+    /// differed from the stub.
+    pub async fn unmatched(&self) -> Vec<String> {
+        let all = self.server.received_requests().await.unwrap_or_default();
+        all.iter()
+            .filter_map(|r| {
+                let why = self.want.differences(r);
+                (!why.is_empty()).then(|| {
+                    let query = r.url.query().map(|q| format!("?{q}")).unwrap_or_default();
+                    format!("{} {}{query}: {}", r.method, r.url.path(), why.join("; "))
+                })
+            })
+            .collect()
+    }
+}
+
+impl Want {
+    fn differences(&self, r: &Request) -> Vec<String> {
+        let mut why = Vec::new();
+        if let Some(m) = &self.method
+            && !r.method.as_str().eq_ignore_ascii_case(m)
+        {
+            why.push(format!("the stub wants method {m}"));
+        }
+        if r.url.path() != self.path {
+            why.push(format!("the stub wants path {}", self.path));
+        }
+        for (k, v) in &self.headers {
+            match r.headers.get(k.as_str()).and_then(|h| h.to_str().ok()) {
+                None => why.push(format!("header `{k}` is absent (the stub wants `{v}`)")),
+                Some(got) if got != v => {
+                    why.push(format!("header `{k}` is `{got}`, the stub wants `{v}`"))
+                }
+                Some(_) => {}
+            }
+        }
+        for (k, v) in &self.query {
+            let got = r.url.query_pairs().find(|(name, _)| name == k.as_str());
+            match got {
+                None => why.push(format!("query `{k}` is absent (the stub wants `{v}`)")),
+                Some((_, got)) if got != v.as_str() => {
+                    why.push(format!("query `{k}` is `{got}`, the stub wants `{v}`"))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(want) = &self.json {
+            match serde_json::from_slice::<Value>(&r.body) {
+                Err(_) => why.push("the body is not JSON (the stub wants a JSON body)".into()),
+                Ok(got) => {
+                    if let Some((at, _, _)) = matcher::first_difference("$", want, &got) {
+                        why.push(format!("the JSON body differs from the stub's at `{at}`"));
+                    }
+                }
+            }
+        }
+        why
+    }
+}
+
+/// Notes on the requests the mocks received but matched no stub, for a failure message
+/// (empty when there are none).
+pub async fn unmatched_notes(mocks: &[RunningMock]) -> String {
+    let mut out = String::new();
+    for m in mocks {
+        let unmatched = m.unmatched().await;
+        if unmatched.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "\n\nmock `{}` received {} that matched no stub (it answered 404):",
+            m.name,
+            if unmatched.len() == 1 {
+                "a request".to_owned()
+            } else {
+                format!("{} requests", unmatched.len())
+            }
+        ));
+        for u in unmatched {
+            out.push_str(&format!("\n    {u}"));
+        }
+    }
+    out
 }
 
 pub async fn start(ctx: &mut Ctx, mocks: &[Mock]) -> Result<Vec<RunningMock>, StepError> {
     let mut out = Vec::new();
     for m in mocks {
         let server = MockServer::start().await;
-        let mut builder = wiremock::Mock::given(path(ctx.render_str(&m.request.path)?));
+        let mut want = Want {
+            method: m.request.method.clone(),
+            path: ctx.render_str(&m.request.path)?,
+            headers: Vec::new(),
+            query: Vec::new(),
+            json: None,
+        };
+        let mut builder = wiremock::Mock::given(path(want.path.as_str()));
         if let Some(verb) = &m.request.method {
             builder = builder.and(method(verb.as_str()));
         }
         for (k, v) in &m.request.headers {
-            builder = builder.and(header(k.as_str(), ctx.render_str(v)?.as_str()));
+            let v = ctx.render_str(v)?;
+            builder = builder.and(header(k.as_str(), v.as_str()));
+            want.headers.push((k.clone(), v));
         }
         for (k, v) in &m.request.query {
-            builder = builder.and(query_param(k.as_str(), ctx.render_str(v)?.as_str()));
+            let v = ctx.render_str(v)?;
+            builder = builder.and(query_param(k.as_str(), v.as_str()));
+            want.query.push((k.clone(), v));
         }
         if let Some(json) = &m.request.json {
-            builder = builder.and(body_json(ctx.render_value(json)?));
+            let json = ctx.render_value(json)?;
+            builder = builder.and(body_json(json.clone()));
+            want.json = Some(json);
         }
         let mut response = ResponseTemplate::new(m.response.status);
         for (k, v) in &m.response.headers {
@@ -62,7 +170,8 @@ pub async fn start(ctx: &mut Ctx, mocks: &[Mock]) -> Result<Vec<RunningMock>, St
             expect_calls: m.expect_calls,
             span: m.span,
             guard,
-            _server: server,
+            server,
+            want,
         });
     }
     Ok(out)

@@ -241,6 +241,38 @@ impl Running {
     }
 }
 
+/// What each process wrote last, for the report of a failed step: its name, where its
+/// whole log is (or will be kept), and its tail.
+pub fn log_notes(procs: &[Running], kept_in: Option<&Path>) -> String {
+    let mut out = String::new();
+    for p in procs {
+        let tail = p.log_tail();
+        let whole = match kept_in {
+            Some(dir) => format!(
+                "whole log kept in {}",
+                dir.join(format!("{}.log", p.name)).display()
+            ),
+            None => "`--keep` keeps the whole log".into(),
+        };
+        out.push_str(&format!(
+            "\n\nprocess `{}`, its last lines ({whole}):\n",
+            p.name
+        ));
+        if tail.trim().is_empty() {
+            out.push_str("    (it wrote nothing)");
+        } else {
+            out.push_str(
+                &tail
+                    .lines()
+                    .map(|l| format!("    {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+    }
+    out
+}
+
 /// Starts every process in order, each waited for before the next.
 pub async fn start(ctx: &mut Ctx, procs: &[Process]) -> Result<Vec<Running>, (String, StepError)> {
     let mut out = Vec::new();
@@ -251,7 +283,7 @@ pub async fn start(ctx: &mut Ctx, procs: &[Process]) -> Result<Vec<Running>, (St
                 out.push(r);
             }
             Err(e) => {
-                stop(out).await;
+                stop(out, None).await;
                 // The folder holds the log of the process that failed; its tail is in the
                 // error already.
                 let _ = std::fs::remove_dir_all(log_dir(ctx));
@@ -509,11 +541,32 @@ impl Drop for Running {
     }
 }
 
-/// Stops processes and removes their logs.
-pub async fn stop(procs: Vec<Running>) {
+/// Stops processes and removes their logs; with `keep_in`, each log is first copied there
+/// as `NAME.log` (private to this user).
+pub async fn stop(procs: Vec<Running>, keep_in: Option<&Path>) {
     let mut dirs = Vec::new();
+    let keep_in = keep_in.filter(|_| !procs.is_empty());
+    if let Some(dir) = keep_in {
+        for d in dir
+            .ancestors()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let _ = crate::home::ensure_private(d, 0o700);
+        }
+    }
     for mut p in procs {
         stop_one(&mut p).await;
+        if let Some(dir) = keep_in {
+            let kept = dir.join(format!("{}.log", p.name));
+            if let Ok(mut out) = crate::home::create_private_file(&kept)
+                && let Ok(mut log) = std::fs::File::open(&p.log)
+            {
+                let _ = std::io::copy(&mut log, &mut out);
+            }
+        }
         if let Some(d) = p.log.parent() {
             dirs.push(d.to_path_buf());
         }

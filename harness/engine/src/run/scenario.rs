@@ -160,6 +160,20 @@ impl ScenarioRun {
                 self.skip(Phase::Rollbacks, &sc.rollbacks[i..]);
                 break;
             }
+            // A rollback undoes what a step did, with what that step captured; when the
+            // capture was never taken, there is nothing of it to undo.
+            let missing: Vec<&str> = sc
+                .captures_used
+                .get(&(harness_scenario::Phase::Rollbacks, i))
+                .into_iter()
+                .flatten()
+                .filter(|c| !ctx.captures.contains_key(*c))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                self.skip_with_note(i, step, &missing);
+                continue;
+            }
             if let Err(f) = self.step(&mut ctx, Phase::Rollbacks, i, step, None).await {
                 rollback_failures.push(f);
             }
@@ -178,8 +192,9 @@ impl ScenarioRun {
                 if got != want {
                     let e = StepError::Failed {
                         message: format!(
-                            "mock `{}` received {got} matching calls, expected {want}",
-                            m.name
+                            "mock `{}` received {got} matching calls, expected {want}{}",
+                            m.name,
+                            mocks::unmatched_notes(std::slice::from_ref(m)).await
                         ),
                         expected: Some(want.to_string()),
                         actual: Some(got.to_string()),
@@ -208,10 +223,30 @@ impl ScenarioRun {
                 }
             }
         }
+        // A request that matched no stub got a 404, which is often why a step failed.
+        if let Some(f) = &mut failed
+            && !matches!(f.phase, Phase::Setup | Phase::Verify)
+        {
+            f.failure
+                .message
+                .push_str(&mocks::unmatched_notes(&running_mocks).await);
+        }
         drop(running_mocks);
-        processes::stop(running_processes).await;
         let is_bad = failed.is_some() || !rollback_failures.is_empty();
-        let kept = if is_bad && self.options.keep && !cancel.is_cancelled() {
+        let keeping = is_bad && self.options.keep && !cancel.is_cancelled();
+        // The processes' logs usually say why a step failed: their tails go with the
+        // failure, and `--keep` keeps the logs whole.
+        let logs_in = keeping.then(|| crate::home::home().join("kept").join(&ctx.iso.id));
+        if let Some(f) = &mut failed
+            && !running_processes.is_empty()
+            && !matches!(f.phase, Phase::Setup)
+        {
+            let notes = processes::log_notes(&running_processes, logs_in.as_deref());
+            // (Redacted with the event that carries it.)
+            f.failure.message.push_str(&notes);
+        }
+        processes::stop(running_processes, logs_in.as_deref()).await;
+        let kept = if keeping {
             Some(describe_kept(&ctx.iso))
         } else {
             self.shared.cleanup(&ctx.iso).await;
@@ -346,6 +381,36 @@ impl ScenarioRun {
                 failure: None,
             });
         }
+    }
+
+    /// Reports a rollback as skipped because the captures it uses were never taken.
+    fn skip_with_note(&self, index: usize, step: &Step, missing: &[&str]) {
+        let names = missing
+            .iter()
+            .map(|c| format!("`${{captures.{c}}}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let message = format!(
+            "skipped: it uses {names}, which no step captured (the step that captures it \
+             failed or did not run), so there is nothing of it to undo"
+        );
+        self.emitter.emit(Event::StepFinished {
+            scenario: self.index,
+            phase: Phase::Rollbacks,
+            index,
+            name: step.display_name(index),
+            kind: step.action.kind().to_owned(),
+            location: self.location(step.span),
+            duration_ms: 0.0,
+            status: Status::Skipped,
+            attempts: 0,
+            failure: Some(Failure {
+                message,
+                expected: None,
+                actual: None,
+                location: self.location(step.span),
+            }),
+        });
     }
 
     async fn step(

@@ -80,6 +80,7 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
         rollbacks: rollbacks.unwrap_or_default(),
         span: steps_span,
         code_refs: std::mem::take(&mut cx.code_refs),
+        captures_used: BTreeMap::new(),
     })
 }
 

@@ -200,8 +200,12 @@ pub fn check_rows(ctx: &mut Ctx, doc: &Value, e: &RowsExpect) -> Result<(), Step
     if let Some(rows) = &e.rows {
         let expected = ctx.render_value(&Value::Array(rows.clone()))?;
         if !matcher::equal(&expected, doc) {
+            let message = match matcher::difference_note(&ctx.redactor, "$", &expected, doc) {
+                Some(note) => format!("rows did not match; {note}"),
+                None => "rows did not match".into(),
+            };
             return Err(StepError::Failed {
-                message: "rows did not match".into(),
+                message,
                 expected: Some(matcher::short(&ctx.redactor, &expected)),
                 actual: Some(matcher::short(&ctx.redactor, doc)),
                 span: None,
