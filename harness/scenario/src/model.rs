@@ -41,6 +41,9 @@ pub struct Scenario {
     /// the rollbacks; each is reachable at `${processes.NAME.url}`.
     #[serde(default)]
     pub processes: Vec<Process>,
+    /// Defaults for the steps of this file.
+    #[serde(default)]
+    pub defaults: Defaults,
     /// Probes that must hold before the steps and again after the rollbacks.
     #[serde(default)]
     pub steady_state: Vec<Step>,
@@ -87,6 +90,26 @@ impl Service {
             Service::Otel => "otel",
         }
     }
+}
+
+/// Defaults for the steps of a file.
+#[derive(Clone, Debug, Default, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default)]
+    pub http: HttpDefaults,
+}
+
+/// Defaults for every `http` step.
+#[derive(Clone, Debug, Default, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct HttpDefaults {
+    /// Prefixed to a step `url` that starts with `/`, such as `${processes.app.url}`.
+    #[serde(default)]
+    pub base_url: Option<crate::template::Template>,
+    /// Sent with every request; a step's own `headers` override them by name.
+    #[serde(default)]
+    pub headers: BTreeMap<String, crate::template::Template>,
 }
 
 /// A variable: a plain value, or `{ value, secret }` to have it redacted from every output.

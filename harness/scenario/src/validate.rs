@@ -187,7 +187,11 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
                         problems.push(p);
                     }
                 }
-                Scope::Var(_) | Scope::Fixture | Scope::Mock | Scope::Process(_) => problems.push(
+                Scope::Var(_)
+                | Scope::Fixture
+                | Scope::Mock
+                | Scope::Process(_)
+                | Scope::Defaults => problems.push(
                     err("captures are set by steps, so they cannot be used here".into())
                         .help("vars, fixtures and mocks are resolved before any step runs"),
                 ),

@@ -225,6 +225,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<Problem>> {
                     ..
                 }) => {
                     let end = close(text, span, entries.last().map(|(_, v)| v.span));
+                    let entries = merge_keys(entries, &mut problems);
                     let node = Node {
                         value: NodeValue::Map(entries),
                         span: start.to(end),
@@ -329,6 +330,52 @@ fn close(text: &str, end_event: Span, last: Option<Span>) -> Span {
         _ if bracket => Span::new(end_event.offset, 1),
         _ => Span::new(end_event.offset, 0),
     }
+}
+
+/// Applies YAML merge keys (`<<: *defaults`, or `<<: [*a, *b]`): the merged maps' entries
+/// join the map unless it has the key itself, and an earlier map in a list wins over a
+/// later one. Merged entries keep their spans, so a problem in one points into the anchor.
+fn merge_keys(entries: Vec<(Node, Node)>, problems: &mut Vec<Problem>) -> Vec<(Node, Node)> {
+    let is_merge = |k: &Node| matches!(&k.value, NodeValue::Str(s) if s == "<<");
+    if !entries.iter().any(|(k, _)| is_merge(k)) {
+        return entries;
+    }
+    let mut own = Vec::new();
+    let mut merged: Vec<(Node, Node)> = Vec::new();
+    for (k, v) in entries {
+        if !is_merge(&k) {
+            own.push((k, v));
+            continue;
+        }
+        let sources = match v.value {
+            NodeValue::Seq(items) => items,
+            other => vec![Node {
+                value: other,
+                span: v.span,
+            }],
+        };
+        for source in sources {
+            match source.value {
+                NodeValue::Map(from) => {
+                    for (mk, mv) in from {
+                        if !merged.iter().any(|(seen, _)| seen.value == mk.value) {
+                            merged.push((mk, mv));
+                        }
+                    }
+                }
+                _ => problems.push(
+                    Problem::new(
+                        source.span,
+                        format!("`<<` merges maps; this is {}", source.kind()),
+                    )
+                    .help("write `<<: *anchor` with the anchor on a map, or `<<: [*a, *b]`"),
+                ),
+            }
+        }
+    }
+    merged.retain(|(mk, _)| !own.iter().any(|(k, _)| k.value == mk.value));
+    own.extend(merged);
+    own
 }
 
 fn remember(anchors: &mut HashMap<usize, Node>, anchor: usize, node: &Node) {

@@ -258,3 +258,40 @@ fn an_x_kind_keeps_its_arguments_apart_from_expect_and_capture() {
     let p = problems("name: x\nsteps:\n  - x-a: { expect: { jsn: {} } }\n");
     assert!(p.contains("did you mean `json`?"), "{p}");
 }
+
+#[test]
+fn merge_keys_share_a_block_and_problems_point_into_the_anchor() {
+    let text = r#"name: merged
+processes:
+  - &api
+    name: api
+    command: "exec python3 -m http.server $PORT --bind 127.0.0.1"
+    env: &env { APP_MODE: test, APP_REGION: eu }
+  - <<: *api
+    name: api-2
+    env: { <<: *env, APP_REGION: us }
+steps:
+  - http: { url: "${processes.api-2.url}/" }
+"#;
+    let s = parse("t.yaml", text).expect("valid");
+    let second = &s.processes[1];
+    assert_eq!(second.name, "api-2");
+    assert!(
+        second.command.is_some(),
+        "the command comes from the anchor"
+    );
+    assert_eq!(second.env["APP_MODE"], "test");
+    assert_eq!(second.env["APP_REGION"], "us", "the map's own key wins");
+
+    // A bad value inside the anchor is reported where it is written, once per use.
+    let p = problems(
+        "name: m\nprocesses:\n  - &p\n    name: a\n    command: \"true\"\n    timeout: 5\n  - <<: *p\n    name: b\nsteps:\n  - exec: { command: \"true\" }\n",
+    );
+    assert!(p.contains("t.yaml:6:14"), "{p}");
+    // Merging something that is not a map.
+    let p = problems("name: m\n<<: 3\nsteps:\n  - exec: { command: \"true\" }\n");
+    assert!(
+        p.contains("t.yaml:2:5: `<<` merges maps; this is an integer"),
+        "{p}"
+    );
+}

@@ -27,6 +27,8 @@ pub enum Scope {
     Mock,
     /// The process at this position of `processes`.
     Process(usize),
+    /// `defaults:`, filled in when a step uses them.
+    Defaults,
     Step {
         phase: Phase,
         index: usize,

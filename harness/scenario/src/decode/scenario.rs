@@ -46,6 +46,8 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
             process(cx, n)
         })
     });
+    cx.scope = Scope::Defaults;
+    let defaults = opt(cx, &f, "defaults", defaults);
     let steady_state = opt(cx, &f, "steady_state", |cx, n| {
         step_list(cx, n, Phase::SteadyState)
     });
@@ -75,6 +77,7 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
         fixtures: fixtures.unwrap_or_default(),
         mocks: mocks.unwrap_or_default(),
         processes: processes.unwrap_or_default(),
+        defaults: defaults.unwrap_or_default(),
         steady_state: steady_state.unwrap_or_default(),
         steps: body?,
         rollbacks: rollbacks.unwrap_or_default(),
@@ -192,6 +195,22 @@ fn fixture(cx: &mut Cx, node: &Node) -> Option<Fixture> {
             }))
         }),
     }
+}
+
+fn defaults(cx: &mut Cx, node: &Node) -> Option<Defaults> {
+    let f = fields(cx, node, "`defaults`", Defaults::KEYS)?;
+    let http = opt(cx, &f, "http", |cx, n| {
+        let g = fields(cx, n, "`defaults.http`", HttpDefaults::KEYS)?;
+        let base_url = opt(cx, &g, "base_url", template);
+        let headers = opt(cx, &g, "headers", |cx, n| template_map(cx, n, "`headers`"));
+        Some(HttpDefaults {
+            base_url,
+            headers: headers.unwrap_or_default(),
+        })
+    });
+    Some(Defaults {
+        http: http.unwrap_or_default(),
+    })
 }
 
 fn mock(cx: &mut Cx, node: &Node) -> Option<Mock> {

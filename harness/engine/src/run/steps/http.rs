@@ -55,7 +55,15 @@ impl Handler for Http {
 
 async fn send(ctx: &mut Ctx, s: &Http) -> Result<Response, StepError> {
     let method = s.method.as_deref().unwrap_or("GET");
-    let url = ctx.render(&s.url)?;
+    let defaults = std::sync::Arc::clone(&ctx.scenario);
+    let defaults = &defaults.defaults.http;
+    let mut url = ctx.render(&s.url)?;
+    // A path is relative to `defaults.http.base_url`.
+    if url.starts_with('/')
+        && let Some(base) = &defaults.base_url
+    {
+        url = format!("{}{url}", ctx.render(base)?.trim_end_matches('/'));
+    }
     // Checked once filled in: the text written may only become a URL then.
     if let Err(e) = url::Url::parse(&url) {
         let shown = matcher::short(&ctx.redactor, &Value::String(url));
@@ -67,6 +75,13 @@ async fn send(ctx: &mut Ctx, s: &Http) -> Result<Response, StepError> {
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|e| StepError::error(e.to_string()))?;
     let mut req = ctx.http.request(method, &url);
+    for (k, v) in &defaults.headers {
+        let overridden = s.headers.keys().any(|h| h.eq_ignore_ascii_case(k));
+        if !overridden {
+            let v = ctx.render(v)?;
+            req = req.header(k, v);
+        }
+    }
     for (k, v) in &s.headers {
         let v = ctx.render(v)?;
         req = req.header(k, v);
