@@ -149,14 +149,30 @@ pub async fn start(ctx: &mut Ctx, mocks: &[Mock]) -> Result<Vec<RunningMock>, St
             want.json = Some(json);
         }
         let mut response = ResponseTemplate::new(m.response.status);
+        // A declared `content-type` is the body's type; the body kind gives the default.
+        let mut content_type = None;
         for (k, v) in &m.response.headers {
-            response = response.insert_header(k.as_str(), ctx.render_str(v)?.as_str());
+            let v = ctx.render_str(v)?;
+            if k.eq_ignore_ascii_case("content-type") {
+                content_type = Some(v);
+            } else {
+                response = response.insert_header(k.as_str(), v.as_str());
+            }
         }
         if let Some(body) = &m.response.body {
-            response = response.set_body_string(ctx.render_str(body)?);
+            let mime = content_type.take().unwrap_or_else(|| "text/plain".into());
+            response = response.set_body_raw(ctx.render_str(body)?.into_bytes(), &mime);
         }
         if let Some(json) = &m.response.json {
-            response = response.set_body_json(ctx.render_value(json)?);
+            let json = serde_json::to_vec(&ctx.render_value(json)?)
+                .map_err(|e| StepError::error(format!("mock `{}`: {e}", m.name)))?;
+            let mime = content_type
+                .take()
+                .unwrap_or_else(|| "application/json".into());
+            response = response.set_body_raw(json, &mime);
+        }
+        if let Some(ct) = content_type {
+            response = response.insert_header("content-type", ct.as_str());
         }
         if let Some(delay) = m.response.delay {
             response = response.set_delay(delay.0);

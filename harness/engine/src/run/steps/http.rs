@@ -44,7 +44,18 @@ impl Handler for Http {
         }
         for (name, m) in &self.expect.headers {
             let actual = r.headers.get(name).map(|v| Value::String(v.clone()));
-            matcher::check(ctx, &format!("header `{name}`"), m, actual.as_ref())?;
+            // The headers it did send show a misspelt name or a proxy's rewrite.
+            matcher::check(ctx, &format!("header `{name}`"), m, actual.as_ref()).map_err(|e| {
+                // `date` changes every second and is seldom the point, unless checked.
+                let shown: BTreeMap<&String, &String> = r
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| *k != "date" || *k == name)
+                    .collect();
+                let all = serde_json::to_value(&shown).unwrap_or_default();
+                let sent = matcher::short(&ctx.redactor, &all);
+                e.map_message(|m| format!("{m}; the response's headers: {sent}"))
+            })?;
         }
         if let Some(m) = &self.expect.body {
             matcher::check(ctx, "body", m, Some(&Value::String(r.text.clone())))?;
