@@ -38,44 +38,16 @@ impl StepError {
         }
     }
     /// The same error with its message rewritten (context added in front or behind).
-    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
-        match self {
-            StepError::Failed {
-                message,
-                expected,
-                actual,
-                span,
-            } => StepError::Failed {
-                message: f(message),
-                expected,
-                actual,
-                span,
-            },
-            StepError::Error { message, span } => StepError::Error {
-                message: f(message),
-                span,
-            },
-        }
+    pub fn map_message(mut self, f: impl FnOnce(String) -> String) -> Self {
+        let (StepError::Failed { message, .. } | StepError::Error { message, .. }) = &mut self;
+        *message = f(std::mem::take(message));
+        self
     }
     /// The same error, pointing at `at` unless it points somewhere more precise already.
-    pub fn at(self, at: Span) -> Self {
-        match self {
-            StepError::Failed {
-                message,
-                expected,
-                actual,
-                span,
-            } => StepError::Failed {
-                message,
-                expected,
-                actual,
-                span: span.or(Some(at)),
-            },
-            StepError::Error { message, span } => StepError::Error {
-                message,
-                span: span.or(Some(at)),
-            },
-        }
+    pub fn at(mut self, at: Span) -> Self {
+        let (StepError::Failed { span, .. } | StepError::Error { span, .. }) = &mut self;
+        span.get_or_insert(at);
+        self
     }
     pub fn span(&self) -> Option<Span> {
         match self {

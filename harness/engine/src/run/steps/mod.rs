@@ -150,28 +150,8 @@ pub fn run<'a>(
                 ))),
             },
         };
-        result.map(|()| 1).map_err(|e| match e {
-            // Point at the step when the error has no more precise place.
-            StepError::Error {
-                message,
-                span: None,
-            } => StepError::Error {
-                message,
-                span: Some(step.span),
-            },
-            StepError::Failed {
-                message,
-                expected,
-                actual,
-                span: None,
-            } => StepError::Failed {
-                message,
-                expected,
-                actual,
-                span: Some(step.span),
-            },
-            other => other,
-        })
+        // Point at the step when the error has no more precise place.
+        result.map(|()| 1).map_err(|e| e.at(step.span))
     })
 }
 
