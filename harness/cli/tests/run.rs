@@ -176,12 +176,7 @@ fn keep_leaves_the_failed_scenarios_data_and_its_stack_for_inspection() {
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{err}");
-    let run_id = err
-        .split("kept stack ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the kept stack is named")
-        .to_owned();
+    let run_id = kept_stack(&err).expect("the kept stack is named");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("JSON");
     let kept = report["scenarios"][0]["kept"]
@@ -384,16 +379,21 @@ fn a_failed_step_shows_each_process_log_tail_and_keep_keeps_the_logs() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| panic!("the kept log is named: {message}"));
     let log = std::fs::read_to_string(&kept).expect("the kept log is there");
-    if let Some(run) = err
-        .split("kept stack ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-    {
-        let _ = harness().args(["down", run]).output();
+    if let Some(run) = kept_stack(&err) {
+        let _ = harness().args(["down", &run]).output();
     }
     if let Some(folder) = kept.parent() {
         let _ = std::fs::remove_dir_all(folder);
     }
     assert!(log.contains("api listening"), "{log}");
     assert!(log.contains("GET /orders/7"), "{log}");
+}
+
+/// The run id of the stack `--keep` left running, as the run's stderr names it.
+fn kept_stack(stderr: &str) -> Option<String> {
+    stderr
+        .split("kept stack ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
 }
