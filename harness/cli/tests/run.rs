@@ -164,16 +164,7 @@ fn schema_is_json_with_every_step_kind() {
 fn keep_leaves_the_failed_scenarios_data_and_its_stack_for_inspection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("report.json");
-    let out = harness()
-        .args([
-            "run",
-            "../engine/tests/corpus/fail/sql_rows_differ.yaml",
-            "--keep",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .expect("run");
+    let out = run_kept("sql_rows_differ.yaml", &json);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{err}");
     let run_id = kept_stack(&err).expect("the kept stack is named");
@@ -349,16 +340,7 @@ fn jobs_0_means_one_per_cpu() {
 fn a_failed_step_shows_each_process_log_tail_and_keep_keeps_the_logs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("report.json");
-    let out = harness()
-        .args([
-            "run",
-            "../engine/tests/corpus/fail/process_log_tail.yaml",
-            "--keep",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .expect("run");
+    let out = run_kept("process_log_tail.yaml", &json);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     let console = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(out.status.code(), Some(1), "{console}");
@@ -387,6 +369,20 @@ fn a_failed_step_shows_each_process_log_tail_and_keep_keeps_the_logs() {
     }
     assert!(log.contains("api listening"), "{log}");
     assert!(log.contains("GET /orders/7"), "{log}");
+}
+
+/// Runs a must-fail corpus file with `--keep`, its JSON report written to `json`.
+fn run_kept(file: &str, json: &std::path::Path) -> std::process::Output {
+    harness()
+        .args([
+            "run",
+            &format!("../engine/tests/corpus/fail/{file}"),
+            "--keep",
+            "--json",
+        ])
+        .arg(json)
+        .output()
+        .expect("run")
 }
 
 /// The run id of the stack `--keep` left running, as the run's stderr names it.

@@ -547,15 +547,11 @@ pub async fn stop(procs: Vec<Running>, keep_in: Option<&Path>) {
     let mut dirs = Vec::new();
     let keep_in = keep_in.filter(|_| !procs.is_empty());
     if let Some(dir) = keep_in {
-        for d in dir
-            .ancestors()
-            .take(2)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
-            let _ = crate::home::ensure_private(d, 0o700);
+        // `$HARNESS_HOME/kept` and the scenario's folder in it, both private.
+        if let Some(kept) = dir.parent() {
+            let _ = crate::home::ensure_private(kept, 0o700);
         }
+        let _ = crate::home::ensure_private(dir, 0o700);
     }
     for mut p in procs {
         stop_one(&mut p).await;

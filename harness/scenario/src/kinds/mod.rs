@@ -222,10 +222,10 @@ fn extension(cx: &mut Cx, kind: &str, node: &Node) -> Option<Extension> {
     for (k, v) in entries {
         match k.key_text().as_str() {
             "expect" => {
-                json = fields(cx, v, &format!("`expect` of an `{kind}` step"), &["json"])
-                    .and_then(|g| g.get("json").map(|n| path_matchers(cx, n)))
-                    .flatten()
-                    .or(Some(BTreeMap::new()));
+                let what = format!("`expect` of an `{kind}` step");
+                if let Some(n) = fields(cx, v, &what, &["json"]).and_then(|g| g.get("json")) {
+                    json = path_matchers(cx, n);
+                }
             }
             "capture" => capture = captures(cx, v, false),
             other => match value(cx, v) {
