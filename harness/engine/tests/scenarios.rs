@@ -76,7 +76,7 @@ fn must_fail(path: &Path) -> datatest_stable::Result<()> {
 }
 
 datatest_stable::harness! {
-    { test = library, root = "../../scenarios", pattern = r"^[^/]*\.ya?ml$" },
-    { test = library, root = "tests/corpus/pass", pattern = r"^[^_][^/]*\.ya?ml$" },
-    { test = must_fail, root = "tests/corpus/fail", pattern = r"^[^_][^/]*\.ya?ml$" },
+    { test = library, root = "../../scenarios", pattern = r"^(platform/)?[^_/][^/]*\.ya?ml$" },
+    { test = library, root = "tests/corpus/pass", pattern = r"^(shared/)?[^_/][^/]*\.ya?ml$" },
+    { test = must_fail, root = "tests/corpus/fail", pattern = r"^(shared/)?[^_/][^/]*\.ya?ml$" },
 }

@@ -36,10 +36,24 @@ impl From<Span> for miette::SourceSpan {
 }
 
 /// A scenario file's name and text, shared by everything that points into it.
+///
+/// A scenario that inherits a folder's shared defaults (`_defaults.yaml`) is one text made of
+/// both files, the scenario first; each [`Part`] after the first names where another file
+/// starts, so a span is reported in the file it came from.
 #[derive(Clone, Debug)]
 pub struct Source {
     pub name: String,
     pub text: Arc<str>,
+    /// Other files appended to the text, in order of their start.
+    pub parts: Vec<Part>,
+}
+
+/// A file appended to a [`Source`]'s text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub name: String,
+    /// Byte offset in the combined text where this file starts.
+    pub start: usize,
 }
 
 impl Source {
@@ -47,22 +61,58 @@ impl Source {
         Source {
             name: name.into(),
             text: text.into(),
+            parts: Vec::new(),
         }
     }
 
-    /// 1-based line and column (in characters) of a byte offset.
+    /// This source with `name` appended at byte `start` of the text.
+    pub fn with_part(mut self, name: impl Into<String>, start: usize) -> Self {
+        self.parts.push(Part {
+            name: name.into(),
+            start,
+        });
+        self
+    }
+
+    /// The file a span lies in: its name, its own text, and the span within that text.
+    pub fn locate(&self, span: Span) -> (&str, &str, Span) {
+        let mut name = self.name.as_str();
+        let mut start = 0;
+        let mut end = self.text.len();
+        for (i, part) in self.parts.iter().enumerate() {
+            if span.offset >= part.start {
+                name = &part.name;
+                start = part.start;
+                end = self.parts.get(i + 1).map_or(self.text.len(), |p| p.start);
+            } else {
+                end = end.min(part.start.saturating_sub(1));
+                break;
+            }
+        }
+        let text = self.text.get(start..end).unwrap_or("");
+        let local = Span::new(
+            span.offset - start,
+            span.len.min(end.saturating_sub(span.offset)),
+        );
+        (name, text, local)
+    }
+
+    /// 1-based line and column (in characters) of a byte offset, in the file it lies in.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        line_col(&self.text, offset)
+        let (_, text, local) = self.locate(Span::new(offset, 0));
+        line_col(text, local.offset)
     }
 
     /// `file:line:column` of a span.
     pub fn location(&self, span: Span) -> String {
-        let (line, col) = self.line_col(span.offset);
-        format!("{}:{line}:{col}", self.name)
+        let (name, text, local) = self.locate(span);
+        let (line, col) = line_col(text, local.offset);
+        format!("{name}:{line}:{col}")
     }
 
     fn named(&self) -> NamedSource<String> {
-        NamedSource::new(self.name.clone(), self.text.to_string()).with_language("yaml")
+        let (name, text, _) = self.locate(Span::new(0, 0));
+        NamedSource::new(name, text.to_owned()).with_language("yaml")
     }
 }
 
@@ -200,9 +250,30 @@ impl Diagnostics {
     pub fn reports(&self) -> Vec<Located> {
         self.problems
             .iter()
-            .map(|p| Located {
-                problem: p.clone(),
-                source: self.named.clone(),
+            .map(|p| {
+                if self.source.parts.is_empty() {
+                    return Located {
+                        problem: p.clone(),
+                        source: self.named.clone(),
+                    };
+                }
+                // Each excerpt comes from the problem's own file; notes that point into
+                // another file are left out of it.
+                let (name, text, span) = self.source.locate(p.span);
+                let mut problem = p.clone();
+                problem.span = span;
+                problem.also = p
+                    .also
+                    .iter()
+                    .filter_map(|(s, label)| {
+                        let (other, _, local) = self.source.locate(*s);
+                        (other == name).then(|| (local, label.clone()))
+                    })
+                    .collect();
+                Located {
+                    problem,
+                    source: NamedSource::new(name, text.to_owned()).with_language("yaml"),
+                }
             })
             .collect()
     }

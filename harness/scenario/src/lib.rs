@@ -19,6 +19,7 @@ pub mod diag;
 pub mod kinds;
 mod lint;
 pub mod model;
+mod shared;
 mod suggest;
 pub mod template;
 mod validate;
@@ -41,6 +42,7 @@ pub use kinds::{
 };
 pub use lint::lint;
 pub use model::*;
+pub use shared::{SHARED_FILE, SHARED_KEYS};
 pub use suggest::did_you_mean;
 pub use yaml::MAX_EXPANDED_BYTES;
 
@@ -55,10 +57,48 @@ pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 
 /// Parses and validates a scenario from raw bytes (checks size and encoding first).
 pub fn parse_bytes(name: &str, bytes: &[u8]) -> Result<Scenario, Diagnostics> {
+    parse_files(name, bytes, None).map(|(s, _)| s)
+}
+
+/// Parses and validates a scenario from raw bytes together with its folder's shared
+/// defaults (`name` and bytes of [`SHARED_FILE`]), if it has one. Returns the scenario and
+/// the [`Source`] its spans point into, which names each of the two files.
+pub fn parse_files(
+    name: &str,
+    bytes: &[u8],
+    shared: Option<(&str, &[u8])>,
+) -> Result<(Scenario, Source), Diagnostics> {
+    let (main, mut problems) = text_of(bytes);
+    let mut text = main.clone();
+    let mut appended = None;
+    if let Some((shared_name, shared_bytes)) = shared {
+        let (shared_text, shared_problems) = text_of(shared_bytes);
+        let base = text.len() + 1;
+        text.push('\n');
+        text.push_str(&shared_text);
+        problems.extend(shared_problems.into_iter().map(|p| shifted(p, base)));
+        appended = Some((shared_name, shared_text, base));
+    }
+    let mut source = Source::new(name, text);
+    if let Some((shared_name, _, base)) = &appended {
+        source = source.with_part(*shared_name, *base);
+    }
+    if !problems.is_empty() {
+        return Err(Diagnostics::new(source, problems));
+    }
+    let shared = appended.map(|(_, t, base)| (t, base));
+    parse_source(
+        source,
+        &main,
+        shared.as_ref().map(|(t, b)| (t.as_str(), *b)),
+    )
+}
+
+/// A file's text, or its lossy text and why it cannot be read as a scenario.
+fn text_of(bytes: &[u8]) -> (String, Vec<Problem>) {
     if bytes.len() > MAX_FILE_BYTES {
-        let source = Source::new(name, "");
-        return Err(Diagnostics::new(
-            source,
+        return (
+            String::new(),
             vec![
                 Problem::new(
                     Span::new(0, 0),
@@ -69,23 +109,21 @@ pub fn parse_bytes(name: &str, bytes: &[u8]) -> Result<Scenario, Diagnostics> {
                 )
                 .help("keep large data in fixture files"),
             ],
-        ));
+        );
     }
-    match std::str::from_utf8(bytes) {
-        Ok(text) => parse(name, text),
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
         Err(e) => {
             let valid = e.valid_up_to();
-            let text = String::from_utf8_lossy(bytes).into_owned();
-            // The lossy text has the same bytes up to the first invalid one, which it
-            // replaces with U+FFFD.
-            let source = Source::new(name, text);
             let help = if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
                 "this file is UTF-16; save it as UTF-8"
             } else {
                 "scenario files are UTF-8 YAML"
             };
-            Err(Diagnostics::new(
-                source,
+            // The lossy text has the same bytes up to the first invalid one, which it
+            // replaces with U+FFFD.
+            return (
+                String::from_utf8_lossy(bytes).into_owned(),
                 vec![
                     Problem::new(
                         Span::new(valid, char::REPLACEMENT_CHARACTER.len_utf8()),
@@ -94,29 +132,44 @@ pub fn parse_bytes(name: &str, bytes: &[u8]) -> Result<Scenario, Diagnostics> {
                     .label("invalid byte")
                     .help(help),
                 ],
-            ))
+            );
         }
+    };
+    let problems = text
+        .find(|c: char| c == '\0' || (c.is_control() && !matches!(c, '\n' | '\r' | '\t')))
+        .map(|at| {
+            Problem::new(
+                Span::new(at, 1),
+                "file contains a control character; it does not look like YAML text",
+            )
+            .label("here")
+        })
+        .into_iter()
+        .collect();
+    (text, problems)
+}
+
+fn shifted(mut p: Problem, by: usize) -> Problem {
+    p.span = Span::new(p.span.offset + by, p.span.len);
+    for (s, _) in &mut p.also {
+        *s = Span::new(s.offset + by, s.len);
     }
+    p
 }
 
 /// Parses and validates a scenario. Every problem is reported, each with its span.
 pub fn parse(name: &str, text: &str) -> Result<Scenario, Diagnostics> {
-    let source = Source::new(name, text);
-    if let Some(at) =
-        text.find(|c: char| c == '\0' || (c.is_control() && !matches!(c, '\n' | '\r' | '\t')))
-    {
-        return Err(Diagnostics::new(
-            source,
-            vec![
-                Problem::new(
-                    Span::new(at, 1),
-                    "file contains a control character; it does not look like YAML text",
-                )
-                .label("here"),
-            ],
-        ));
-    }
-    let root = match yaml::parse(text) {
+    parse_files(name, text.as_bytes(), None).map(|(s, _)| s)
+}
+
+/// Parses the scenario text `main` of `source`, merged with the shared defaults text that
+/// starts at the given offset of `source`.
+fn parse_source(
+    source: Source,
+    main: &str,
+    shared: Option<(&str, usize)>,
+) -> Result<(Scenario, Source), Diagnostics> {
+    let root = match yaml::parse(main) {
         Ok(Some(root)) => root,
         Ok(None) => {
             return Err(Diagnostics::new(
@@ -129,9 +182,24 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario, Diagnostics> {
         }
         Err(problems) => return Err(Diagnostics::new(source, problems)),
     };
-    let mut cx = decode::Cx::new(text);
+    let mut problems = Vec::new();
+    let root = match shared {
+        None => root,
+        Some((text, base)) => match yaml::parse(text) {
+            Ok(None) => root,
+            Ok(Some(mut node)) => {
+                shared::shift(&mut node, base);
+                shared::inherit(root, &node, &mut problems)
+            }
+            Err(p) => {
+                problems.extend(p.into_iter().map(|p| shifted(p, base)));
+                root
+            }
+        },
+    };
+    let mut cx = decode::Cx::new(&source.text);
     let mut scenario = decode::scenario(&mut cx, &root);
-    let mut problems = std::mem::take(&mut cx.problems);
+    problems.append(&mut cx.problems);
     if let Some(s) = &mut scenario {
         validate::check(s, &cx.refs, &cx.fixture_spans, &mut problems);
         for r in &cx.refs {
@@ -147,7 +215,7 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario, Diagnostics> {
         }
     }
     match scenario {
-        Some(s) if problems.is_empty() => Ok(s),
+        Some(s) if problems.is_empty() => Ok((s, source)),
         _ => {
             if problems.is_empty() {
                 problems.push(Problem::new(root.span, "scenario could not be read"));

@@ -90,6 +90,42 @@ impl Service {
             Service::Otel => "otel",
         }
     }
+
+    /// The environment `env_from: [SERVICE]` gives a process or an `exec` step: the names
+    /// the service's usual clients read (libpq and `DATABASE_URL`, the AWS SDKs and CLI, the
+    /// Neo4j drivers' examples, the OpenTelemetry SDKs), set to the stack's address and
+    /// credentials and to the scenario's own database, bucket and graph label.
+    pub fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Service::Postgres => &[
+                ("DATABASE_URL", "${scenario.database_url}"),
+                ("PGHOST", "${stack.postgres.host}"),
+                ("PGPORT", "${stack.postgres.port}"),
+                ("PGUSER", "${stack.postgres.user}"),
+                ("PGPASSWORD", "${stack.postgres.password}"),
+                ("PGDATABASE", "${scenario.database}"),
+            ],
+            Service::S3 => &[
+                ("AWS_ENDPOINT_URL", "${stack.s3.endpoint_url}"),
+                ("AWS_ENDPOINT_URL_S3", "${stack.s3.endpoint_url}"),
+                ("AWS_REGION", "${stack.s3.region}"),
+                ("AWS_DEFAULT_REGION", "${stack.s3.region}"),
+                ("AWS_ACCESS_KEY_ID", "${stack.s3.access_key_id}"),
+                ("AWS_SECRET_ACCESS_KEY", "${stack.s3.secret_access_key}"),
+                ("S3_BUCKET", "${scenario.bucket}"),
+            ],
+            Service::Neo4j => &[
+                ("NEO4J_URI", "${stack.neo4j.bolt_url}"),
+                ("NEO4J_USERNAME", "${stack.neo4j.user}"),
+                ("NEO4J_PASSWORD", "${stack.neo4j.password}"),
+                ("NEO4J_LABEL", "${scenario.graph_label}"),
+            ],
+            Service::Otel => &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "${stack.otel.otlp_http}"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ],
+        }
+    }
 }
 
 /// Defaults for the steps of a file.
@@ -253,8 +289,14 @@ pub struct Process {
     /// Arguments after the program (with `cargo`).
     #[serde(default)]
     pub args: Vec<String>,
+    /// Environment variables; `${…}` references are filled in when the process starts.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Services whose connection settings the process gets under their usual names
+    /// (`postgres`: `DATABASE_URL` and `PG*`; `s3`: `AWS_*` and `S3_BUCKET`; `neo4j`:
+    /// `NEO4J_*`; `otel`: `OTEL_EXPORTER_OTLP_*`). `env` wins over them by name.
+    #[serde(default)]
+    pub env_from: Vec<Service>,
     /// When the process counts as started (default: its port accepts TCP connections).
     #[serde(default)]
     pub ready: Option<Ready>,

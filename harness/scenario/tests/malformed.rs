@@ -9,8 +9,15 @@ const ROOT: &str = "tests/malformed";
 fn rejected(path: &Utf8Path, bytes: Vec<u8>) -> datatest_stable::Result<()> {
     // The name relative to the corpus keeps absolute paths out of the snapshots.
     let name = path.strip_prefix(ROOT).unwrap_or(path).as_str();
-    let diagnostics = match harness_scenario::parse_bytes(name, &bytes) {
-        Ok(scenario) => {
+    // A folder's shared defaults come with each of its files, as `harness run` reads them.
+    let shared_path = path.with_file_name(harness_scenario::SHARED_FILE);
+    let shared = std::fs::read(&shared_path).ok().map(|b| {
+        let shared_name = shared_path.strip_prefix(ROOT).unwrap_or(&shared_path);
+        (shared_name.as_str().to_owned(), b)
+    });
+    let shared = shared.as_ref().map(|(n, b)| (n.as_str(), b.as_slice()));
+    let diagnostics = match harness_scenario::parse_files(name, &bytes, shared) {
+        Ok((scenario, _)) => {
             return Err(format!("{name} was accepted: {scenario:#?}").into());
         }
         Err(d) => d,
@@ -57,5 +64,5 @@ fn check_spans(name: &str, d: &Diagnostics) -> datatest_stable::Result<()> {
 }
 
 datatest_stable::harness! {
-    { test = rejected, root = ROOT, pattern = r"^[^/]+\.(yaml|yml|bin)$" },
+    { test = rejected, root = ROOT, pattern = r"^(shared/)?[^_/][^/]*\.(yaml|yml|bin)$" },
 }

@@ -135,10 +135,27 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Loaded>, Vec<Diagnostics>> {
                 continue;
             }
         };
-        match harness_scenario::parse_bytes(&name, &bytes) {
-            Ok(s) => ok.push(Loaded {
+        // The folder's shared defaults, if it has them.
+        let shared_path = path.with_file_name(harness_scenario::SHARED_FILE);
+        let shared = match std::fs::read(&shared_path) {
+            Ok(b) => Some((shared_path.display().to_string(), b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                bad.push(Diagnostics::new(
+                    Source::new(shared_path.display().to_string(), ""),
+                    vec![Problem::new(
+                        Span::default(),
+                        format!("could not read the folder's shared defaults: {e}"),
+                    )],
+                ));
+                continue;
+            }
+        };
+        let shared = shared.as_ref().map(|(n, b)| (n.as_str(), b.as_slice()));
+        match harness_scenario::parse_files(&name, &bytes, shared) {
+            Ok((s, source)) => ok.push(Loaded {
                 path: path.clone(),
-                source: Source::new(name, String::from_utf8_lossy(&bytes).into_owned()),
+                source,
                 scenario: Arc::new(s),
             }),
             Err(d) => bad.push(d),
@@ -454,7 +471,8 @@ fn crashed(index: usize, loaded: &Loaded, e: tokio::task::JoinError) -> Event {
     } else {
         "it was cancelled".into()
     };
-    let (line, column) = loaded.source.line_col(loaded.scenario.span.offset);
+    let (file, text, local) = loaded.source.locate(loaded.scenario.span);
+    let (line, column) = harness_scenario::diag::line_col(text, local.offset);
     let failure = Failure {
         message: format!(
             "harness stopped this scenario: {why} (a bug in harness; please report it)"
@@ -462,11 +480,11 @@ fn crashed(index: usize, loaded: &Loaded, e: tokio::task::JoinError) -> Event {
         expected: None,
         actual: None,
         location: Location {
-            file: loaded.source.name.clone(),
+            file: file.to_owned(),
             line,
             column,
-            offset: loaded.scenario.span.offset,
-            len: loaded.scenario.span.len,
+            offset: local.offset,
+            len: local.len,
         },
     };
     Event::ScenarioFinished {

@@ -34,13 +34,15 @@ pub(super) struct ScenarioRun {
 
 impl ScenarioRun {
     fn location(&self, span: Span) -> Location {
-        let (line, column) = self.loaded.source.line_col(span.offset);
+        // A span may point into the folder's shared defaults rather than the file.
+        let (file, text, local) = self.loaded.source.locate(span);
+        let (line, column) = harness_scenario::diag::line_col(text, local.offset);
         Location {
-            file: self.loaded.source.name.clone(),
+            file: file.to_owned(),
             line,
             column,
-            offset: span.offset,
-            len: span.len,
+            offset: local.offset,
+            len: local.len,
         }
     }
 

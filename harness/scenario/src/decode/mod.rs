@@ -72,6 +72,8 @@ pub struct Cx<'t> {
     sink: Option<Sink>,
     /// References found in code, for the lint pass.
     pub code_refs: Vec<CodeRef>,
+    /// The scenario's `stack`, once decoded (for `env_from`).
+    pub stack: Vec<Service>,
 }
 
 impl<'t> Cx<'t> {
@@ -84,6 +86,7 @@ impl<'t> Cx<'t> {
             scope: Scope::Fixture,
             sink: None,
             code_refs: Vec::new(),
+            stack: Vec::new(),
         }
     }
 
@@ -439,6 +442,47 @@ pub(crate) fn map<'n, T>(
                 out.insert(key, val);
             }
             None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// `env_from`: services of the scenario's `stack`, each once, with where each is written.
+pub(crate) fn env_from(cx: &mut Cx, node: &Node) -> Option<Vec<(Service, Span)>> {
+    let NodeValue::Seq(nodes) = &node.value else {
+        cx.expected(node, "`env_from` (a list)");
+        return None;
+    };
+    let mut out: Vec<(Service, Span)> = Vec::new();
+    let mut ok = true;
+    for n in nodes {
+        // Every entry is checked, also after a bad one.
+        let Some(service) = scenario::service(cx, n) else {
+            ok = false;
+            continue;
+        };
+        let span = n.span;
+        if let Some((_, first)) = out.iter().find(|(s, _)| *s == service) {
+            cx.push(
+                Problem::new(span, format!("`{}` is listed twice", service.name()))
+                    .also(*first, "first here"),
+            );
+            ok = false;
+        } else if !cx.stack.contains(&service) {
+            cx.push(
+                Problem::new(
+                    span,
+                    format!("`{}` is not in the scenario's `stack`", service.name()),
+                )
+                .label("not in `stack`")
+                .help(format!(
+                    "add `{}` to `stack`, or leave it out of `env_from`",
+                    service.name()
+                )),
+            );
+            ok = false;
+        } else {
+            out.push((service, span));
         }
     }
     ok.then_some(out)

@@ -13,6 +13,7 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
     let stack = opt(cx, &f, "stack", |cx, n| {
         list(cx, n, "`stack`", |cx, _, n| service(cx, n))
     });
+    cx.stack = stack.clone().unwrap_or_default();
     let timeout = opt(cx, &f, "timeout", duration);
     let vars = opt(cx, &f, "vars", |cx, n| {
         map(cx, n, "`vars`", |cx, k, v| {
@@ -87,7 +88,7 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
     })
 }
 
-fn service(cx: &mut Cx, node: &Node) -> Option<Service> {
+pub(crate) fn service(cx: &mut Cx, node: &Node) -> Option<Service> {
     let names = Service::ALL.map(Service::name);
     let Some(text) = node.as_str() else {
         cx.push(
@@ -300,6 +301,14 @@ fn process(cx: &mut Cx, node: &Node) -> Option<Process> {
         list(cx, n, "`args`", |cx, _, n| string(cx, n))
     });
     let env = opt(cx, &f, "env", |cx, n| string_map(cx, n, "`env`"));
+    let env_from = opt(cx, &f, "env_from", env_from);
+    let mut env = env.unwrap_or_default();
+    for (service, _) in env_from.iter().flatten() {
+        for (key, text) in service.env() {
+            env.entry((*key).to_owned())
+                .or_insert_with(|| (*text).to_owned());
+        }
+    }
     let ready = opt(cx, &f, "ready", |cx, n| {
         let g = fields(cx, n, "`ready`", Ready::KEYS)?;
         let present: Vec<&str> = Ready::KEYS
@@ -338,7 +347,12 @@ fn process(cx: &mut Cx, node: &Node) -> Option<Process> {
             command
         },
         args: args.unwrap_or_default(),
-        env: env.unwrap_or_default(),
+        env,
+        env_from: env_from
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect(),
         ready,
         timeout,
         span: node.span,

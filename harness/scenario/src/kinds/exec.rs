@@ -15,8 +15,13 @@ pub struct Exec {
     /// Arguments after the program (with `cargo`).
     #[serde(default)]
     pub args: Vec<String>,
+    /// Environment variables added to harness's own.
     #[serde(default)]
     pub env: BTreeMap<String, Template>,
+    /// Services whose connection settings the command gets under their usual names, as
+    /// for a process; `env` wins over them by name.
+    #[serde(default)]
+    pub env_from: Vec<Service>,
     #[serde(default)]
     pub cwd: Option<Template>,
     #[serde(default)]
@@ -66,6 +71,19 @@ impl Kind for Exec {
             );
         }
         let env = opt(cx, &f, "env", |cx, n| template_map(cx, n, "`env`"));
+        let env_from = opt(cx, &f, "env_from", env_from);
+        let mut env = env.unwrap_or_default();
+        for (key, text, span) in env_from
+            .iter()
+            .flatten()
+            .flat_map(|(s, span)| s.env().iter().map(move |(k, t)| (*k, *t, *span)))
+        {
+            if !env.contains_key(key)
+                && let Ok(t) = Template::new(text.to_owned(), span)
+            {
+                env.insert(key.to_owned(), t);
+            }
+        }
         let cwd = opt(cx, &f, "cwd", template);
         let stdin = opt(cx, &f, "stdin", template);
         let expect = opt(cx, &f, "expect", |cx, n| {
@@ -89,7 +107,12 @@ impl Kind for Exec {
             command: command_node,
             cargo,
             args: args.unwrap_or_default(),
-            env: env.unwrap_or_default(),
+            env,
+            env_from: env_from
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect(),
             cwd,
             stdin,
             expect: expect.unwrap_or_default(),

@@ -46,6 +46,13 @@ impl S3Endpoint {
                 "harness",
             ))
             .force_path_style(true)
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
             .build();
         Client::from_conf(config)
     }
