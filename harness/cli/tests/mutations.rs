@@ -56,14 +56,14 @@ macro_rules! caught {
 }
 
 caught! {
-    crash_on_start_fails_health: "crash_on_start" in "platform_health.yaml" at "start process api";
-    leaked_secret_fails_version: "leak_secret" in "platform_version.yaml" at "version metadata carries no credential";
-    leaked_secret_fails_browser_config: "leak_secret" in "platform_browser_config.yaml" at "only the public keys are served";
-    rls_bypass_fails_rls: "rls_bypass" in "platform_rls.yaml" at "grace lists only her own deck";
+    crash_on_start_fails_health: "crash_on_start" in "platform/health.yaml" at "start process api";
+    leaked_secret_fails_version: "leak_secret" in "platform/version.yaml" at "version metadata carries no credential";
+    leaked_secret_fails_browser_config: "leak_secret" in "platform/browser_config.yaml" at "only the public keys are served";
+    rls_bypass_fails_rls: "rls_bypass" in "platform/rls.yaml" at "grace lists only her own deck";
     unsafe_v2_migration_fails_rollback: "v2_breaks_v1" in "platform_rollback_schema.yaml" at "after rolling back, v1 can still write";
     graph_500_fails_degradation: "graph_500" in "platform_graph_degrades.yaml" at "with the graph down, the answer degrades instead of failing";
-    silent_api_fails_telemetry: "no_telemetry" in "platform_telemetry.yaml" at "its span reached the collector with service name and version";
-    purged_versions_fail_artifact_recovery: "purge_on_replace" in "platform_artifact_recovery.yaml" at "recover - read the previous version";
+    silent_api_fails_telemetry: "no_telemetry" in "platform/telemetry.yaml" at "its span reached the collector with service name and version";
+    purged_versions_fail_artifact_recovery: "purge_on_replace" in "platform/artifact_recovery.yaml" at "recover - read the previous version";
     silent_ingest_fails_ingest: "no_telemetry" in "platform_ingest.yaml" at "the job's run span reached the collector";
 }
 
