@@ -1,5 +1,6 @@
 //! The `harness` command line: argument parsing, then a call into `harness_engine`.
 
+mod init;
 mod scenarios;
 
 use std::{
@@ -31,6 +32,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Set a project up to test itself with harness: a first scenario, the nextest wiring
+    /// (in a Cargo package), a CI workflow and .gitignore lines.
+    Init {
+        /// The project's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Replace files harness init writes when they are there already.
+        #[arg(long)]
+        force: bool,
+    },
     /// Check each runtime and provider and say how to fix what is missing.
     Doctor {
         #[arg(long)]
@@ -250,6 +261,24 @@ pub(crate) fn report(e: &Error) {
 async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Doctor { json } => doctor(json).await,
+        Command::Init { dir, force } => {
+            let written = init::init(&dir, force)?;
+            for f in &written.files {
+                println!("wrote {}", dir.join(f).display());
+            }
+            println!();
+            println!("next:");
+            println!("  harness runtimes install        # once per machine");
+            if written.cargo {
+                println!(
+                    "  cargo nextest run --test scenarios   # each file in scenarios/ is a test"
+                );
+            } else {
+                println!("  harness run scenarios/");
+            }
+            println!("  then start your service under `processes` in scenarios/smoke.yaml");
+            Ok(())
+        }
         Command::Runtimes {
             command: RuntimesCommand::Install { only, force },
         } => {
