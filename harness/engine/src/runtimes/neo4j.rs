@@ -7,9 +7,8 @@ use super::{RuntimeKind, find_tool, missing_tool, run_logged};
 use crate::error::{Error, IoContext};
 
 pub const VERSION: &str = "5.26.16";
-const POM: &str = include_str!("../../../../infra/neo4j/pom.xml");
-const LAUNCHER: &str =
-    include_str!("../../../../infra/neo4j/src/main/java/dev/harness/neo4j/Launcher.java");
+const POM: &str = include_str!("../../assets/neo4j/pom.xml");
+const LAUNCHER: &str = include_str!("../../assets/neo4j/Launcher.java");
 
 /// The launcher's jar inside the install; its dependencies sit beside it in `lib/`.
 pub const LAUNCHER_JAR: &str = "lib/harness-neo4j-launcher.jar";

@@ -10,9 +10,9 @@ use crate::error::{Error, IoContext};
 
 pub const VERSION: &str = "0.165.0";
 const BUILDER: &str = "go.opentelemetry.io/collector/cmd/builder";
-const MANIFEST: &str = include_str!("../../../../infra/otel/builder-config.yaml");
-const GO_MOD: &str = include_str!("../../../../infra/otel/go.mod");
-const GO_SUM: &str = include_str!("../../../../infra/otel/go.sum");
+const MANIFEST: &str = include_str!("../../assets/otel/builder-config.yaml");
+const GO_MOD: &str = include_str!("../../assets/otel/go.mod");
+const GO_SUM: &str = include_str!("../../assets/otel/go.sum");
 
 /// Path of the binary inside the install.
 pub const BINARY: &str = "bin/harness-otelcol";

@@ -149,7 +149,7 @@ impl Ping {
 }
 
 /// The versioned collector configuration (`infra/otel/collector.yaml`).
-pub const COLLECTOR_CONFIG: &str = include_str!("../../../../../infra/otel/collector.yaml");
+pub const COLLECTOR_CONFIG: &str = include_str!("../../../assets/otel/collector.yaml");
 
 /// The configuration to run: `HARNESS_OTEL_CONFIG` when set, else the versioned one.
 pub(crate) fn config_text() -> Result<String, Error> {

@@ -1,0 +1,1 @@
+../../../../infra/neo4j/src/main/java/dev/harness/neo4j/Launcher.java

@@ -1,0 +1,1 @@
+../../../../infra/otel/go.mod
