@@ -16,6 +16,7 @@
 //! ```
 
 pub mod error;
+pub mod faults;
 mod fsutil;
 pub mod home;
 pub mod progress;
