@@ -203,6 +203,15 @@ fn parse_source(
     if let Some(s) = &mut scenario {
         validate::check(s, &cx.refs, &cx.fixture_spans, &mut problems);
         for r in &cx.refs {
+            if r.r.root == "faults"
+                && let Some(svc) = r.r.path.first()
+                && let Some(service) = Service::ALL.into_iter().find(|s| s.name() == svc)
+            {
+                s.fault_targets.insert(service);
+            }
+        }
+        validate::check_fault_targets(s, &mut problems);
+        for r in &cx.refs {
             if let decode::Scope::Step { phase, index } = r.scope
                 && r.r.root == "captures"
                 && let Some(name) = r.r.path.first()

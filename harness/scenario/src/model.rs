@@ -62,6 +62,10 @@ pub struct Scenario {
     /// never taken (their step failed or did not run) is skipped, not failed.
     #[serde(skip)]
     pub captures_used: BTreeMap<(crate::Phase, usize), std::collections::BTreeSet<String>>,
+    /// The services something reaches through its fault proxy (`${faults.SERVICE.…}`):
+    /// each gets a proxy of the scenario's own before its processes start.
+    #[serde(skip)]
+    pub fault_targets: std::collections::BTreeSet<Service>,
 }
 
 /// A service of the stack.

@@ -11,10 +11,11 @@
 use crate::diag::Span;
 
 /// Names a reference may start with.
-pub const ROOTS: [&str; 8] = [
+pub const ROOTS: [&str; 9] = [
     "vars",
     "captures",
     "stack",
+    "faults",
     "env",
     "scenario",
     "mocks",

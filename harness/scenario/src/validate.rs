@@ -197,7 +197,7 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
                 ),
             }
         }
-        "stack" => {
+        "stack" | "faults" => {
             let names = Service::ALL.map(Service::name);
             let Some(svc) = first else {
                 problems.push(err(
@@ -403,4 +403,31 @@ fn find_cycle<'a>(
         path.pop();
     }
     None
+}
+
+/// A `fault` step acts on the scenario's proxy of its target: something must connect
+/// through that proxy, or the fault changes nothing.
+pub fn check_fault_targets(s: &Scenario, problems: &mut Vec<Problem>) {
+    for step in all_steps(s) {
+        if let crate::Action::Fault(f) = &step.action
+            && s.stack.contains(&f.target)
+            && !s.fault_targets.contains(&f.target)
+        {
+            let svc = f.target.name();
+            let field = template::stack_fields(svc)
+                .and_then(|f| f.first())
+                .copied()
+                .unwrap_or("url");
+            problems.push(
+                Problem::new(
+                    step.span,
+                    format!("nothing reaches {svc} through its fault proxy, so this fault changes nothing"),
+                )
+                .label("a fault on the proxy")
+                .help(format!(
+                    "give the system under test `${{faults.{svc}.{field}}}` (the fields of `${{stack.{svc}.…}}`, through the proxy) instead of the direct address"
+                )),
+            );
+        }
+    }
 }

@@ -94,6 +94,8 @@ pub struct Ctx {
     pub groups: Option<crate::stack::records::Groups>,
     pub redactor: Redactor,
     pub http: reqwest::Client,
+    /// The scenario's fault proxies, when it reaches a service through `${faults.…}`.
+    pub faults: Option<Arc<super::faults::ScenarioFaults>>,
     pub seed: u64,
     pub update_snapshots: bool,
     rng: StdRng,
@@ -128,6 +130,7 @@ impl Ctx {
             groups: None,
             redactor,
             http,
+            faults: None,
             seed,
             update_snapshots,
             rng: StdRng::seed_from_u64(seed),
@@ -262,6 +265,16 @@ impl Ctx {
                     .get(&first)
                     .cloned()
                     .ok_or_else(|| missing(format!("{first} is not running in this stack")))?;
+                (v, &r.path[1..])
+            }
+            "faults" => {
+                let v = self
+                    .faults
+                    .as_ref()
+                    .and_then(|f| f.endpoints.get(&first).cloned())
+                    .ok_or_else(|| {
+                        missing(format!("{first} has no fault proxy in this scenario"))
+                    })?;
                 (v, &r.path[1..])
             }
             "scenario" => (

@@ -8,6 +8,7 @@
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod faults;
 pub mod isolation;
 pub mod matcher;
 pub mod mocks;

@@ -122,6 +122,18 @@ impl ScenarioRun {
             },
             Err(e) => failed = Some(self.setup_failure(self.failure(&e, sc.span))),
         }
+        if failed.is_none() && !sc.fault_targets.is_empty() {
+            // Before the processes, which are given the proxies' addresses.
+            match super::faults::ScenarioFaults::start(&ctx.endpoints, &sc.fault_targets, ctx.seed)
+                .await
+            {
+                Ok(f) => ctx.faults = Some(Arc::new(f)),
+                Err(message) => {
+                    failed =
+                        Some(self.setup_failure(self.failure(&StepError::error(message), sc.span)))
+                }
+            }
+        }
         if failed.is_none() {
             let started_at = Instant::now();
             let start = tokio::select! {
@@ -155,6 +167,10 @@ impl ScenarioRun {
             None
         };
         failed = failed.or(steps_failure);
+        // Every fault goes before the rollbacks, whatever ended the steps.
+        if let Some(f) = &ctx.faults {
+            f.clear_all().await;
+        }
         // Rollbacks always run, each one, whatever happened before (unless the run was
         // interrupted: then only the cleanup below runs).
         for (i, step) in sc.rollbacks.iter().enumerate() {

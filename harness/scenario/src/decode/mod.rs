@@ -447,6 +447,11 @@ pub(crate) fn map<'n, T>(
     ok.then_some(out)
 }
 
+/// A service name (`postgres`, `s3`, `neo4j`, `otel`), with did-you-mean.
+pub(crate) fn service_node(cx: &mut Cx, node: &Node) -> Option<Service> {
+    scenario::service(cx, node)
+}
+
 /// `env_from`: services of the scenario's `stack`, each once, with where each is written.
 pub(crate) fn env_from(cx: &mut Cx, node: &Node) -> Option<Vec<(Service, Span)>> {
     let NodeValue::Seq(nodes) = &node.value else {

@@ -85,6 +85,7 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
         span: steps_span,
         code_refs: std::mem::take(&mut cx.code_refs),
         captures_used: BTreeMap::new(),
+        fault_targets: Default::default(),
     })
 }
 

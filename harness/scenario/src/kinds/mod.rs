@@ -13,6 +13,7 @@
 pub mod cypher;
 pub mod eventually;
 pub mod exec;
+pub mod fault;
 pub mod http;
 pub mod s3;
 pub mod snapshot;
@@ -152,6 +153,8 @@ kinds! {
     Snapshot(snapshot::Snapshot),
     /// Expect signals received by the collector.
     Telemetry(telemetry::Telemetry),
+    /// Put a network fault on a service's fault proxy.
+    Fault(fault::Fault),
 }
 
 impl Action {
@@ -167,11 +170,10 @@ impl Action {
 /// Step kinds reserved for capabilities that have not landed yet, and which capability
 /// brings each. A step of one of them parses, so `harness validate` accepts a file written
 /// ahead of time, and is refused when the run is planned, pointing at the step.
-pub const RESERVED_KINDS: [(&str, &str); 6] = [
+pub const RESERVED_KINDS: [(&str, &str); 5] = [
     ("deploy", "the Cloud Run emulator"),
     ("traffic", "the Cloud Run emulator"),
     ("rollback", "the Cloud Run emulator"),
-    ("fault", "the fault proxy"),
     ("backup", "restore drills"),
     ("restore", "restore drills"),
 ];

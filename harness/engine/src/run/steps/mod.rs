@@ -9,6 +9,7 @@
 pub mod cypher;
 pub mod eventually;
 pub mod exec;
+pub mod fault;
 pub mod http;
 pub mod s3;
 pub mod snapshot;
@@ -123,6 +124,7 @@ pub fn run<'a>(
             Action::Exec(s) => checked(ctx, s).await,
             Action::Snapshot(s) => checked(ctx, s).await,
             Action::Telemetry(s) => checked(ctx, s).await,
+            Action::Fault(s) => checked(ctx, s).await,
             Action::Eventually(e) => return eventually::run(ctx, e, ext).await,
             // The plan refuses these; a runner driven without a plan says so too.
             Action::Reserved(r) => Err(StepError::Error {

@@ -1,0 +1,206 @@
+//! A scenario's own fault proxies: one in front of each port of every service the scenario
+//! reaches through `${faults.SERVICE.…}`, started before its processes, cleared before its
+//! rollbacks and stopped with it. Scenarios running side by side each have their own, so a
+//! fault in one never touches another.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use harness_scenario::Service;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::{
+    faults::{Decisions, Proxy},
+    stack::Endpoints,
+};
+
+pub struct ScenarioFaults {
+    /// Each target's proxies, one per port of its endpoint.
+    proxies: BTreeMap<Service, Vec<Proxy>>,
+    /// The endpoints as `${faults.…}` shows them: the stack's, with each proxied port
+    /// replaced by its proxy's.
+    pub endpoints: Value,
+    /// Faults given a `for`: their removal, pending.
+    timers: Mutex<Vec<JoinHandle<()>>>,
+    pub decisions: Arc<Decisions>,
+}
+
+impl ScenarioFaults {
+    pub async fn start(
+        endpoints: &Endpoints,
+        targets: &BTreeSet<Service>,
+        seed: u64,
+    ) -> Result<ScenarioFaults, String> {
+        let decisions = Decisions::new(seed);
+        let all = serde_json::to_value(endpoints).unwrap_or(Value::Null);
+        let mut shown = serde_json::Map::new();
+        let mut proxies = BTreeMap::new();
+        for &service in targets {
+            let name = service.name();
+            let Some(endpoint) = all.get(name) else {
+                return Err(format!("{name} is not running in this stack"));
+            };
+            let mut ports = BTreeSet::new();
+            collect_ports(endpoint, &mut ports);
+            let mut map = BTreeMap::new();
+            let mut list = Vec::new();
+            for port in ports {
+                let upstream = SocketAddr::from(([127, 0, 0, 1], port));
+                let proxy = Proxy::start(
+                    format!("{name}:{port}"),
+                    SocketAddr::from(([127, 0, 0, 1], 0)),
+                    upstream,
+                    Arc::clone(&decisions),
+                )
+                .await
+                .map_err(|e| format!("could not start the fault proxy of {name}: {e}"))?;
+                map.insert(port, proxy.listen_addr().port());
+                list.push(proxy);
+            }
+            shown.insert(name.to_owned(), rewrite(endpoint, &map));
+            proxies.insert(service, list);
+        }
+        Ok(ScenarioFaults {
+            proxies,
+            endpoints: Value::Object(shown),
+            timers: Mutex::new(Vec::new()),
+            decisions,
+        })
+    }
+
+    /// The proxies of a target.
+    pub fn of(&self, service: Service) -> &[Proxy] {
+        self.proxies.get(&service).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn after(&self, task: JoinHandle<()>) {
+        self.timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// Removes every fault and brings every proxy up (the end of the steps).
+    pub async fn clear_all(&self) {
+        for t in self
+            .timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+        for p in self.proxies.values().flatten() {
+            let _ = p.reset().await;
+        }
+    }
+}
+
+/// The ports on 127.0.0.1 an endpoint names: `port` fields, and `HOST:PORT` in its URLs.
+fn collect_ports(v: &Value, out: &mut BTreeSet<u16>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if k == "port"
+                    && let Some(p) = v.as_u64().and_then(|p| u16::try_from(p).ok())
+                {
+                    out.insert(p);
+                }
+                collect_ports(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| collect_ports(v, out)),
+        Value::String(s) => {
+            for host in ["127.0.0.1:", "localhost:"] {
+                for (at, _) in s.match_indices(host) {
+                    let digits: String = s[at + host.len()..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    if let Ok(p) = digits.parse() {
+                        out.insert(p);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The endpoint with each proxied port replaced by its proxy's.
+fn rewrite(v: &Value, ports: &BTreeMap<u16, u16>) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = match (k.as_str(), v.as_u64()) {
+                        ("port", Some(p)) => u16::try_from(p)
+                            .ok()
+                            .and_then(|p| ports.get(&p))
+                            .map_or_else(|| v.clone(), |p| Value::from(*p)),
+                        _ => rewrite(v, ports),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|v| rewrite(v, ports)).collect()),
+        Value::String(s) => {
+            let mut out = s.clone();
+            for (from, to) in ports {
+                for host in ["127.0.0.1:", "localhost:"] {
+                    out = replace_port(&out, host, *from, *to);
+                }
+            }
+            Value::String(out)
+        }
+        other => other.clone(),
+    }
+}
+
+/// `HOST:FROM` → `HOST:TO`, only where FROM is the whole port.
+fn replace_port(s: &str, host: &str, from: u16, to: u16) -> String {
+    let needle = format!("{host}{from}");
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(at) = rest.find(&needle) {
+        let end = at + needle.len();
+        let whole = !rest[end..].starts_with(|c: char| c.is_ascii_digit());
+        out.push_str(&rest[..at]);
+        out.push_str(&if whole {
+            format!("{host}{to}")
+        } else {
+            needle.clone()
+        });
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_in_urls_and_port_fields_are_found_and_replaced_whole() {
+        let v = serde_json::json!({
+            "url": "postgres://u:p@127.0.0.1:5432/db",
+            "host": "127.0.0.1",
+            "port": 5432,
+            "other": "http://127.0.0.1:54321/",
+        });
+        let mut ports = BTreeSet::new();
+        collect_ports(&v, &mut ports);
+        assert_eq!(ports.into_iter().collect::<Vec<_>>(), [5432, 54321]);
+        let map = BTreeMap::from([(5432, 7000)]);
+        let r = rewrite(&v, &map);
+        assert_eq!(r["url"], "postgres://u:p@127.0.0.1:7000/db");
+        assert_eq!(r["port"], 7000);
+        assert_eq!(r["other"], "http://127.0.0.1:54321/", "another port kept");
+    }
+}

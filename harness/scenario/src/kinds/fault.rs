@@ -1,0 +1,209 @@
+//! `fault`: a network fault on the scenario's own fault proxy of a stack service.
+
+use super::*;
+
+/// A network fault on the connections that reach a stack service through the scenario's
+/// fault proxy, `${faults.SERVICE.…}` (the same fields as `${stack.SERVICE.…}`). Exactly one
+/// of `down`, `latency`, `bandwidth`, `timeout`, `reset_peer`, `slow_close`, `slicer`,
+/// `limit_data` and `clear`. Every fault of the scenario is removed when its steps end,
+/// before the rollbacks.
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// The stack service.
+    pub target: Service,
+    /// `true`: new connections are refused and open ones cut, until `clear` (or `for`).
+    #[serde(default)]
+    pub down: Option<bool>,
+    /// Delay every chunk of data by this long.
+    #[serde(default)]
+    pub latency: Option<Dur>,
+    /// With `latency`: up to this much more or less, per chunk (drawn from the seed).
+    #[serde(default)]
+    pub jitter: Option<Dur>,
+    /// At most this many KB (1000 bytes) per second.
+    #[serde(default)]
+    pub bandwidth: Option<u64>,
+    /// Let no data through, and close the connection after this long (`0s`: hold it open).
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// Reset the connections (TCP RST) after this long (`0s`: at once).
+    #[serde(default)]
+    pub reset_peer: Option<Dur>,
+    /// Hold a close back by this long.
+    #[serde(default)]
+    pub slow_close: Option<Dur>,
+    /// Write data in small pieces.
+    #[serde(default)]
+    pub slicer: Option<SlicerArgs>,
+    /// Close a connection once this many bytes went through.
+    #[serde(default)]
+    pub limit_data: Option<u64>,
+    /// `true`: remove every fault of the target and bring it up.
+    #[serde(default)]
+    pub clear: Option<bool>,
+    /// Which way the data it slows or stops flows (default `downstream`, towards the client).
+    #[serde(default)]
+    pub stream: Option<FaultStream>,
+    /// The chance it applies to a connection, 0 to 1 (default 1), drawn from the seed.
+    #[serde(default)]
+    pub toxicity: Option<f64>,
+    /// Remove the fault again after this long, while the next steps run.
+    #[serde(default, rename = "for")]
+    pub duration: Option<Dur>,
+}
+
+/// Which way data flows through the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultStream {
+    /// From the client to the service.
+    Upstream,
+    /// From the service back to the client.
+    Downstream,
+}
+
+/// The pieces of the `slicer` fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct SlicerArgs {
+    /// Average size of a piece, in bytes.
+    pub average_size: u64,
+    /// A piece is up to this many bytes larger or smaller (default 0).
+    #[serde(default)]
+    pub size_variation: u64,
+    /// Time between pieces (default 0).
+    #[serde(default)]
+    pub delay: Option<Dur>,
+}
+
+/// The keys that each name what a `fault` step does.
+pub const FAULT_ACTIONS: [&str; 9] = [
+    "down",
+    "latency",
+    "bandwidth",
+    "timeout",
+    "reset_peer",
+    "slow_close",
+    "slicer",
+    "limit_data",
+    "clear",
+];
+
+impl Kind for Fault {
+    const KEY: &'static str = "fault";
+    const WHAT: &'static str = "a `fault` step";
+
+    fn service(&self) -> Option<Service> {
+        Some(self.target)
+    }
+
+    fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
+        let f = kind_fields::<Self>(cx, node)?;
+        let target = req(cx, &f, "target", Self::WHAT, service_node);
+        let present: Vec<&str> = FAULT_ACTIONS
+            .iter()
+            .copied()
+            .filter(|k| f.get(k).is_some())
+            .collect();
+        if present.len() != 1 {
+            cx.push(
+                Problem::new(
+                    node.span,
+                    format!(
+                        "a `fault` step has exactly one of {}",
+                        backticked(&FAULT_ACTIONS)
+                    ),
+                )
+                .help("`down: true` takes the service away; `clear: true` brings it back"),
+            );
+        }
+        let flag = |cx: &mut Cx, n: &Node| {
+            let b = boolean(cx, n)?;
+            if !b {
+                cx.error(n.span, "write `true`, or leave the key out");
+                return None;
+            }
+            Some(b)
+        };
+        let down = opt(cx, &f, "down", flag);
+        let clear = opt(cx, &f, "clear", flag);
+        let latency = opt(cx, &f, "latency", duration);
+        let jitter = opt(cx, &f, "jitter", duration);
+        if let Some(n) = f.get("jitter")
+            && f.get("latency").is_none()
+        {
+            cx.error(n.span, "`jitter` goes with `latency`");
+        }
+        let bandwidth = opt(cx, &f, "bandwidth", uint);
+        let timeout = opt(cx, &f, "timeout", duration);
+        let reset_peer = opt(cx, &f, "reset_peer", duration);
+        let slow_close = opt(cx, &f, "slow_close", duration);
+        let slicer = opt(cx, &f, "slicer", |cx, n| {
+            let g = fields(cx, n, "`slicer`", SlicerArgs::KEYS)?;
+            let average_size = req(cx, &g, "average_size", "`slicer`", uint);
+            let size_variation = opt(cx, &g, "size_variation", uint);
+            let delay = opt(cx, &g, "delay", duration);
+            Some(SlicerArgs {
+                average_size: average_size?,
+                size_variation: size_variation.unwrap_or(0),
+                delay,
+            })
+        });
+        let limit_data = opt(cx, &f, "limit_data", uint);
+        let stream = opt(cx, &f, "stream", |cx, n| match name(cx, n)?.as_str() {
+            "upstream" => Some(FaultStream::Upstream),
+            "downstream" => Some(FaultStream::Downstream),
+            other => {
+                let p =
+                    Problem::new(n.span, format!("unknown stream `{other}`")).label("not a stream");
+                cx.push(match did_you_mean(other, ["upstream", "downstream"]) {
+                    Some(s) => p.help(format!("did you mean `{s}`?")),
+                    None => p.help("`upstream` (to the service) or `downstream` (back)"),
+                });
+                None
+            }
+        });
+        let toxicity = opt(cx, &f, "toxicity", |cx, n| {
+            let v = match n.value {
+                NodeValue::Int(i) => i as f64,
+                NodeValue::Float(x) => x,
+                _ => {
+                    cx.expected(n, "a number from 0 to 1");
+                    return None;
+                }
+            };
+            if (0.0..=1.0).contains(&v) {
+                Some(v)
+            } else {
+                cx.error(n.span, "`toxicity` is a chance, from 0 to 1");
+                None
+            }
+        });
+        let duration = opt(cx, &f, "for", duration);
+        if let Some(n) = f.get("for")
+            && f.get("clear").is_some()
+        {
+            cx.error(n.span, "`for` does not go with `clear`");
+        }
+        if present.len() != 1 {
+            return None;
+        }
+        Some(Fault {
+            target: target?,
+            down,
+            latency,
+            jitter,
+            bandwidth,
+            timeout,
+            reset_peer,
+            slow_close,
+            slicer,
+            limit_data,
+            clear,
+            stream,
+            toxicity,
+            duration,
+        })
+    }
+}
