@@ -3,7 +3,10 @@
 
 mod common;
 
-use std::{path::Path, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use common::harness;
 
@@ -25,8 +28,9 @@ fn has_nextest() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-#[test]
-fn init_in_an_empty_cargo_project_makes_its_scenario_tests_pass() {
+/// A new Cargo package `demo` in a temporary folder, locked to this workspace's versions so
+/// its build reuses what is compiled already.
+fn new_package() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("demo");
     let out = cargo()
@@ -39,12 +43,17 @@ fn init_in_an_empty_cargo_project_makes_its_scenario_tests_pass() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The same versions as this workspace, so the build reuses what is compiled already.
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock"),
         dir.join("Cargo.lock"),
     )
     .expect("copy the lock file");
+    (tmp, dir)
+}
+
+#[test]
+fn init_in_an_empty_cargo_project_makes_its_scenario_tests_pass() {
+    let (_tmp, dir) = new_package();
 
     let out = harness().arg("init").arg(&dir).output().expect("init");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -122,19 +131,7 @@ fn init_in_an_empty_cargo_project_makes_its_scenario_tests_pass() {
 
 #[test]
 fn a_failing_scenario_fails_the_projects_test_with_its_report() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("demo");
-    let out = cargo()
-        .args(["init", "--quiet", "--vcs", "none", "--name", "demo"])
-        .arg(&dir)
-        .output()
-        .expect("cargo init");
-    assert!(out.status.success());
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock"),
-        dir.join("Cargo.lock"),
-    )
-    .expect("copy the lock file");
+    let (_tmp, dir) = new_package();
     let out = harness().arg("init").arg(&dir).output().expect("init");
     assert_eq!(out.status.code(), Some(0));
     std::fs::write(

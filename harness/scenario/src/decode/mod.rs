@@ -452,8 +452,16 @@ pub(crate) fn service_node(cx: &mut Cx, node: &Node) -> Option<Service> {
     scenario::service(cx, node)
 }
 
-/// `env_from`: services of the scenario's `stack`, each once, with where each is written.
-pub(crate) fn env_from(cx: &mut Cx, node: &Node) -> Option<Vec<(Service, Span)>> {
+/// What an `env_from` gives: its services, and their variables (name, template text, and
+/// where the service is written) for `env` to be filled from where it has no entry.
+#[derive(Default)]
+pub(crate) struct EnvFrom {
+    pub services: Vec<Service>,
+    pub vars: Vec<(&'static str, &'static str, Span)>,
+}
+
+/// `env_from`: services of the scenario's `stack`, each once.
+pub(crate) fn env_from(cx: &mut Cx, node: &Node) -> Option<EnvFrom> {
     let NodeValue::Seq(nodes) = &node.value else {
         cx.expected(node, "`env_from` (a list)");
         return None;
@@ -490,7 +498,13 @@ pub(crate) fn env_from(cx: &mut Cx, node: &Node) -> Option<Vec<(Service, Span)>>
             out.push((service, span));
         }
     }
-    ok.then_some(out)
+    ok.then(|| EnvFrom {
+        vars: out
+            .iter()
+            .flat_map(|(s, span)| s.env().iter().map(move |(k, t)| (*k, *t, *span)))
+            .collect(),
+        services: out.into_iter().map(|(s, _)| s).collect(),
+    })
 }
 
 pub(crate) fn string_map(cx: &mut Cx, node: &Node, what: &str) -> Option<BTreeMap<String, String>> {

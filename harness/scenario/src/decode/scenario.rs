@@ -302,13 +302,11 @@ fn process(cx: &mut Cx, node: &Node) -> Option<Process> {
         list(cx, n, "`args`", |cx, _, n| string(cx, n))
     });
     let env = opt(cx, &f, "env", |cx, n| string_map(cx, n, "`env`"));
-    let env_from = opt(cx, &f, "env_from", env_from);
+    let env_from = opt(cx, &f, "env_from", env_from).unwrap_or_default();
     let mut env = env.unwrap_or_default();
-    for (service, _) in env_from.iter().flatten() {
-        for (key, text) in service.env() {
-            env.entry((*key).to_owned())
-                .or_insert_with(|| (*text).to_owned());
-        }
+    for (key, text, _) in &env_from.vars {
+        env.entry((*key).to_owned())
+            .or_insert_with(|| (*text).to_owned());
     }
     let ready = opt(cx, &f, "ready", |cx, n| {
         let g = fields(cx, n, "`ready`", Ready::KEYS)?;
@@ -349,11 +347,7 @@ fn process(cx: &mut Cx, node: &Node) -> Option<Process> {
         },
         args: args.unwrap_or_default(),
         env,
-        env_from: env_from
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect(),
+        env_from: env_from.services,
         ready,
         timeout,
         span: node.span,

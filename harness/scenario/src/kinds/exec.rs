@@ -71,17 +71,13 @@ impl Kind for Exec {
             );
         }
         let env = opt(cx, &f, "env", |cx, n| template_map(cx, n, "`env`"));
-        let env_from = opt(cx, &f, "env_from", env_from);
+        let env_from = opt(cx, &f, "env_from", env_from).unwrap_or_default();
         let mut env = env.unwrap_or_default();
-        for (key, text, span) in env_from
-            .iter()
-            .flatten()
-            .flat_map(|(s, span)| s.env().iter().map(move |(k, t)| (*k, *t, *span)))
-        {
-            if !env.contains_key(key)
-                && let Ok(t) = Template::new(text.to_owned(), span)
+        for (key, text, span) in &env_from.vars {
+            if !env.contains_key(*key)
+                && let Ok(t) = Template::new((*text).to_owned(), *span)
             {
-                env.insert(key.to_owned(), t);
+                env.insert((*key).to_owned(), t);
             }
         }
         let cwd = opt(cx, &f, "cwd", template);
@@ -108,11 +104,7 @@ impl Kind for Exec {
             cargo,
             args: args.unwrap_or_default(),
             env,
-            env_from: env_from
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect(),
+            env_from: env_from.services,
             cwd,
             stdin,
             expect: expect.unwrap_or_default(),
