@@ -393,3 +393,56 @@ fn kept_stack(stderr: &str) -> Option<String> {
         .and_then(|rest| rest.split_whitespace().next())
         .map(str::to_owned)
 }
+
+#[test]
+fn validate_checks_each_file_with_its_folders_shared_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("_defaults.yaml"),
+        "stack: [postgres]\nvars:\n  table: orders\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("uses.yaml"),
+        "name: uses the shared var\nsteps:\n  - sql: { query: \"select '${vars.table}' as t\" }\n",
+    )
+    .expect("write");
+    let out = harness()
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .expect("validate");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("uses.yaml"), "{text}");
+    assert!(
+        !text.contains("_defaults.yaml"),
+        "the shared file is not a scenario: {text}"
+    );
+
+    // Named on its own, the shared file is refused with what to do instead.
+    let out = harness()
+        .arg("validate")
+        .arg(dir.path().join("_defaults.yaml"))
+        .output()
+        .expect("validate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not a scenario itself"), "{err}");
+
+    // Without the shared file the var is unknown: the defaults really were read.
+    std::fs::remove_file(dir.path().join("_defaults.yaml")).expect("remove");
+    let out = harness()
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .expect("validate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown var `table`"), "{err}");
+}

@@ -97,6 +97,14 @@ impl Source {
         (name, text, local)
     }
 
+    /// The file a span lies in, the 1-based line and column of its start there, and the span
+    /// within that file.
+    pub fn position(&self, span: Span) -> (&str, usize, usize, Span) {
+        let (name, text, local) = self.locate(span);
+        let (line, col) = line_col(text, local.offset);
+        (name, line, col, local)
+    }
+
     /// 1-based line and column (in characters) of a byte offset, in the file it lies in.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let (_, text, local) = self.locate(Span::new(offset, 0));

@@ -136,6 +136,22 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Loaded>, Vec<Diagnostics>> {
                 continue;
             }
         };
+        if path
+            .file_name()
+            .is_some_and(|n| n == harness_scenario::SHARED_FILE)
+        {
+            bad.push(Diagnostics::new(
+                Source::new(name, String::from_utf8_lossy(&bytes).into_owned()),
+                vec![
+                    Problem::new(
+                        Span::default(),
+                        "this file holds the shared defaults of its folder's scenarios; it is not a scenario itself",
+                    )
+                    .help("name a scenario file of the folder, or the folder: each file is checked with these defaults"),
+                ],
+            ));
+            continue;
+        }
         // The folder's shared defaults, if it has them.
         let shared_path = path.with_file_name(harness_scenario::SHARED_FILE);
         let shared = match std::fs::read(&shared_path) {
@@ -472,8 +488,7 @@ fn crashed(index: usize, loaded: &Loaded, e: tokio::task::JoinError) -> Event {
     } else {
         "it was cancelled".into()
     };
-    let (file, text, local) = loaded.source.locate(loaded.scenario.span);
-    let (line, column) = harness_scenario::diag::line_col(text, local.offset);
+    let (file, line, column, local) = loaded.source.position(loaded.scenario.span);
     let failure = Failure {
         message: format!(
             "harness stopped this scenario: {why} (a bug in harness; please report it)"

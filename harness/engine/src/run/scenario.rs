@@ -35,8 +35,7 @@ pub(super) struct ScenarioRun {
 impl ScenarioRun {
     fn location(&self, span: Span) -> Location {
         // A span may point into the folder's shared defaults rather than the file.
-        let (file, text, local) = self.loaded.source.locate(span);
-        let (line, column) = harness_scenario::diag::line_col(text, local.offset);
+        let (file, line, column, local) = self.loaded.source.position(span);
         Location {
             file: file.to_owned(),
             line,
