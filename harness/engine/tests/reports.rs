@@ -251,6 +251,7 @@ fn script(broken: &str, jobs: usize) -> Vec<Event> {
             }),
             rollback_failures: vec![rollback],
             kept: None,
+            fault_decisions: Vec::new(),
         },
         Event::ScenarioFinished {
             scenario: 0,
@@ -262,6 +263,7 @@ fn script(broken: &str, jobs: usize) -> Vec<Event> {
             failed_step: None,
             rollback_failures: Vec::new(),
             kept: Some("postgres database h_orders_1".to_owned()),
+            fault_decisions: Vec::new(),
         },
         Event::ScenarioStarted {
             scenario: 2,
@@ -294,6 +296,7 @@ fn script(broken: &str, jobs: usize) -> Vec<Event> {
             }),
             rollback_failures: Vec::new(),
             kept: None,
+            fault_decisions: Vec::new(),
         },
         Event::RunFinished {
             passed: 1,

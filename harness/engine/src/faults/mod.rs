@@ -135,7 +135,7 @@ pub enum FaultError {
 }
 
 /// One random choice, as logged.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub proxy: String,
     /// The connection, numbered from 0 in the order the proxy accepted them.

@@ -42,6 +42,9 @@ pub struct ScenarioDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept: Option<String>,
     pub steps: Vec<StepDoc>,
+    /// Every random choice of the scenario's fault proxies, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fault_decisions: Vec<crate::faults::Decision>,
     /// Whether `ScenarioFinished` was seen (not written: `status` says `error` otherwise).
     #[serde(skip)]
     pub finished: bool,
@@ -108,6 +111,7 @@ impl Collector {
             rollback_failures: Vec::new(),
             kept: None,
             steps: Vec::new(),
+            fault_decisions: Vec::new(),
             finished: false,
         })
     }
@@ -159,6 +163,7 @@ impl Collector {
                 failed_step,
                 rollback_failures,
                 kept,
+                fault_decisions,
             } => {
                 let doc = self.scenario(*scenario);
                 doc.name.clone_from(name);
@@ -169,6 +174,7 @@ impl Collector {
                 doc.failed_step.clone_from(failed_step);
                 doc.rollback_failures.clone_from(rollback_failures);
                 doc.kept.clone_from(kept);
+                doc.fault_decisions.clone_from(fault_decisions);
                 doc.finished = true;
             }
             Event::RunFinished {

@@ -133,6 +133,10 @@ pub enum Event {
         /// Where the scenario's data was kept (`--keep`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kept: Option<String>,
+        /// Every random choice its fault proxies made (`fault` steps), in order: the same
+        /// seed and traffic make the same ones.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fault_decisions: Vec<crate::faults::Decision>,
     },
     RunFinished {
         passed: usize,

@@ -44,14 +44,22 @@ impl ScenarioFaults {
             let Some(endpoint) = all.get(name) else {
                 return Err(format!("{name} is not running in this stack"));
             };
-            let mut ports = BTreeSet::new();
-            collect_ports(endpoint, &mut ports);
+            let mut ports = BTreeMap::new();
+            collect_ports(endpoint, "", &mut ports);
             let mut map = BTreeMap::new();
             let mut list = Vec::new();
-            for port in ports {
+            let single = ports.len() == 1;
+            for (port, field) in ports {
                 let upstream = SocketAddr::from(([127, 0, 0, 1], port));
+                // Named by what the port is, not by its number (which changes every run), so
+                // the seeded decisions replay.
+                let proxy_name = if single {
+                    name.to_owned()
+                } else {
+                    format!("{name}.{field}")
+                };
                 let proxy = Proxy::start(
-                    format!("{name}:{port}"),
+                    proxy_name,
                     SocketAddr::from(([127, 0, 0, 1], 0)),
                     upstream,
                     Arc::clone(&decisions),
@@ -100,20 +108,21 @@ impl ScenarioFaults {
     }
 }
 
-/// The ports on 127.0.0.1 an endpoint names: `port` fields, and `HOST:PORT` in its URLs.
-fn collect_ports(v: &Value, out: &mut BTreeSet<u16>) {
+/// The ports on 127.0.0.1 an endpoint names (`port` fields, and `HOST:PORT` in its URLs),
+/// each with the first field that names it.
+fn collect_ports(v: &Value, field: &str, out: &mut BTreeMap<u16, String>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
                 if k == "port"
                     && let Some(p) = v.as_u64().and_then(|p| u16::try_from(p).ok())
                 {
-                    out.insert(p);
+                    out.entry(p).or_insert_with(|| k.clone());
                 }
-                collect_ports(v, out);
+                collect_ports(v, k, out);
             }
         }
-        Value::Array(a) => a.iter().for_each(|v| collect_ports(v, out)),
+        Value::Array(a) => a.iter().for_each(|v| collect_ports(v, field, out)),
         Value::String(s) => {
             for host in ["127.0.0.1:", "localhost:"] {
                 for (at, _) in s.match_indices(host) {
@@ -122,7 +131,7 @@ fn collect_ports(v: &Value, out: &mut BTreeSet<u16>) {
                         .take_while(char::is_ascii_digit)
                         .collect();
                     if let Ok(p) = digits.parse() {
-                        out.insert(p);
+                        out.entry(p).or_insert_with(|| field.to_owned());
                     }
                 }
             }
@@ -194,9 +203,12 @@ mod tests {
             "port": 5432,
             "other": "http://127.0.0.1:54321/",
         });
-        let mut ports = BTreeSet::new();
-        collect_ports(&v, &mut ports);
-        assert_eq!(ports.into_iter().collect::<Vec<_>>(), [5432, 54321]);
+        let mut ports = BTreeMap::new();
+        collect_ports(&v, "", &mut ports);
+        assert_eq!(
+            ports.into_iter().collect::<Vec<_>>(),
+            [(5432, "port".to_owned()), (54321, "other".to_owned())]
+        );
         let map = BTreeMap::from([(5432, 7000)]);
         let r = rewrite(&v, &map);
         assert_eq!(r["url"], "postgres://u:p@127.0.0.1:7000/db");

@@ -427,6 +427,7 @@ pub async fn run(
                 emitter: emitter.clone(),
                 http: http.clone(),
                 groups: groups.clone(),
+                decisions: Default::default(),
             };
             let handle = tasks.spawn(scenario_run.run());
             names.insert(handle.id(), about);
@@ -519,6 +520,7 @@ fn crashed(index: usize, loaded: &Loaded, e: tokio::task::JoinError) -> Event {
         }),
         rollback_failures: Vec::new(),
         kept: None,
+        fault_decisions: Vec::new(),
     }
 }
 

@@ -30,6 +30,8 @@ pub(super) struct ScenarioRun {
     pub(super) emitter: Emitter,
     pub(super) http: reqwest::Client,
     pub(super) groups: crate::stack::records::Groups,
+    /// The fault proxies' decisions, taken when the steps end.
+    pub(super) decisions: std::sync::Mutex<Vec<crate::faults::Decision>>,
 }
 
 impl ScenarioRun {
@@ -169,6 +171,7 @@ impl ScenarioRun {
         // Every fault goes before the rollbacks, whatever ended the steps.
         if let Some(f) = &ctx.faults {
             f.clear_all().await;
+            *self.decisions.lock().unwrap_or_else(|e| e.into_inner()) = f.decisions.log();
         }
         // Rollbacks always run, each one, whatever happened before (unless the run was
         // interrupted: then only the cleanup below runs).
@@ -358,6 +361,9 @@ impl ScenarioRun {
             failed_step: failed,
             rollback_failures,
             kept,
+            fault_decisions: std::mem::take(
+                &mut *self.decisions.lock().unwrap_or_else(|e| e.into_inner()),
+            ),
         });
         status
     }

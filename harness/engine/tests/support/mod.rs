@@ -109,9 +109,14 @@ fn run(
         let console = SharedBuf::default();
         let secrets = Arc::new(Mutex::new(Vec::new()));
         let (ev, out, sec) = (events.clone(), console.clone(), Arc::clone(&secrets));
+        // Seed 7 unless the test chose one.
+        let seed = match options.seed {
+            0 => 7,
+            s => s,
+        };
         let options = RunOptions {
             jobs,
-            seed: 7,
+            seed,
             bin_dir: bin_dir(),
             ..options
         };
