@@ -51,6 +51,23 @@ fn new_package() -> (tempfile::TempDir, PathBuf) {
     (tmp, dir)
 }
 
+/// Runs cargo with `args` in the project, with this build's CLI: whether it succeeded, and
+/// everything it printed.
+fn project_tests(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = cargo()
+        .args(args)
+        .current_dir(dir)
+        .env("HARNESS_BIN", env!("CARGO_BIN_EXE_harness"))
+        .output()
+        .expect("the project's tests");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 #[test]
 fn init_in_an_empty_cargo_project_makes_its_scenario_tests_pass() {
     let (_tmp, dir) = new_package();
@@ -102,23 +119,15 @@ fn init_in_an_empty_cargo_project_makes_its_scenario_tests_pass() {
     );
 
     // The project's own tests: one per scenario file, run by the real CLI.
-    let mut test = cargo();
-    if has_nextest() {
-        test.args(["nextest", "run", "--test", "scenarios", "--no-fail-fast"]);
+    let (ok, text) = if has_nextest() {
+        project_tests(
+            &dir,
+            &["nextest", "run", "--test", "scenarios", "--no-fail-fast"],
+        )
     } else {
-        test.args(["test", "--test", "scenarios"]);
-    }
-    let out = test
-        .current_dir(&dir)
-        .env("HARNESS_BIN", env!("CARGO_BIN_EXE_harness"))
-        .output()
-        .expect("the project's tests");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "the project's tests failed:\n{text}");
+        project_tests(&dir, &["test", "--test", "scenarios"])
+    };
+    assert!(ok, "the project's tests failed:\n{text}");
     assert!(
         text.contains("smoke.yaml"),
         "no test named after the scenario:\n{text}"
@@ -139,18 +148,8 @@ fn a_failing_scenario_fails_the_projects_test_with_its_report() {
         "name: expects the wrong row\nstack: [postgres]\nsteps:\n  - name: one is two\n    sql: { query: select 1 as one, expect: { rows: [{ one: 2 }] } }\n",
     )
     .expect("write");
-    let out = cargo()
-        .args(["test", "--test", "scenarios"])
-        .current_dir(&dir)
-        .env("HARNESS_BIN", env!("CARGO_BIN_EXE_harness"))
-        .output()
-        .expect("the project's tests");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "a failing scenario passed:\n{text}");
+    let (ok, text) = project_tests(&dir, &["test", "--test", "scenarios"]);
+    assert!(!ok, "a failing scenario passed:\n{text}");
     assert!(text.contains("wrong.yaml"), "{text}");
     assert!(
         text.contains("one is two"),
