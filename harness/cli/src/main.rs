@@ -1,5 +1,6 @@
 //! The `harness` command line: argument parsing, then a call into `harness_engine`.
 
+mod emulate;
 mod init;
 mod scenarios;
 
@@ -70,7 +71,7 @@ enum Command {
         /// docker: the image of a service, as SERVICE=IMAGE (repeatable).
         #[arg(long = "image", value_name = "SERVICE=IMAGE")]
         images: Vec<String>,
-        /// Fixed ports, as SERVICE=PORT (repeatable).
+        /// Fixed ports, as SERVICE=PORT (repeatable); `faults=PORT` for the fault control API.
         #[arg(long = "port", value_name = "SERVICE=PORT")]
         ports: Vec<String>,
         /// Leave the stack running and return; `harness down` stops it.
@@ -101,10 +102,34 @@ enum Command {
     },
     /// Print the JSON Schema of scenario files (for editor completion).
     Schema,
+    /// Serve an emulated control plane on 127.0.0.1 on its own, until Ctrl-C.
+    Emulate {
+        #[command(subcommand)]
+        command: EmulateCommand,
+    },
     /// Images for the Docker provider.
     Images {
         #[command(subcommand)]
         command: ImagesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EmulateCommand {
+    /// Toxiproxy's HTTP control API (`/proxies`, `/proxies/{name}/toxics`, `/reset`,
+    /// `/version`) over harness's seeded fault proxies, for toxiproxy-cli and the Toxiproxy
+    /// client libraries. Prints its URL on stdout.
+    Toxiproxy {
+        /// The API's port on 127.0.0.1 (0: a free one).
+        #[arg(long, default_value_t = 8474)]
+        port: u16,
+        /// Seed of every random choice the proxies make (default: random, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Proxies to create first: a Toxiproxy config file (a JSON list of
+        /// `{name, listen, upstream, enabled}`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -316,6 +341,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             up(&services, provider, &images, &ports, detach, json).await
         }
         Command::Images { command } => images_command(command).await,
+        Command::Emulate {
+            command: EmulateCommand::Toxiproxy { port, seed, config },
+        } => emulate::toxiproxy(port, seed, config.as_deref()).await,
         Command::Status { json } => {
             let runs = stack::list();
             if json {
@@ -514,25 +542,47 @@ async fn up(
             })?;
         builder = builder.image(ServiceKind::parse(name)?, image);
     }
+    let mut faults_port = 0;
     for spec in ports {
         let (name, port) = spec
             .split_once('=')
             .and_then(|(n, p)| Some((n, p.parse::<u16>().ok()?)))
             .ok_or_else(|| Error::Other(format!("read --port `{spec}`: expected SERVICE=PORT")))?;
+        if name == "faults" {
+            faults_port = port;
+            continue;
+        }
         builder = builder.port(ServiceKind::parse(name)?, port);
     }
     let stack = builder.start().await?;
+    let mut services = serde_json::to_value(stack.endpoints()).unwrap_or_default();
+    // The fault control API lives in this process, so only an attached stack has one.
+    let faults = if detach {
+        None
+    } else {
+        let seed = scenarios::rand_seed();
+        match emulate::StackFaults::start(stack.endpoints(), faults_port, seed).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                stack.shutdown().await;
+                return Err(e);
+            }
+        }
+    };
+    if let (Some(f), Some(map)) = (&faults, services.as_object_mut()) {
+        map.insert("faults".into(), f.endpoint().await);
+    }
     let summary = serde_json::json!({
         "run_id": stack.run_id(),
         "provider": stack.provider().name(),
         "run_dir": stack.run_dir(),
-        "services": stack.endpoints(),
+        "services": services,
     });
     if json {
         print_json(&summary);
     } else {
         println!("stack {} is up:", stack.run_id());
-        print_json(stack.endpoints());
+        print_json(&services);
     }
     if detach {
         stack.detach()?;
@@ -549,6 +599,7 @@ async fn up(
     }
     signals.wait().await;
     eprintln!("stopping");
+    drop(faults);
     stack.shutdown().await;
     Ok(())
 }

@@ -214,7 +214,7 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
     }
 }
 
-fn rand_seed() -> u64 {
+pub(crate) fn rand_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64 % 1_000_000)

@@ -9,6 +9,7 @@
 //! direction, so it does not depend on how tasks interleave, and each one is written to the
 //! decision log: two runs with the same seed and the same traffic make the same decisions.
 
+pub mod api;
 mod bandwidth;
 mod down;
 mod latency;

@@ -44,20 +44,10 @@ impl ScenarioFaults {
             let Some(endpoint) = all.get(name) else {
                 return Err(format!("{name} is not running in this stack"));
             };
-            let mut ports = BTreeMap::new();
-            collect_ports(endpoint, "", &mut ports);
             let mut map = BTreeMap::new();
             let mut list = Vec::new();
-            let single = ports.len() == 1;
-            for (port, field) in ports {
+            for (port, proxy_name) in proxy_names(name, endpoint) {
                 let upstream = SocketAddr::from(([127, 0, 0, 1], port));
-                // Named by what the port is, not by its number (which changes every run), so
-                // the seeded decisions replay.
-                let proxy_name = if single {
-                    name.to_owned()
-                } else {
-                    format!("{name}.{field}")
-                };
                 let proxy = Proxy::start(
                     proxy_name,
                     SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -106,6 +96,26 @@ impl ScenarioFaults {
             let _ = p.reset().await;
         }
     }
+}
+
+/// The proxies that front a service: one per port its endpoint names, each named by what
+/// the port is (the service's name, or `SERVICE.FIELD` when it has several), not by its
+/// number, which changes every run; so seeded decisions replay.
+pub fn proxy_names(service: &str, endpoint: &Value) -> Vec<(u16, String)> {
+    let mut ports = BTreeMap::new();
+    collect_ports(endpoint, "", &mut ports);
+    let single = ports.len() == 1;
+    ports
+        .into_iter()
+        .map(|(port, field)| {
+            let name = if single {
+                service.to_owned()
+            } else {
+                format!("{service}.{field}")
+            };
+            (port, name)
+        })
+        .collect()
 }
 
 /// The ports on 127.0.0.1 an endpoint names (`port` fields, and `HOST:PORT` in its URLs),

@@ -1,0 +1,119 @@
+//! `harness emulate …`: the emulated control planes on their own, and the fault control API
+//! that an attached `harness up` serves beside its stack (`services.faults`).
+
+use std::{net::SocketAddr, path::Path, sync::Arc};
+
+use harness_engine::{
+    Error,
+    faults::api::{Control, ControlServer, TOXIPROXY_API},
+    run::faults::proxy_names,
+    stack::Endpoints,
+};
+use serde_json::{Value, json};
+
+use crate::StopSignals;
+
+/// `harness emulate toxiproxy`: Toxiproxy's control API on 127.0.0.1 until Ctrl-C, with the
+/// proxies of a Toxiproxy config file (`--config`, as `toxiproxy-server -config`) made first.
+pub async fn toxiproxy(port: u16, seed: Option<u64>, config: Option<&Path>) -> Result<(), Error> {
+    let mut signals = StopSignals::register();
+    let seed = seed.unwrap_or_else(crate::scenarios::rand_seed);
+    let control = Control::new(seed);
+    if let Some(file) = config {
+        populate(&control, file).await?;
+    }
+    let server = serve(&control, port).await?;
+    // The address alone on stdout, for scripts that asked for port 0.
+    println!("{}", server.url());
+    eprintln!(
+        "Toxiproxy {TOXIPROXY_API} control API on {} (seed {seed}); press Ctrl-C to stop",
+        server.url()
+    );
+    signals.wait().await;
+    drop(server);
+    if let Err(e) = control.reset().await {
+        eprintln!("warning: {e}");
+    }
+    Ok(())
+}
+
+async fn serve(control: &Arc<Control>, port: u16) -> Result<ControlServer, Error> {
+    control
+        .serve(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .map_err(|e| {
+            Error::Other(format!(
+                "could not serve the fault control API on 127.0.0.1:{port}: {e}"
+            ))
+        })
+}
+
+/// A Toxiproxy config file: a JSON list of `{name, listen, upstream, enabled}`.
+async fn populate(control: &Control, file: &Path) -> Result<(), Error> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::BadInput(format!("read {}: {e}", file.display())))?;
+    let list: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
+        Error::BadInput(format!(
+            "read {}: expected a JSON list of proxies ({e})",
+            file.display()
+        ))
+    })?;
+    for (i, p) in list.iter().enumerate() {
+        let field = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
+        let at = format!("{} (proxy {})", file.display(), i + 1);
+        if field("name").is_empty() || field("upstream").is_empty() {
+            return Err(Error::BadInput(format!(
+                "read {at}: a proxy needs `name` and `upstream`"
+            )));
+        }
+        let listen = match field("listen") {
+            "" => "127.0.0.1:0",
+            l => l,
+        };
+        let enabled = p.get("enabled").and_then(Value::as_bool).unwrap_or(true);
+        control
+            .create(field("name"), listen, field("upstream"), enabled)
+            .await
+            .map_err(|e| Error::BadInput(format!("read {at}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The fault control API of an attached `harness up`: a proxy in front of each port of each
+/// service, named as in scenarios (`postgres`, `neo4j.bolt_url`, …), and the API itself.
+pub struct StackFaults {
+    pub control: Arc<Control>,
+    pub server: ControlServer,
+}
+
+impl StackFaults {
+    pub async fn start(endpoints: &Endpoints, port: u16, seed: u64) -> Result<Self, Error> {
+        let control = Control::new(seed);
+        let all = serde_json::to_value(endpoints).unwrap_or(Value::Null);
+        if let Value::Object(services) = &all {
+            for (service, endpoint) in services {
+                for (upstream, name) in proxy_names(service, endpoint) {
+                    control
+                        .create(&name, "127.0.0.1:0", &format!("127.0.0.1:{upstream}"), true)
+                        .await
+                        .map_err(|e| {
+                            Error::Other(format!("could not front {service} with a proxy: {e}"))
+                        })?;
+                }
+            }
+        }
+        let server = serve(&control, port).await?;
+        Ok(StackFaults { control, server })
+    }
+
+    /// `services.faults` in `harness up --json`.
+    pub async fn endpoint(&self) -> Value {
+        json!({
+            "url": self.server.url(),
+            "host": "127.0.0.1",
+            "port": self.server.addr.port(),
+            "api": format!("toxiproxy {TOXIPROXY_API}"),
+            "proxies": self.control.list().await,
+        })
+    }
+}
