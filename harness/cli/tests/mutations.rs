@@ -64,6 +64,7 @@ caught! {
     graph_500_fails_degradation: "graph_500" in "platform_graph_degrades.yaml" at "with the graph down, the answer degrades instead of failing";
     silent_api_fails_telemetry: "no_telemetry" in "platform/telemetry.yaml" at "its span reached the collector with service name and version";
     purged_versions_fail_artifact_recovery: "purge_on_replace" in "platform/artifact_recovery.yaml" at "recover - read the previous version";
+    hanging_readiness_fails_postgres_paused: "ready_hangs" in "platform/postgres_paused.yaml" at "readiness goes red while Postgres is frozen";
     silent_ingest_fails_ingest: "no_telemetry" in "platform_ingest.yaml" at "the job's run span reached the collector";
 }
 

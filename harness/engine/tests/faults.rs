@@ -25,6 +25,14 @@ async fn read_note(stack: &Stack) -> Result<String, String> {
         .unwrap_or_else(|_| Err("timed out".into()))
 }
 
+async fn select_one(conn: &mut PgConnection) -> Result<(), ()> {
+    let q = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(conn);
+    match tokio::time::timeout(Duration::from_secs(2), q).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(()),
+    }
+}
+
 #[tokio::test]
 async fn postgres_faults_are_seen_by_clients_and_data_survives_restarts() {
     let mut stack = Stack::builder().postgres().start().await.expect("stack");
@@ -39,6 +47,10 @@ async fn postgres_faults_are_seen_by_clients_and_data_survives_restarts() {
         .expect("insert");
     pool.close().await;
     assert_eq!(read_note(&stack).await.as_deref(), Ok("kept"));
+    // A connection opened before the pause is served by a backend of its own, outside the
+    // server's process group (Postgres's children call setsid()): it must freeze too.
+    let options = stack.postgres().expect("pg").connect_options();
+    let mut held = PgConnection::connect_with(&options).await.expect("connect");
 
     stack
         .fault(ServiceKind::Postgres, Fault::Pause)
@@ -49,11 +61,24 @@ async fn postgres_faults_are_seen_by_clients_and_data_survives_restarts() {
         Err("timed out".to_owned()),
         "a paused server must not answer"
     );
+    assert!(
+        select_one(&mut held).await.is_err(),
+        "a connection opened before the pause was still answered"
+    );
     stack
         .fault(ServiceKind::Postgres, Fault::Unpause)
         .await
         .expect("unpause");
     assert_eq!(read_note(&stack).await.as_deref(), Ok("kept"));
+    drop(held);
+    // The stack runs with synchronous_commit=off, and the WAL writer was frozen with the
+    // rest: write the commits out before the crash, as a real server would have by now.
+    let mut conn = PgConnection::connect_with(&options).await.expect("connect");
+    sqlx::query("CHECKPOINT")
+        .execute(&mut conn)
+        .await
+        .expect("checkpoint");
+    drop(conn);
 
     stack
         .fault(ServiceKind::Postgres, Fault::Kill)

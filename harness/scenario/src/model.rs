@@ -68,6 +68,21 @@ pub struct Scenario {
     pub fault_targets: std::collections::BTreeSet<Service>,
 }
 
+impl Scenario {
+    /// Whether a step pauses, stops, kills or restarts a stack service: a shared stack runs
+    /// such a scenario alone, so no other scenario sees its outage.
+    pub fn faults_stack_processes(&self) -> bool {
+        self.steady_state
+            .iter()
+            .chain(&self.steps)
+            .chain(&self.rollbacks)
+            .any(|step| {
+                matches!(&step.action, crate::Action::Fault(f)
+                    if f.target.is_some() && (f.process_action().is_some() || f.clear == Some(true)))
+            })
+    }
+}
+
 /// A service of the stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 #[serde(rename_all = "snake_case")]

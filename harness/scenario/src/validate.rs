@@ -410,10 +410,24 @@ fn find_cycle<'a>(
 pub fn check_fault_targets(s: &Scenario, problems: &mut Vec<Problem>) {
     for step in all_steps(s) {
         if let crate::Action::Fault(f) = &step.action
-            && s.stack.contains(&f.target)
-            && !s.fault_targets.contains(&f.target)
+            && let Some(name) = &f.process
+            && !s.processes.iter().any(|p| &p.name == name)
         {
-            let svc = f.target.name();
+            let names = s.processes.iter().map(|p| p.name.as_str());
+            let p = Problem::new(step.span, format!("no process `{name}` in this scenario"))
+                .label("not under `processes`");
+            problems.push(match did_you_mean(name, names) {
+                Some(n) => p.help(format!("did you mean `{n}`?")),
+                None => p.help("`process:` names one of the scenario's `processes`"),
+            });
+        }
+        if let crate::Action::Fault(f) = &step.action
+            && f.is_network()
+            && let Some(target) = f.target
+            && s.stack.contains(&target)
+            && !s.fault_targets.contains(&target)
+        {
+            let svc = target.name();
             let field = template::stack_fields(svc)
                 .and_then(|f| f.first())
                 .copied()

@@ -633,9 +633,13 @@ async fn pipe(
                 _ => {}
             }
         }
-        tokio::select! {
-            _ = link.cancel.cancelled() => break,
-            _ = sleep_until(at) => {}
+        // Only a real delay sleeps: tokio rounds a timer up to its next millisecond tick, so
+        // a sleep until a moment already past would still cost up to a millisecond a chunk.
+        if at > Instant::now() {
+            tokio::select! {
+                _ = link.cancel.cancelled() => break,
+                _ = sleep_until(at) => {}
+            }
         }
         let mut data = data.as_slice();
         if let Some(l) = limit {

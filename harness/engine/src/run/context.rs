@@ -96,6 +96,12 @@ pub struct Ctx {
     pub http: reqwest::Client,
     /// The scenario's fault proxies, when it reaches a service through `${faults.…}`.
     pub faults: Option<Arc<super::faults::ScenarioFaults>>,
+    /// The stack this run started, for process faults on its services.
+    pub stack: Option<Arc<super::faults::StackHandle>>,
+    /// The process groups of the scenario's host processes, by name.
+    pub process_groups: BTreeMap<String, u32>,
+    /// The process faults in force, undone before the rollbacks.
+    pub process_faults: Arc<super::faults::ProcessFaults>,
     pub seed: u64,
     pub update_snapshots: bool,
     rng: StdRng,
@@ -131,6 +137,9 @@ impl Ctx {
             redactor,
             http,
             faults: None,
+            stack: None,
+            process_groups: BTreeMap::new(),
+            process_faults: Arc::default(),
             seed,
             update_snapshots,
             rng: StdRng::seed_from_u64(seed),

@@ -15,8 +15,143 @@ use tokio::task::JoinHandle;
 
 use crate::{
     faults::{Decisions, Proxy},
-    stack::Endpoints,
+    stack::{Endpoints, Fault, Stack},
 };
+
+/// The stack a run started, shared by its scenarios for process faults. A scenario that
+/// pauses, stops or kills a service holds `exclusive` for writing, every other one for
+/// reading, so no scenario sees another one's outage.
+pub struct StackHandle {
+    stack: tokio::sync::Mutex<Option<Stack>>,
+    pub exclusive: Arc<tokio::sync::RwLock<()>>,
+}
+
+impl StackHandle {
+    pub fn new(stack: Stack) -> Arc<Self> {
+        Arc::new(StackHandle {
+            stack: tokio::sync::Mutex::new(Some(stack)),
+            exclusive: Arc::default(),
+        })
+    }
+
+    /// The stack back, once the scenarios are done.
+    pub async fn take(&self) -> Option<Stack> {
+        self.stack.lock().await.take()
+    }
+
+    pub async fn fault(&self, service: Service, fault: Fault) -> Result<(), String> {
+        let mut stack = self.stack.lock().await;
+        let stack = stack.as_mut().ok_or("the stack has stopped")?;
+        stack
+            .fault(super::session::kind(service), fault)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What a process fault left that the end of the steps undoes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Left {
+    Paused,
+    Down,
+}
+
+/// A scenario's process faults in force, and the pending ends of those given a `for`.
+#[derive(Default)]
+pub struct ProcessFaults {
+    /// By target: a stack service, or `process NAME` (its process group).
+    left: Mutex<BTreeMap<Target, Left>>,
+    timers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    Service(Service),
+    Process(String, u32),
+}
+
+impl ProcessFaults {
+    pub fn note(&self, target: Target, left: Option<Left>) {
+        let mut m = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        match left {
+            Some(l) => {
+                m.insert(target, l);
+            }
+            None => {
+                m.remove(&target);
+            }
+        }
+    }
+
+    pub fn left(&self, target: &Target) -> Option<Left> {
+        self.left
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(target)
+            .copied()
+    }
+
+    pub fn after(&self, task: JoinHandle<()>) {
+        self.timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// Undoes every process fault still in force: a paused target is unpaused, a stopped
+    /// or killed service started again (a scenario process stays down: it is stopped with
+    /// the scenario anyway). Returns what could not be undone.
+    pub async fn undo_all(&self, stack: Option<&StackHandle>) -> Vec<String> {
+        for t in self
+            .timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+        let left: Vec<(Target, Left)> =
+            std::mem::take(&mut *self.left.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .collect();
+        let mut problems = Vec::new();
+        for (target, state) in left {
+            if let Err(e) = undo(&target, state, stack).await {
+                problems.push(e);
+            }
+        }
+        problems
+    }
+}
+
+/// Brings one target back from what a fault left.
+pub async fn undo(target: &Target, state: Left, stack: Option<&StackHandle>) -> Result<(), String> {
+    match target {
+        Target::Service(s) => {
+            let stack = stack.ok_or("no stack")?;
+            let fault = match state {
+                Left::Paused => Fault::Unpause,
+                Left::Down => Fault::Start,
+            };
+            stack
+                .fault(*s, fault)
+                .await
+                .map_err(|e| format!("bring {} back: {e}", s.name()))
+        }
+        Target::Process(name, pgid) => {
+            if state == Left::Paused {
+                signal_group(*pgid, nix::sys::signal::Signal::SIGCONT)
+                    .map_err(|e| format!("unpause process {name}: {e}"))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) -> Result<(), String> {
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), signal)
+        .map_err(|e| e.to_string())
+}
 
 pub struct ScenarioFaults {
     /// Each target's proxies, one per port of its endpoint.

@@ -278,6 +278,8 @@ pub struct RunOptions {
     /// Cancelled on SIGINT/SIGTERM: running steps stop, scenarios not yet started are not
     /// started, and every scenario still cleans up its processes, mocks and isolation.
     pub cancel: CancellationToken,
+    /// The stack this run started, for process faults on its services (none when attached).
+    pub stack: Option<Arc<faults::StackHandle>>,
 }
 
 impl Default for RunOptions {
@@ -292,6 +294,7 @@ impl Default for RunOptions {
             progress: crate::progress::silent(),
             containers: None,
             cancel: CancellationToken::new(),
+            stack: None,
         }
     }
 }

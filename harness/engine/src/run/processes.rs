@@ -351,6 +351,9 @@ async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
     if let (Some(groups), true) = (&ctx.groups, pgid != 0) {
         groups.add(&format!("process:{}", p.name), pgid);
     }
+    if pgid != 0 {
+        ctx.process_groups.insert(p.name.clone(), pgid);
+    }
     let mut running = Running {
         name: p.name.clone(),
         port,

@@ -72,6 +72,14 @@ impl ScenarioRun {
         });
         let dir = scenario_dir(&self.loaded.path);
         let cancel = self.options.cancel.clone();
+        // A scenario that takes a stack service away runs alone on a shared stack.
+        let (_alone, _shared) = match &self.options.stack {
+            Some(h) if sc.faults_stack_processes() => {
+                (Some(Arc::clone(&h.exclusive).write_owned().await), None)
+            }
+            Some(h) => (None, Some(Arc::clone(&h.exclusive).read_owned().await)),
+            None => (None, None),
+        };
         if cancel.is_cancelled() {
             let failure = self.failure(&interrupted(), sc.span);
             return self.finish(
@@ -110,6 +118,7 @@ impl ScenarioRun {
             self.options.update_snapshots,
         );
         ctx.builds = Arc::clone(&self.builds);
+        ctx.stack = self.options.stack.clone();
         ctx.groups = Some(self.groups.clone());
         let mut iso_guard = isolation::IsolationGuard::new(Arc::clone(&self.shared), &ctx.iso);
         let mut failed: Option<FailedStep> = None;
@@ -172,6 +181,14 @@ impl ScenarioRun {
         if let Some(f) = &ctx.faults {
             f.clear_all().await;
             *self.decisions.lock().unwrap_or_else(|e| e.into_inner()) = f.decisions.log();
+        }
+        let undone = ctx.process_faults.undo_all(ctx.stack.as_deref()).await;
+        if !undone.is_empty() && failed.is_none() {
+            let e = StepError::error(format!(
+                "a fault could not be undone: {}",
+                undone.join("; ")
+            ));
+            failed = Some(self.setup_failure(self.failure(&e, sc.span)));
         }
         // Rollbacks always run, each one, whatever happened before (unless the run was
         // interrupted: then only the cleanup below runs).

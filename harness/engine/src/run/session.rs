@@ -136,6 +136,9 @@ where
         _ => None,
     };
     options.containers = docker_run;
+    // Process faults reach the stack through this; it comes back out after the run.
+    let stack = stack.map(super::faults::StackHandle::new);
+    options.stack = stack.clone();
     let keep = options.keep;
     let cancel = options.cancel.clone();
     let mut outcome = match plan(&scenarios, &endpoints, &options.extensions) {
@@ -152,6 +155,10 @@ where
             .map_err(SessionError::Env),
             Err(e) => Err(SessionError::Env(e)),
         },
+    };
+    let stack = match stack {
+        Some(handle) => handle.take().await,
+        None => None,
     };
     if let Some(stack) = stack {
         let inspect =
@@ -174,7 +181,7 @@ where
     outcome
 }
 
-fn kind(s: Service) -> ServiceKind {
+pub(crate) fn kind(s: Service) -> ServiceKind {
     match s {
         Service::Postgres => ServiceKind::Postgres,
         Service::S3 => ServiceKind::S3,

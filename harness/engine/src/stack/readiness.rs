@@ -92,7 +92,7 @@ pub trait Watch {
 /// Waits for every condition in order, each within what is left of `timeout`, failing
 /// early when the service exits.
 pub async fn wait_all(
-    service: &mut dyn Watch,
+    service: &mut (dyn Watch + Send),
     conditions: &[WaitFor],
     timeout: Duration,
 ) -> Result<(), Error> {

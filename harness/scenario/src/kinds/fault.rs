@@ -2,16 +2,26 @@
 
 use super::*;
 
-/// A network fault on the connections that reach a stack service through the scenario's
-/// fault proxy, `${faults.SERVICE.…}` (the same fields as `${stack.SERVICE.…}`). Exactly one
-/// of `down`, `latency`, `bandwidth`, `timeout`, `reset_peer`, `slow_close`, `slicer`,
-/// `limit_data` and `clear`. Every fault of the scenario is removed when its steps end,
-/// before the rollbacks.
+/// A fault on a stack service (`target`) or on a scenario process (`process`).
+///
+/// A network fault (`down`, `latency`, `bandwidth`, `timeout`, `reset_peer`, `slow_close`,
+/// `slicer`, `limit_data`) acts on the connections that reach a stack service through the
+/// scenario's fault proxy, `${faults.SERVICE.…}` (the same fields as `${stack.SERVICE.…}`).
+/// A process fault (`pause`, `unpause`, `stop`, `kill`, `start`, `restart`) acts on the
+/// service itself, on either provider, or on a scenario process (`pause`, `unpause`, `stop`,
+/// `kill`). `clear` removes every fault of the target and brings it back. Exactly one of
+/// them per step. Every fault of the scenario is removed when its steps end, before the
+/// rollbacks: a paused service is unpaused, a stopped or killed one started again.
 #[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     /// The stack service.
-    pub target: Service,
+    #[serde(default)]
+    pub target: Option<Service>,
+    /// A process of the scenario (a name under `processes`), for `pause`, `unpause`, `stop`
+    /// and `kill`.
+    #[serde(default)]
+    pub process: Option<String>,
     /// `true`: new connections are refused and open ones cut, until `clear` (or `for`).
     #[serde(default)]
     pub down: Option<bool>,
@@ -42,6 +52,24 @@ pub struct Fault {
     /// `true`: remove every fault of the target and bring it up.
     #[serde(default)]
     pub clear: Option<bool>,
+    /// `true`: freeze it (SIGSTOP, or `docker pause`): connections hang, nothing is lost.
+    #[serde(default)]
+    pub pause: Option<bool>,
+    /// `true`: thaw it.
+    #[serde(default)]
+    pub unpause: Option<bool>,
+    /// `true`: stop it gracefully (its stop signal, then SIGKILL after a grace period).
+    #[serde(default)]
+    pub stop: Option<bool>,
+    /// `true`: kill it at once (SIGKILL), as a crash would.
+    #[serde(default)]
+    pub kill: Option<bool>,
+    /// `true`: start a stopped or killed service again, and wait until it is ready.
+    #[serde(default)]
+    pub start: Option<bool>,
+    /// `true`: stop it, start it, and wait until it is ready.
+    #[serde(default)]
+    pub restart: Option<bool>,
     /// Which way the data it slows or stops flows (default `downstream`, towards the client).
     #[serde(default)]
     pub stream: Option<FaultStream>,
@@ -78,7 +106,7 @@ pub struct SlicerArgs {
 }
 
 /// The keys that each name what a `fault` step does.
-pub const FAULT_ACTIONS: [&str; 9] = [
+pub const FAULT_ACTIONS: [&str; 15] = [
     "down",
     "latency",
     "bandwidth",
@@ -88,19 +116,103 @@ pub const FAULT_ACTIONS: [&str; 9] = [
     "slicer",
     "limit_data",
     "clear",
+    "pause",
+    "unpause",
+    "stop",
+    "kill",
+    "start",
+    "restart",
 ];
+
+/// The network faults: they act on the scenario's proxy of a stack service.
+pub const NETWORK_FAULTS: [&str; 8] = [
+    "down",
+    "latency",
+    "bandwidth",
+    "timeout",
+    "reset_peer",
+    "slow_close",
+    "slicer",
+    "limit_data",
+];
+
+/// What a process fault does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProcessAction {
+    Pause,
+    Unpause,
+    Stop,
+    Kill,
+    Start,
+    Restart,
+}
+
+impl ProcessAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessAction::Pause => "pause",
+            ProcessAction::Unpause => "unpause",
+            ProcessAction::Stop => "stop",
+            ProcessAction::Kill => "kill",
+            ProcessAction::Start => "start",
+            ProcessAction::Restart => "restart",
+        }
+    }
+}
+
+impl Fault {
+    /// The process fault the step asks for, if it is one.
+    pub fn process_action(&self) -> Option<ProcessAction> {
+        [
+            (self.pause, ProcessAction::Pause),
+            (self.unpause, ProcessAction::Unpause),
+            (self.stop, ProcessAction::Stop),
+            (self.kill, ProcessAction::Kill),
+            (self.start, ProcessAction::Start),
+            (self.restart, ProcessAction::Restart),
+        ]
+        .into_iter()
+        .find_map(|(on, a)| (on == Some(true)).then_some(a))
+    }
+
+    /// Whether it acts on the scenario's fault proxy of its target.
+    pub fn is_network(&self) -> bool {
+        self.target.is_some() && self.process_action().is_none() && self.clear != Some(true)
+    }
+
+    /// What it acts on, as messages name it: `postgres`, or `process api`.
+    pub fn target_name(&self) -> String {
+        match (&self.target, &self.process) {
+            (Some(t), _) => t.name().to_owned(),
+            (None, Some(p)) => format!("process {p}"),
+            (None, None) => "nothing".to_owned(),
+        }
+    }
+}
 
 impl Kind for Fault {
     const KEY: &'static str = "fault";
     const WHAT: &'static str = "a `fault` step";
 
     fn service(&self) -> Option<Service> {
-        Some(self.target)
+        self.target
     }
 
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
         let f = kind_fields::<Self>(cx, node)?;
-        let target = req(cx, &f, "target", Self::WHAT, service_node);
+        let target = opt(cx, &f, "target", service_node);
+        let process = opt(cx, &f, "process", name);
+        match (f.get("target"), f.get("process")) {
+            (None, None) => cx.push(
+                Problem::new(node.span, "a `fault` step needs `target` or `process`").help(
+                    "`target: SERVICE` for a stack service, `process: NAME` for a scenario process",
+                ),
+            ),
+            (Some(_), Some(p)) => {
+                cx.error(p.span, "a `fault` step has `target` or `process`, not both");
+            }
+            _ => {}
+        }
         let present: Vec<&str> = FAULT_ACTIONS
             .iter()
             .copied()
@@ -128,6 +240,37 @@ impl Kind for Fault {
         };
         let down = opt(cx, &f, "down", flag);
         let clear = opt(cx, &f, "clear", flag);
+        let pause = opt(cx, &f, "pause", flag);
+        let unpause = opt(cx, &f, "unpause", flag);
+        let stop = opt(cx, &f, "stop", flag);
+        let kill = opt(cx, &f, "kill", flag);
+        let start = opt(cx, &f, "start", flag);
+        let restart = opt(cx, &f, "restart", flag);
+        let network = present.first().is_some_and(|k| NETWORK_FAULTS.contains(k));
+        if f.get("process").is_some() {
+            for key in NETWORK_FAULTS.iter().chain(&["start", "restart"]) {
+                if let Some(n) = f.get(key) {
+                    cx.push(
+                        Problem::new(n.span, format!("`{key}` does not go with `process`"))
+                            .help("a scenario process takes `pause`, `unpause`, `stop`, `kill` or `clear`; network faults act on a stack service's proxy (`target`)"),
+                    );
+                }
+            }
+        }
+        if !network && present.len() == 1 {
+            for key in ["stream", "toxicity"] {
+                if let Some(n) = f.get(key) {
+                    cx.error(n.span, format!("`{key}` goes with a network fault"));
+                }
+            }
+        }
+        if let Some(n) = f.get("for")
+            && let Some(k) = present
+                .first()
+                .filter(|k| ["unpause", "start", "restart"].contains(k))
+        {
+            cx.error(n.span, format!("`for` does not go with `{k}`"));
+        }
         let latency = opt(cx, &f, "latency", duration);
         let jitter = opt(cx, &f, "jitter", duration);
         if let Some(n) = f.get("jitter")
@@ -186,11 +329,18 @@ impl Kind for Fault {
         {
             cx.error(n.span, "`for` does not go with `clear`");
         }
-        if present.len() != 1 {
+        if present.len() != 1 || (target.is_none() && process.is_none()) {
             return None;
         }
         Some(Fault {
-            target: target?,
+            target,
+            process,
+            pause,
+            unpause,
+            stop,
+            kill,
+            start,
+            restart,
             down,
             latency,
             jitter,

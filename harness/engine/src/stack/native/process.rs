@@ -94,14 +94,33 @@ impl ServiceProcess {
             killpg(group, sig)
                 .map_err(|e| Error::Other(format!("{} {}: {e}", fault.name(), self.name)))
         };
+        // Some services' children leave the group (every Postgres backend calls setsid()),
+        // so a freeze reaches the whole process tree, not just the group.
+        let below = descendants(self.pid);
+        let each = |sig| {
+            for pid in &below {
+                let _ = nix::sys::signal::kill(Pid::from_raw(*pid as i32), sig);
+            }
+        };
         match fault {
-            Fault::Pause => signal(Signal::SIGSTOP),
-            Fault::Unpause => signal(Signal::SIGCONT),
+            Fault::Pause => {
+                // The parent first, so it starts no new child meanwhile.
+                signal(Signal::SIGSTOP)?;
+                each(Signal::SIGSTOP);
+                Ok(())
+            }
+            Fault::Unpause => {
+                each(Signal::SIGCONT);
+                signal(Signal::SIGCONT)
+            }
             Fault::Stop => {
                 self.stop(Duration::from_secs(5)).await;
                 Ok(())
             }
             Fault::Kill => {
+                // The group only: the server dies at once, and its children, which notice,
+                // end as they do when it crashes (killing them too could lose commits that
+                // the stack's `synchronous_commit=off` has not written yet).
                 signal(Signal::SIGKILL)?;
                 if let Some(child) = self.child.as_mut() {
                     let _ = child.wait().await;
@@ -310,4 +329,40 @@ pub async fn wait_ready(
         process.stop(Duration::from_secs(2)).await;
     }
     result
+}
+
+/// Every process below `pid` (children, their children, …), from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID …`; COMM may hold spaces and parentheses.
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((child, ppid));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for (child, _) in parents.iter().filter(|(_, pp)| *pp == p) {
+            if !out.contains(child) {
+                out.push(*child);
+                frontier.push(*child);
+            }
+        }
+    }
+    out
 }
