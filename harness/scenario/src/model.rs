@@ -76,9 +76,9 @@ impl Scenario {
             .iter()
             .chain(&self.steps)
             .chain(&self.rollbacks)
-            .any(|step| {
-                matches!(&step.action, crate::Action::Fault(f)
-                    if f.target.is_some() && (f.process_action().is_some() || f.clear == Some(true)))
+            .flat_map(|step| step.action.faults(step.span))
+            .any(|(f, _)| {
+                f.target.is_some() && (f.process_action().is_some() || f.clear == Some(true))
             })
     }
 }

@@ -408,21 +408,42 @@ fn find_cycle<'a>(
 /// A `fault` step acts on the scenario's proxy of its target: something must connect
 /// through that proxy, or the fault changes nothing.
 pub fn check_fault_targets(s: &Scenario, problems: &mut Vec<Problem>) {
-    for step in all_steps(s) {
-        if let crate::Action::Fault(f) = &step.action
-            && let Some(name) = &f.process
+    let faults = all_steps(s).flat_map(|step| {
+        let scheduled = matches!(step.action, crate::Action::Schedule(_));
+        step.action
+            .faults(step.span)
+            .into_iter()
+            .map(move |(f, span)| (f, span, scheduled))
+    });
+    for (f, span, scheduled) in faults {
+        if let Some(name) = &f.process
             && !s.processes.iter().any(|p| &p.name == name)
         {
             let names = s.processes.iter().map(|p| p.name.as_str());
-            let p = Problem::new(step.span, format!("no process `{name}` in this scenario"))
+            let p = Problem::new(span, format!("no process `{name}` in this scenario"))
                 .label("not under `processes`");
             problems.push(match did_you_mean(name, names) {
                 Some(n) => p.help(format!("did you mean `{n}`?")),
                 None => p.help("`process:` names one of the scenario's `processes`"),
             });
         }
-        if let crate::Action::Fault(f) = &step.action
-            && f.is_network()
+        // A `fault` step's service is checked with every step's; a schedule's here.
+        if scheduled
+            && let Some(target) = f.target
+            && !s.stack.contains(&target)
+        {
+            problems.push(
+                Problem::new(
+                    span,
+                    format!(
+                        "this fault needs {} but the scenario's `stack` does not list it",
+                        target.name()
+                    ),
+                )
+                .label("not in `stack`"),
+            );
+        }
+        if f.is_network()
             && let Some(target) = f.target
             && s.stack.contains(&target)
             && !s.fault_targets.contains(&target)
@@ -434,7 +455,7 @@ pub fn check_fault_targets(s: &Scenario, problems: &mut Vec<Problem>) {
                 .unwrap_or("url");
             problems.push(
                 Problem::new(
-                    step.span,
+                    span,
                     format!("nothing reaches {svc} through its fault proxy, so this fault changes nothing"),
                 )
                 .label("a fault on the proxy")

@@ -61,7 +61,10 @@ pub enum Left {
 pub struct ProcessFaults {
     /// By target: a stack service, or `process NAME` (its process group).
     left: Mutex<BTreeMap<Target, Left>>,
+    /// The ends of faults given a `for`, and the faults of schedules still to come.
     timers: Mutex<Vec<JoinHandle<()>>>,
+    /// Scheduled faults that could not be applied, each with where it is written.
+    failures: Mutex<Vec<(String, harness_scenario::Span)>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -98,10 +101,20 @@ impl ProcessFaults {
             .push(task);
     }
 
-    /// Undoes every process fault still in force: a paused target is unpaused, a stopped
-    /// or killed service started again (a scenario process stays down: it is stopped with
-    /// the scenario anyway). Returns what could not be undone.
-    pub async fn undo_all(&self, stack: Option<&StackHandle>) -> Vec<String> {
+    pub fn failed(&self, message: String, at: harness_scenario::Span) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((message, at));
+    }
+
+    /// The scheduled faults that could not be applied, in the order they failed.
+    pub fn take_failures(&self) -> Vec<(String, harness_scenario::Span)> {
+        std::mem::take(&mut *self.failures.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Stops what is still to come: the ends of `for`, and the faults of schedules.
+    pub fn stop_timers(&self) {
         for t in self
             .timers
             .lock()
@@ -110,6 +123,13 @@ impl ProcessFaults {
         {
             t.abort();
         }
+    }
+
+    /// Undoes every process fault still in force: a paused target is unpaused, a stopped
+    /// or killed service started again (a scenario process stays down: it is stopped with
+    /// the scenario anyway). Returns what could not be undone.
+    pub async fn undo_all(&self, stack: Option<&StackHandle>) -> Vec<String> {
+        self.stop_timers();
         let left: Vec<(Target, Left)> =
             std::mem::take(&mut *self.left.lock().unwrap_or_else(|e| e.into_inner()))
                 .into_iter()

@@ -177,17 +177,33 @@ impl ScenarioRun {
             None
         };
         failed = failed.or(steps_failure);
-        // Every fault goes before the rollbacks, whatever ended the steps.
+        // Every fault goes before the rollbacks, whatever ended the steps; first what a
+        // schedule still had to come.
+        ctx.process_faults.stop_timers();
         if let Some(f) = &ctx.faults {
             f.clear_all().await;
             *self.decisions.lock().unwrap_or_else(|e| e.into_inner()) = f.decisions.log();
         }
+        // A scheduled fault that could not be applied fails its `schedule` step.
+        for (message, at) in ctx.process_faults.take_failures() {
+            let index = sc.steps.iter().position(|s| match &s.action {
+                harness_scenario::Action::Schedule(x) => x.0.iter().any(|t| t.span == at),
+                _ => false,
+            });
+            if let (Some(index), None) = (index, &failed) {
+                let step = &sc.steps[index];
+                failed = Some(FailedStep {
+                    phase: Phase::Steps,
+                    index,
+                    step: step.display_name(index),
+                    kind: "schedule".into(),
+                    failure: self.failure(&StepError::failed(message), at),
+                });
+            }
+        }
         let undone = ctx.process_faults.undo_all(ctx.stack.as_deref()).await;
         if !undone.is_empty() && failed.is_none() {
-            let e = StepError::error(format!(
-                "a fault could not be undone: {}",
-                undone.join("; ")
-            ));
+            let e = StepError::error(format!("faults: {}", undone.join("; ")));
             failed = Some(self.setup_failure(self.failure(&e, sc.span)));
         }
         // Rollbacks always run, each one, whatever happened before (unless the run was

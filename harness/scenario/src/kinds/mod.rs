@@ -16,6 +16,7 @@ pub mod exec;
 pub mod fault;
 pub mod http;
 pub mod s3;
+pub mod schedule;
 pub mod snapshot;
 pub mod sql;
 pub mod telemetry;
@@ -153,11 +154,23 @@ kinds! {
     Snapshot(snapshot::Snapshot),
     /// Expect signals received by the collector.
     Telemetry(telemetry::Telemetry),
-    /// Put a network fault on a service's fault proxy.
+    /// Put a fault on a stack service (its proxy or its process) or a scenario process.
     Fault(fault::Fault),
+    /// Faults on a timeline, alongside the steps that follow.
+    Schedule(schedule::Schedule),
 }
 
 impl Action {
+    /// The faults this step applies, each with where it is written: a `fault` step's own, or
+    /// each entry of a `schedule`.
+    pub fn faults(&self, step: Span) -> Vec<(&fault::Fault, Span)> {
+        match self {
+            Action::Fault(f) => vec![(f, step)],
+            Action::Schedule(s) => s.0.iter().map(|t| (&t.fault, t.span)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The capture names this step defines (for `eventually`, its probe's).
     pub fn captures(&self) -> Vec<&str> {
         if let Action::Eventually(e) = self {

@@ -1,9 +1,13 @@
-//! `fault`: maps the step's arguments onto the scenario's fault proxies of its target
-//! (`run/faults.rs` over `faults/`); nothing else happens here.
+//! `fault` and `schedule`: map a fault's arguments onto the scenario's fault proxies of its
+//! target, or onto the stack's or a scenario process's process (`run/faults.rs` over
+//! `faults/` and `Stack::fault`); nothing else happens here.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
-use harness_scenario::kinds::fault::{Fault, FaultStream, ProcessAction};
+use harness_scenario::kinds::{
+    fault::{Fault, FaultStream, ProcessAction},
+    schedule::Schedule,
+};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -15,7 +19,7 @@ use crate::{
     },
     run::{
         context::Ctx,
-        faults::{Left, Target, signal_group, undo},
+        faults::{Left, ProcessFaults, ScenarioFaults, StackHandle, Target, signal_group, undo},
     },
     stack::Fault as StackFault,
 };
@@ -79,10 +83,31 @@ fn stack_fault(a: ProcessAction) -> StackFault {
     }
 }
 
+/// What applying a fault needs of the scenario, owned, so a `schedule` can apply its faults
+/// from a task of its own.
+#[derive(Clone)]
+pub(crate) struct FaultEnv {
+    faults: Option<Arc<ScenarioFaults>>,
+    stack: Option<Arc<StackHandle>>,
+    process_groups: BTreeMap<String, u32>,
+    process_faults: Arc<ProcessFaults>,
+}
+
+impl FaultEnv {
+    fn of(ctx: &Ctx) -> Self {
+        FaultEnv {
+            faults: ctx.faults.clone(),
+            stack: ctx.stack.clone(),
+            process_groups: ctx.process_groups.clone(),
+            process_faults: Arc::clone(&ctx.process_faults),
+        }
+    }
+}
+
 /// A process fault (or `clear`'s undoing of one) on a stack service or a scenario process.
 async fn process_fault(
     f: &Fault,
-    ctx: &mut Ctx,
+    ctx: &FaultEnv,
     action: Option<ProcessAction>,
 ) -> Result<Value, StepError> {
     let error = |e: String| StepError::error(format!("fault on {}: {e}", f.target_name()));
@@ -155,75 +180,111 @@ impl Handler for Fault {
     type Output = Value;
 
     async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
-        let action = self.process_action();
-        if action.is_some() || self.process.is_some() {
-            return process_fault(self, ctx, action).await.map(Some);
-        }
-        let Some(service) = self.target else {
-            return Err(StepError::error("the step names no target"));
-        };
-        if self.clear == Some(true) {
-            // A service both proxied and paused is brought back from both.
-            process_fault(self, ctx, None).await?;
-            if ctx.faults.is_none() {
-                return Ok(Some(json!({"target": service.name(), "fault": "clear"})));
-            }
-        }
-        let Some(faults) = ctx.faults.clone() else {
-            return Err(StepError::error(format!(
-                "{} has no fault proxy in this scenario",
-                service.name()
-            )));
-        };
-        let proxies = faults.of(service);
-        let error = |e: String| StepError::error(format!("fault on {}: {e}", service.name()));
-        let what;
-        if self.clear == Some(true) {
-            what = "clear".to_owned();
-            for p in proxies {
-                p.reset().await.map_err(|e| error(e.to_string()))?;
-            }
-        } else if self.down == Some(true) {
-            what = "down".to_owned();
-            for p in proxies {
-                p.set_enabled(false)
-                    .await
-                    .map_err(|e| error(e.to_string()))?;
-            }
-        } else if let Some(t) = toxic(self) {
-            what = t.name.clone();
-            for p in proxies {
-                // The same fault again changes it.
-                if p.add(t.clone()).is_err() {
-                    p.update(t.clone()).map_err(|e| error(e.to_string()))?;
-                }
-            }
-        } else {
-            return Err(error("the step names no fault".into()));
-        }
-        if let Some(d) = self.duration {
-            let target = service;
-            let name = what.clone();
-            let scenario = Arc::clone(&faults);
-            faults.after(tokio::spawn(async move {
-                tokio::time::sleep(d.0).await;
-                for p in scenario.of(target) {
-                    if name == "down" {
-                        let _ = p.set_enabled(true).await;
-                    } else {
-                        let _ = p.remove(&name);
-                    }
+        apply(self, &FaultEnv::of(ctx)).await.map(Some)
+    }
+}
+
+impl Handler for Schedule {
+    type Output = Value;
+
+    /// Starts the timeline and returns: each fault is applied at its `at` by a task that
+    /// the end of the steps stops; one that fails is reported then.
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        let env = FaultEnv::of(ctx);
+        let started = tokio::time::Instant::now();
+        let mut shown = Vec::new();
+        for t in &self.0 {
+            let (fault, offset, span, env2) = (t.fault.clone(), t.at.0, t.span, env.clone());
+            shown
+                .push(json!({"at_ms": t.at.0.as_millis() as u64, "target": t.fault.target_name()}));
+            env.process_faults.after(tokio::spawn(async move {
+                tokio::time::sleep_until(started + offset).await;
+                if let Err(e) = apply(&fault, &env2).await {
+                    env2.process_faults.failed(
+                        format!(
+                            "the fault scheduled at {offset:?} on {}: {}",
+                            fault.target_name(),
+                            e.message()
+                        ),
+                        span,
+                    );
                 }
             }));
         }
-        let listen: Vec<String> = proxies
-            .iter()
-            .map(|p| p.listen_addr().to_string())
-            .collect();
-        Ok(Some(json!({
-            "target": service.name(),
-            "fault": what,
-            "proxies": listen,
-        })))
+        Ok(Some(json!({ "scheduled": shown })))
     }
+}
+
+/// Applies one fault.
+async fn apply(this: &Fault, ctx: &FaultEnv) -> Result<Value, StepError> {
+    let action = this.process_action();
+    if action.is_some() || this.process.is_some() {
+        return process_fault(this, ctx, action).await;
+    }
+    let Some(service) = this.target else {
+        return Err(StepError::error("the step names no target"));
+    };
+    if this.clear == Some(true) {
+        // A service both proxied and paused is brought back from both.
+        process_fault(this, ctx, None).await?;
+        if ctx.faults.is_none() {
+            return Ok(json!({"target": service.name(), "fault": "clear"}));
+        }
+    }
+    let Some(faults) = ctx.faults.clone() else {
+        return Err(StepError::error(format!(
+            "{} has no fault proxy in this scenario",
+            service.name()
+        )));
+    };
+    let proxies = faults.of(service);
+    let error = |e: String| StepError::error(format!("fault on {}: {e}", service.name()));
+    let what;
+    if this.clear == Some(true) {
+        what = "clear".to_owned();
+        for p in proxies {
+            p.reset().await.map_err(|e| error(e.to_string()))?;
+        }
+    } else if this.down == Some(true) {
+        what = "down".to_owned();
+        for p in proxies {
+            p.set_enabled(false)
+                .await
+                .map_err(|e| error(e.to_string()))?;
+        }
+    } else if let Some(t) = toxic(this) {
+        what = t.name.clone();
+        for p in proxies {
+            // The same fault again changes it.
+            if p.add(t.clone()).is_err() {
+                p.update(t.clone()).map_err(|e| error(e.to_string()))?;
+            }
+        }
+    } else {
+        return Err(error("the step names no fault".into()));
+    }
+    if let Some(d) = this.duration {
+        let target = service;
+        let name = what.clone();
+        let scenario = Arc::clone(&faults);
+        faults.after(tokio::spawn(async move {
+            tokio::time::sleep(d.0).await;
+            for p in scenario.of(target) {
+                if name == "down" {
+                    let _ = p.set_enabled(true).await;
+                } else {
+                    let _ = p.remove(&name);
+                }
+            }
+        }));
+    }
+    let listen: Vec<String> = proxies
+        .iter()
+        .map(|p| p.listen_addr().to_string())
+        .collect();
+    Ok(json!({
+        "target": service.name(),
+        "fault": what,
+        "proxies": listen,
+    }))
 }

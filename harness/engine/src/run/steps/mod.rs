@@ -125,6 +125,7 @@ pub fn run<'a>(
             Action::Snapshot(s) => checked(ctx, s).await,
             Action::Telemetry(s) => checked(ctx, s).await,
             Action::Fault(s) => checked(ctx, s).await,
+            Action::Schedule(s) => checked(ctx, s).await,
             Action::Eventually(e) => return eventually::run(ctx, e, ext).await,
             // The plan refuses these; a runner driven without a plan says so too.
             Action::Reserved(r) => Err(StepError::Error {
