@@ -65,6 +65,8 @@ caught! {
     silent_api_fails_telemetry: "no_telemetry" in "platform/telemetry.yaml" at "its span reached the collector with service name and version";
     purged_versions_fail_artifact_recovery: "purge_on_replace" in "platform/artifact_recovery.yaml" at "recover - read the previous version";
     hanging_readiness_fails_postgres_paused: "ready_hangs" in "platform/postgres_paused.yaml" at "readiness goes red while Postgres is frozen";
+    untimed_store_fails_store_slow: "no_store_timeout" in "platform/store_slow.yaml" at "the upload fails cleanly within the api's timeout";
+    critical_telemetry_fails_collector_down: "telemetry_critical" in "platform/collector_down.yaml" at "the api keeps serving while its telemetry cannot be sent";
     silent_ingest_fails_ingest: "no_telemetry" in "platform_ingest.yaml" at "the job's run span reached the collector";
 }
 
