@@ -63,6 +63,10 @@ pub struct ProcessFaults {
     left: Mutex<BTreeMap<Target, Left>>,
     /// The ends of faults given a `for`, and the faults of schedules still to come.
     timers: Mutex<Vec<JoinHandle<()>>>,
+    /// Faults being applied or undone by a timer that went off: they run to their end, and
+    /// the end of the steps waits for them, so none is cut half-way (a container paused
+    /// with nothing noted to unpause it).
+    begun: Mutex<Vec<JoinHandle<()>>>,
     /// Scheduled faults that could not be applied, each with where it is written.
     failures: Mutex<Vec<(String, harness_scenario::Span)>>,
 }
@@ -101,6 +105,15 @@ impl ProcessFaults {
             .push(task);
     }
 
+    /// Runs `work` to its end, even once the timers are stopped.
+    pub fn begin(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let task = tokio::spawn(work);
+        self.begun
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
     pub fn failed(&self, message: String, at: harness_scenario::Span) {
         self.failures
             .lock()
@@ -125,11 +138,21 @@ impl ProcessFaults {
         }
     }
 
+    /// Stops the timers, and waits for the faults they had begun to apply or undo.
+    pub async fn settle(&self) {
+        self.stop_timers();
+        let begun: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.begun.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in begun {
+            let _ = task.await;
+        }
+    }
+
     /// Undoes every process fault still in force: a paused target is unpaused, a stopped
     /// or killed service started again (a scenario process stays down: it is stopped with
     /// the scenario anyway). Returns what could not be undone.
     pub async fn undo_all(&self, stack: Option<&StackHandle>) -> Vec<String> {
-        self.stop_timers();
+        self.settle().await;
         let left: Vec<(Target, Left)> =
             std::mem::take(&mut *self.left.lock().unwrap_or_else(|e| e.into_inner()))
                 .into_iter()

@@ -179,7 +179,7 @@ impl ScenarioRun {
         failed = failed.or(steps_failure);
         // Every fault goes before the rollbacks, whatever ended the steps; first what a
         // schedule still had to come.
-        ctx.process_faults.stop_timers();
+        ctx.process_faults.settle().await;
         if let Some(f) = &ctx.faults {
             f.clear_all().await;
             *self.decisions.lock().unwrap_or_else(|e| e.into_inner()) = f.decisions.log();

@@ -165,11 +165,15 @@ async fn process_fault(
             let faults = Arc::clone(&faults);
             async move {
                 tokio::time::sleep(d.0).await;
-                if faults.left(&target) == Some(state)
-                    && undo(&target, state, stack.as_deref()).await.is_ok()
-                {
-                    faults.note(target, None);
-                }
+                // Once begun, the undoing is not cut short by the end of the steps.
+                let inner = Arc::clone(&faults);
+                faults.begin(async move {
+                    if inner.left(&target) == Some(state)
+                        && undo(&target, state, stack.as_deref()).await.is_ok()
+                    {
+                        inner.note(target, None);
+                    }
+                });
             }
         }));
     }
@@ -199,16 +203,20 @@ impl Handler for Schedule {
                 .push(json!({"at_ms": t.at.0.as_millis() as u64, "target": t.fault.target_name()}));
             env.process_faults.after(tokio::spawn(async move {
                 tokio::time::sleep_until(started + offset).await;
-                if let Err(e) = apply(&fault, &env2).await {
-                    env2.process_faults.failed(
-                        format!(
-                            "the fault scheduled at {offset:?} on {}: {}",
-                            fault.target_name(),
-                            e.message()
-                        ),
-                        span,
-                    );
-                }
+                // Once begun, a fault is applied whole (and then undone with the rest).
+                let faults = Arc::clone(&env2.process_faults);
+                faults.begin(async move {
+                    if let Err(e) = apply(&fault, &env2).await {
+                        env2.process_faults.failed(
+                            format!(
+                                "the fault scheduled at {offset:?} on {}: {}",
+                                fault.target_name(),
+                                e.message()
+                            ),
+                            span,
+                        );
+                    }
+                });
             }));
         }
         Ok(Some(json!({ "scheduled": shown })))

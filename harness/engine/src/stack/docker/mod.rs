@@ -192,6 +192,13 @@ impl ContainerService {
                 Ok(())
             }
             Fault::Start => {
+                // As natively: starting what still runs is a mistake, not a no-op.
+                if container.is_running().await.unwrap_or(false) {
+                    return Err(Error::Other(format!(
+                        "start {}: it is still running (stop or kill it first)",
+                        self.name
+                    )));
+                }
                 container.start().await.map_err(|e| what(&e))?;
                 self.ended = follow_logs(container, &self.log, true).await?;
                 Ok(())
