@@ -13,6 +13,7 @@ pub mod api;
 mod bandwidth;
 mod clock;
 mod down;
+mod http;
 mod latency;
 mod limit_data;
 mod reset_peer;
@@ -46,8 +47,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 pub use self::{
-    bandwidth::Bandwidth, latency::Latency, limit_data::LimitData, reset_peer::ResetPeer,
-    slicer::Slicer, slow_close::SlowClose, timeout::Timeout,
+    bandwidth::Bandwidth, http::HttpFault, latency::Latency, limit_data::LimitData,
+    reset_peer::ResetPeer, slicer::Slicer, slow_close::SlowClose, timeout::Timeout,
 };
 
 /// Which way data flows: `upstream` from the client to the service, `downstream` back.
@@ -221,6 +222,8 @@ struct Inner {
     links: Mutex<HashMap<u64, Link>>,
     next: AtomicU64,
     decisions: Arc<Decisions>,
+    /// The HTTP fault in force, if any: new connections are then served as HTTP.
+    http: watch::Sender<Option<HttpFault>>,
 }
 
 #[derive(Clone)]
@@ -267,6 +270,7 @@ impl Proxy {
             links: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             decisions,
+            http: watch::Sender::new(None),
         });
         let task = tokio::spawn(accept(inner.clone(), listener));
         *inner.accepting.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
@@ -358,8 +362,30 @@ impl Proxy {
         Ok(())
     }
 
+    /// Sets an HTTP fault (or clears it with `None`). Setting one closes the open
+    /// connections, so that every later request meets it.
+    pub fn set_http(&self, fault: Option<HttpFault>) -> Result<(), FaultError> {
+        if let Some(f) = &fault
+            && !(0.0..=1.0).contains(&f.rate)
+        {
+            return Err(FaultError::Toxicity(f.rate.to_string()));
+        }
+        let set = fault.is_some();
+        self.inner.http.send_replace(fault);
+        if set {
+            self.inner.cut_all(false);
+        }
+        Ok(())
+    }
+
+    /// The HTTP fault in force.
+    pub fn http(&self) -> Option<HttpFault> {
+        *self.inner.http.borrow()
+    }
+
     /// Removes every toxic and brings the proxy up (Toxiproxy's `/reset`).
     pub async fn reset(&self) -> io::Result<()> {
+        self.inner.http.send_replace(None);
         self.inner
             .toxics
             .send_modify(|list| Arc::make_mut(list).clear());
@@ -414,6 +440,15 @@ async fn accept(inner: Arc<Inner>, listener: TcpListener) {
 }
 
 async fn connect(inner: Arc<Inner>, id: u64, link: Link, client: TcpStream) {
+    if inner.http.borrow().is_some() {
+        http::serve(Arc::clone(&inner), id, link, client).await;
+        inner
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        return;
+    }
     let upstream = tokio::select! {
         _ = link.cancel.cancelled() => None,
         s = TcpStream::connect(inner.upstream) => s.ok(),

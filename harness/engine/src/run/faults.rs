@@ -205,6 +205,8 @@ pub struct ScenarioFaults {
     /// Faults given a `for`: their removal, pending.
     timers: Mutex<Vec<JoinHandle<()>>>,
     pub decisions: Arc<Decisions>,
+    /// The proxies (by name) in front of an HTTP endpoint, which take HTTP faults.
+    http: BTreeSet<String>,
 }
 
 impl ScenarioFaults {
@@ -217,6 +219,7 @@ impl ScenarioFaults {
         let all = serde_json::to_value(endpoints).unwrap_or(Value::Null);
         let mut shown = serde_json::Map::new();
         let mut proxies = BTreeMap::new();
+        let mut http = BTreeSet::new();
         for &service in targets {
             let name = service.name();
             let Some(endpoint) = all.get(name) else {
@@ -225,6 +228,9 @@ impl ScenarioFaults {
             let mut map = BTreeMap::new();
             let mut list = Vec::new();
             for (port, proxy_name) in proxy_names(name, endpoint) {
+                if speaks_http(endpoint, port) {
+                    http.insert(proxy_name.clone());
+                }
                 let upstream = SocketAddr::from(([127, 0, 0, 1], port));
                 let proxy = Proxy::start(
                     proxy_name,
@@ -245,12 +251,21 @@ impl ScenarioFaults {
             endpoints: Value::Object(shown),
             timers: Mutex::new(Vec::new()),
             decisions,
+            http,
         })
     }
 
     /// The proxies of a target.
     pub fn of(&self, service: Service) -> &[Proxy] {
         self.proxies.get(&service).map_or(&[], Vec::as_slice)
+    }
+
+    /// The proxies of a target that front an HTTP endpoint.
+    pub fn http_of(&self, service: Service) -> Vec<&Proxy> {
+        self.of(service)
+            .iter()
+            .filter(|p| self.http.contains(p.name()))
+            .collect()
     }
 
     pub fn after(&self, task: JoinHandle<()>) {
@@ -294,6 +309,21 @@ pub fn proxy_names(service: &str, endpoint: &Value) -> Vec<(u16, String)> {
             (port, name)
         })
         .collect()
+}
+
+/// Whether an endpoint names `port` in an `http://` URL.
+fn speaks_http(v: &Value, port: u16) -> bool {
+    match v {
+        Value::Object(m) => m.values().any(|v| speaks_http(v, port)),
+        Value::Array(a) => a.iter().any(|v| speaks_http(v, port)),
+        Value::String(s) => ["http://127.0.0.1:", "http://localhost:"].iter().any(|h| {
+            s.strip_prefix(h).is_some_and(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse() == Ok(port)
+            })
+        }),
+        _ => false,
+    }
 }
 
 /// The ports on 127.0.0.1 an endpoint names (`port` fields, and `HOST:PORT` in its URLs),

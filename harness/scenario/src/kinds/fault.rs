@@ -49,6 +49,9 @@ pub struct Fault {
     /// Close a connection once this many bytes went through.
     #[serde(default)]
     pub limit_data: Option<u64>,
+    /// A fault on each HTTP request through the proxy (of a service's HTTP endpoint).
+    #[serde(default)]
+    pub http: Option<HttpFaultArgs>,
     /// `true`: remove every fault of the target and bring it up.
     #[serde(default)]
     pub clear: Option<bool>,
@@ -105,8 +108,26 @@ pub struct SlicerArgs {
     pub delay: Option<Dur>,
 }
 
+/// An HTTP fault: at least one of `abort`, `delay` and `truncate`.
+#[derive(Clone, Copy, Debug, PartialEq, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFaultArgs {
+    /// Answer with this status (100 to 599) instead of forwarding the request.
+    #[serde(default)]
+    pub abort: Option<u16>,
+    /// Hold each request this long before forwarding it.
+    #[serde(default)]
+    pub delay: Option<Dur>,
+    /// Cut each response body after this many bytes, then close the connection.
+    #[serde(default)]
+    pub truncate: Option<u64>,
+    /// The share of requests it applies to, in percent (default 100), drawn from the seed.
+    #[serde(default)]
+    pub percent: Option<f64>,
+}
+
 /// The keys that each name what a `fault` step does.
-pub const FAULT_ACTIONS: [&str; 15] = [
+pub const FAULT_ACTIONS: [&str; 16] = [
     "down",
     "latency",
     "bandwidth",
@@ -115,6 +136,7 @@ pub const FAULT_ACTIONS: [&str; 15] = [
     "slow_close",
     "slicer",
     "limit_data",
+    "http",
     "clear",
     "pause",
     "unpause",
@@ -125,7 +147,7 @@ pub const FAULT_ACTIONS: [&str; 15] = [
 ];
 
 /// The network faults: they act on the scenario's proxy of a stack service.
-pub const NETWORK_FAULTS: [&str; 8] = [
+pub const NETWORK_FAULTS: [&str; 9] = [
     "down",
     "latency",
     "bandwidth",
@@ -134,6 +156,7 @@ pub const NETWORK_FAULTS: [&str; 8] = [
     "slow_close",
     "slicer",
     "limit_data",
+    "http",
 ];
 
 /// What a process fault does.
@@ -294,6 +317,73 @@ impl Kind for Fault {
             })
         });
         let limit_data = opt(cx, &f, "limit_data", uint);
+        let http = opt(cx, &f, "http", |cx, n| {
+            let g = fields(cx, n, "`http`", HttpFaultArgs::KEYS)?;
+            let abort = opt(cx, &g, "abort", uint).and_then(|code| {
+                match u16::try_from(code).ok().filter(|c| (100..=599).contains(c)) {
+                    Some(c) => Some(c),
+                    None => {
+                        if let Some(n) = g.get("abort") {
+                            cx.error(n.span, "an HTTP status is from 100 to 599");
+                        }
+                        None
+                    }
+                }
+            });
+            let delay = opt(cx, &g, "delay", duration);
+            let truncate = opt(cx, &g, "truncate", uint);
+            let percent = opt(cx, &g, "percent", |cx, n| {
+                let v = match n.value {
+                    NodeValue::Int(i) => i as f64,
+                    NodeValue::Float(x) => x,
+                    _ => {
+                        cx.expected(n, "a percentage from 0 to 100");
+                        return None;
+                    }
+                };
+                if (0.0..=100.0).contains(&v) {
+                    Some(v)
+                } else {
+                    cx.error(n.span, "`percent` is from 0 to 100");
+                    None
+                }
+            });
+            if ["abort", "delay", "truncate"]
+                .iter()
+                .all(|k| g.get(k).is_none())
+            {
+                cx.push(
+                    Problem::new(n.span, "an `http` fault needs `abort`, `delay` or `truncate`")
+                        .help("`abort: 503` answers 503 instead of forwarding; `percent: 50` does it to half the requests"),
+                );
+                return None;
+            }
+            if g.get("abort").is_some() && g.get("truncate").is_some() {
+                if let Some(t) = g.get("truncate") {
+                    cx.error(
+                        t.span,
+                        "`truncate` cuts a response that `abort` never forwards",
+                    );
+                }
+                return None;
+            }
+            Some(HttpFaultArgs {
+                abort,
+                delay,
+                truncate,
+                percent,
+            })
+        });
+        if f.get("http").is_some() {
+            for key in ["stream", "toxicity"] {
+                if let Some(n) = f.get(key) {
+                    cx.error(
+                        n.span,
+                        format!("`{key}` does not go with `http` (it has `percent`)"),
+                    );
+                }
+            }
+        }
         let stream = opt(cx, &f, "stream", |cx, n| match name(cx, n)?.as_str() {
             "upstream" => Some(FaultStream::Upstream),
             "downstream" => Some(FaultStream::Downstream),
@@ -350,6 +440,7 @@ impl Kind for Fault {
             slow_close,
             slicer,
             limit_data,
+            http,
             clear,
             stream,
             toxicity,

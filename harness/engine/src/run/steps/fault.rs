@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use super::{Handler, StepError};
 use crate::{
     faults::{
-        Bandwidth, Latency, LimitData, ResetPeer, Slicer, SlowClose, Stream, Timeout, Toxic,
-        ToxicKind,
+        Bandwidth, HttpFault, Latency, LimitData, ResetPeer, Slicer, SlowClose, Stream, Timeout,
+        Toxic, ToxicKind,
     },
     run::{
         context::Ctx,
@@ -260,6 +260,23 @@ async fn apply(this: &Fault, ctx: &FaultEnv) -> Result<Value, StepError> {
                 .await
                 .map_err(|e| error(e.to_string()))?;
         }
+    } else if let Some(h) = &this.http {
+        what = "http".to_owned();
+        let fronted = faults.http_of(service);
+        if fronted.is_empty() {
+            return Err(error(
+                "nothing of it behind the fault proxy speaks HTTP; an `http` fault needs an HTTP endpoint (s3, otel's otlp_http, neo4j's http_url)".into(),
+            ));
+        }
+        let fault = HttpFault {
+            abort: h.abort,
+            delay: h.delay.as_ref().map_or(0, ms),
+            truncate: h.truncate,
+            rate: h.percent.unwrap_or(100.0) / 100.0,
+        };
+        for p in fronted {
+            p.set_http(Some(fault)).map_err(|e| error(e.to_string()))?;
+        }
     } else if let Some(t) = toxic(this) {
         what = t.name.clone();
         for p in proxies {
@@ -280,6 +297,8 @@ async fn apply(this: &Fault, ctx: &FaultEnv) -> Result<Value, StepError> {
             for p in scenario.of(target) {
                 if name == "down" {
                     let _ = p.set_enabled(true).await;
+                } else if name == "http" {
+                    let _ = p.set_http(None);
                 } else {
                     let _ = p.remove(&name);
                 }
