@@ -209,6 +209,19 @@ fn parse_source(
             {
                 s.fault_targets.insert(service);
             }
+            if r.r.root == "faults"
+                && let (Some(kind), Some(name)) = (r.r.path.first(), r.r.path.get(1))
+            {
+                match kind.as_str() {
+                    "processes" => {
+                        s.fault_processes.insert(name.clone());
+                    }
+                    "mocks" => {
+                        s.fault_mocks.insert(name.clone());
+                    }
+                    _ => {}
+                }
+            }
         }
         validate::check_fault_targets(s, &mut problems);
         for r in &cx.refs {

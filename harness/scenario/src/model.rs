@@ -66,6 +66,13 @@ pub struct Scenario {
     /// each gets a proxy of the scenario's own before its processes start.
     #[serde(skip)]
     pub fault_targets: std::collections::BTreeSet<Service>,
+    /// The processes something reaches through its fault proxy
+    /// (`${faults.processes.NAME.…}`): each gets one when it starts.
+    #[serde(skip)]
+    pub fault_processes: std::collections::BTreeSet<String>,
+    /// The mocks something reaches through its fault proxy (`${faults.mocks.NAME.url}`).
+    #[serde(skip)]
+    pub fault_mocks: std::collections::BTreeSet<String>,
 }
 
 impl Scenario {

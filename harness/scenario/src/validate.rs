@@ -197,6 +197,9 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
                 ),
             }
         }
+        "faults" if first == Some("processes") || first == Some("mocks") => {
+            check_fault_proxy_ref(s, u, problems);
+        }
         "stack" | "faults" => {
             let names = Service::ALL.map(Service::name);
             let Some(svc) = first else {
@@ -405,6 +408,67 @@ fn find_cycle<'a>(
     None
 }
 
+/// `${faults.processes.NAME.url|port}` and `${faults.mocks.NAME.url}`: the same rules as
+/// `${processes.…}` and `${mocks.…}`, through the scenario's proxy of that process or mock.
+fn check_fault_proxy_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
+    let r = &u.r;
+    let err = |m: String| Problem::new(u.span, m).label("here");
+    let (kind, name, field) = (
+        r.path[0].as_str(),
+        r.path.get(1).map(String::as_str),
+        r.path.get(2).map(String::as_str),
+    );
+    let names: Vec<&str> = if kind == "processes" {
+        s.processes.iter().map(|p| p.name.as_str()).collect()
+    } else {
+        s.mocks.iter().map(|m| m.name.as_str()).collect()
+    };
+    let fields: &[&str] = if kind == "processes" {
+        &["url", "port"]
+    } else {
+        &["url"]
+    };
+    let Some(name) = name.filter(|n| names.contains(n)) else {
+        let shown = name.unwrap_or("NAME");
+        let one = if kind == "processes" {
+            "process"
+        } else {
+            "mock"
+        };
+        let mut p = err(format!("no {one} `{shown}` in this scenario"));
+        p = match name.and_then(|n| did_you_mean(n, names.iter().copied())) {
+            Some(c) => p.help(format!("did you mean `{c}`?")),
+            None => p.help(format!("write `${{faults.{kind}.NAME.{}}}`", fields[0])),
+        };
+        problems.push(p);
+        return;
+    };
+    if r.path.len() != 3 || !field.is_some_and(|f| fields.contains(&f)) {
+        problems.push(err(format!(
+            "write `${{faults.{kind}.{name}.FIELD}}` with one of {}",
+            backticked(fields)
+        )));
+        return;
+    }
+    let earlier = |i: usize| {
+        s.processes[..i.min(s.processes.len())]
+            .iter()
+            .any(|p| p.name == name)
+    };
+    match (kind, &u.scope) {
+        ("processes", Scope::Var(_) | Scope::Mock) | ("mocks", Scope::Var(_)) => {
+            problems.push(err(format!(
+                "`{kind}` start after this is resolved, so it cannot refer to them"
+            )))
+        }
+        ("processes", Scope::Process(i)) if !earlier(*i) => problems.push(
+            err("a process can refer only to processes declared before it".into())
+                .help("processes start in order; move this one after the one it uses"),
+        ),
+        _ => {}
+    }
+}
+
 /// A `fault` step acts on the scenario's proxy of its target: something must connect
 /// through that proxy, or the fault changes nothing.
 pub fn check_fault_targets(s: &Scenario, problems: &mut Vec<Problem>) {
@@ -427,6 +491,18 @@ pub fn check_fault_targets(s: &Scenario, problems: &mut Vec<Problem>) {
                 None => p.help("`process:` names one of the scenario's `processes`"),
             });
         }
+        if let Some(name) = &f.mock
+            && !s.mocks.iter().any(|m| &m.name == name)
+        {
+            let p = Problem::new(span, format!("no mock `{name}` in this scenario"))
+                .label("not under `mocks`");
+            problems.push(
+                match did_you_mean(name, s.mocks.iter().map(|m| m.name.as_str())) {
+                    Some(n) => p.help(format!("did you mean `{n}`?")),
+                    None => p.help("`mock:` names one of the scenario's `mocks`"),
+                },
+            );
+        }
         // A `fault` step's service is checked with every step's; a schedule's here.
         if scheduled
             && let Some(target) = f.target
@@ -441,6 +517,40 @@ pub fn check_fault_targets(s: &Scenario, problems: &mut Vec<Problem>) {
                     ),
                 )
                 .label("not in `stack`"),
+            );
+        }
+        if f.is_network()
+            && f.target.is_none()
+            && let Some((kind, name)) = f
+                .process
+                .as_ref()
+                .map(|p| ("processes", p))
+                .or(f.mock.as_ref().map(|m| ("mocks", m)))
+            && (if kind == "processes" {
+                s.processes.iter().any(|p| &p.name == name)
+            } else {
+                s.mocks.iter().any(|m| &m.name == name)
+            })
+            && !(if kind == "processes" {
+                &s.fault_processes
+            } else {
+                &s.fault_mocks
+            })
+            .contains(name)
+        {
+            let field = "url";
+            problems.push(
+                Problem::new(
+                    span,
+                    format!(
+                        "nothing reaches {} `{name}` through its fault proxy, so this fault changes nothing",
+                        if kind == "processes" { "process" } else { "mock" }
+                    ),
+                )
+                .label("a fault on the proxy")
+                .help(format!(
+                    "give the system under test `${{faults.{kind}.{name}.{field}}}` instead of `${{{kind}.{name}.{field}}}`"
+                )),
             );
         }
         if f.is_network()

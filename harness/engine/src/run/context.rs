@@ -276,6 +276,19 @@ impl Ctx {
                     .ok_or_else(|| missing(format!("{first} is not running in this stack")))?;
                 (v, &r.path[1..])
             }
+            "faults" if first == "processes" || first == "mocks" => {
+                let name = r.path.get(1).cloned().unwrap_or_default();
+                let port = self
+                    .faults
+                    .as_ref()
+                    .and_then(|f| f.named_port(&format!("{first}.{name}")))
+                    .ok_or_else(|| missing(format!("{name} has no fault proxy (yet)")))?;
+                let v = match r.path.get(2).map(String::as_str) {
+                    Some("port") => Value::from(port),
+                    _ => Value::String(format!("http://127.0.0.1:{port}")),
+                };
+                (v, &[])
+            }
             "faults" => {
                 let v = self
                     .faults

@@ -198,7 +198,7 @@ pub fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) -> Result<(), S
 
 pub struct ScenarioFaults {
     /// Each target's proxies, one per port of its endpoint.
-    proxies: BTreeMap<Service, Vec<Proxy>>,
+    proxies: BTreeMap<Service, Vec<Arc<Proxy>>>,
     /// The endpoints as `${faults.…}` shows them: the stack's, with each proxied port
     /// replaced by its proxy's.
     pub endpoints: Value,
@@ -207,6 +207,8 @@ pub struct ScenarioFaults {
     pub decisions: Arc<Decisions>,
     /// The proxies (by name) in front of an HTTP endpoint, which take HTTP faults.
     http: BTreeSet<String>,
+    /// The proxies of scenario processes and mocks, by `processes.NAME` / `mocks.NAME`.
+    named: Mutex<BTreeMap<String, Arc<Proxy>>>,
 }
 
 impl ScenarioFaults {
@@ -241,7 +243,7 @@ impl ScenarioFaults {
                 .await
                 .map_err(|e| format!("could not start the fault proxy of {name}: {e}"))?;
                 map.insert(port, proxy.listen_addr().port());
-                list.push(proxy);
+                list.push(Arc::new(proxy));
             }
             shown.insert(name.to_owned(), rewrite(endpoint, &map));
             proxies.insert(service, list);
@@ -252,18 +254,62 @@ impl ScenarioFaults {
             timers: Mutex::new(Vec::new()),
             decisions,
             http,
+            named: Mutex::new(BTreeMap::new()),
         })
     }
 
     /// The proxies of a target.
-    pub fn of(&self, service: Service) -> &[Proxy] {
+    pub fn of(&self, service: Service) -> &[Arc<Proxy>] {
         self.proxies.get(&service).map_or(&[], Vec::as_slice)
     }
 
+    /// Puts a proxy in front of a scenario process or mock (`kind` is `processes` or
+    /// `mocks`) listening on 127.0.0.1:`port`; it speaks HTTP.
+    pub async fn front(&self, kind: &str, name: &str, port: u16) -> Result<u16, String> {
+        let key = format!("{kind}.{name}");
+        let proxy = Proxy::start(
+            key.clone(),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Arc::clone(&self.decisions),
+        )
+        .await
+        .map_err(|e| format!("could not start the fault proxy of {key}: {e}"))?;
+        let listen = proxy.listen_addr().port();
+        self.named
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, Arc::new(proxy));
+        Ok(listen)
+    }
+
+    /// The port of a process's or mock's proxy (`processes.NAME` / `mocks.NAME`).
+    pub fn named_port(&self, key: &str) -> Option<u16> {
+        self.named
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .map(|p| p.listen_addr().port())
+    }
+
+    /// The proxy of a process or mock, by `processes.NAME` / `mocks.NAME`.
+    pub fn named(&self, key: &str) -> Option<Arc<Proxy>> {
+        self.named
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// The proxies of a target, shared.
+    pub fn shared_of(&self, service: Service) -> Vec<Arc<Proxy>> {
+        self.proxies.get(&service).cloned().unwrap_or_default()
+    }
+
     /// The proxies of a target that front an HTTP endpoint.
-    pub fn http_of(&self, service: Service) -> Vec<&Proxy> {
-        self.of(service)
-            .iter()
+    pub fn http_of(&self, service: Service) -> Vec<Arc<Proxy>> {
+        self.shared_of(service)
+            .into_iter()
             .filter(|p| self.http.contains(p.name()))
             .collect()
     }
@@ -286,6 +332,16 @@ impl ScenarioFaults {
             t.abort();
         }
         for p in self.proxies.values().flatten() {
+            let _ = p.reset().await;
+        }
+        let named: Vec<Arc<Proxy>> = self
+            .named
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for p in named {
             let _ = p.reset().await;
         }
     }

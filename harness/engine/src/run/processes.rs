@@ -280,7 +280,17 @@ pub async fn start(ctx: &mut Ctx, procs: &[Process]) -> Result<Vec<Running>, (St
         match start_one(ctx, p).await {
             Ok(r) => {
                 ctx.processes.insert(p.name.clone(), r.port);
+                let fronted = match &ctx.faults {
+                    Some(f) if ctx.scenario.fault_processes.contains(&p.name) => {
+                        f.front("processes", &p.name, r.port).await.map(drop)
+                    }
+                    _ => Ok(()),
+                };
                 out.push(r);
+                if let Err(e) = fronted {
+                    stop(out, None).await;
+                    return Err((p.name.clone(), StepError::error(e)));
+                }
             }
             Err(e) => {
                 stop(out, None).await;

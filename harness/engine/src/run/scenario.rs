@@ -132,11 +132,35 @@ impl ScenarioRun {
             },
             Err(e) => failed = Some(self.setup_failure(self.failure(&e, sc.span))),
         }
-        if failed.is_none() && !sc.fault_targets.is_empty() {
-            // Before the processes, which are given the proxies' addresses.
-            match super::faults::ScenarioFaults::start(&ctx.endpoints, &sc.fault_targets, ctx.seed)
-                .await
-            {
+        let proxied = !sc.fault_targets.is_empty()
+            || !sc.fault_processes.is_empty()
+            || !sc.fault_mocks.is_empty();
+        if failed.is_none() && proxied {
+            // Before the processes, which are given the proxies' addresses; the mocks'
+            // proxies now, the processes' as each starts.
+            let started =
+                super::faults::ScenarioFaults::start(&ctx.endpoints, &sc.fault_targets, ctx.seed)
+                    .await;
+            let started = match started {
+                Ok(f) => {
+                    let mut result = Ok(f);
+                    for name in &sc.fault_mocks {
+                        let port = ctx
+                            .mocks
+                            .get(name)
+                            .and_then(|url| url.rsplit(':').next())
+                            .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok());
+                        if let (Ok(f), Some(port)) = (&result, port)
+                            && let Err(e) = f.front("mocks", name, port).await
+                        {
+                            result = Err(e);
+                        }
+                    }
+                    result
+                }
+                Err(e) => Err(e),
+            };
+            match started {
                 Ok(f) => ctx.faults = Some(Arc::new(f)),
                 Err(message) => {
                     failed =

@@ -18,10 +18,15 @@ pub struct Fault {
     /// The stack service.
     #[serde(default)]
     pub target: Option<Service>,
-    /// A process of the scenario (a name under `processes`), for `pause`, `unpause`, `stop`
-    /// and `kill`.
+    /// A process of the scenario (a name under `processes`): `pause`, `unpause`, `stop`
+    /// and `kill` act on it, network faults on its fault proxy
+    /// (`${faults.processes.NAME.url}`).
     #[serde(default)]
     pub process: Option<String>,
+    /// A mock of the scenario (a name under `mocks`): network faults act on its fault proxy
+    /// (`${faults.mocks.NAME.url}`).
+    #[serde(default)]
+    pub mock: Option<String>,
     /// `true`: new connections are refused and open ones cut, until `clear` (or `for`).
     #[serde(default)]
     pub down: Option<bool>,
@@ -159,6 +164,9 @@ pub const NETWORK_FAULTS: [&str; 9] = [
     "http",
 ];
 
+/// The process faults.
+pub const PROCESS_ACTIONS: [&str; 6] = ["pause", "unpause", "stop", "kill", "start", "restart"];
+
 /// What a process fault does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProcessAction {
@@ -200,15 +208,16 @@ impl Fault {
 
     /// Whether it acts on the scenario's fault proxy of its target.
     pub fn is_network(&self) -> bool {
-        self.target.is_some() && self.process_action().is_none() && self.clear != Some(true)
+        self.process_action().is_none() && self.clear != Some(true)
     }
 
-    /// What it acts on, as messages name it: `postgres`, or `process api`.
+    /// What it acts on, as messages name it: `postgres`, `process api` or `mock billing`.
     pub fn target_name(&self) -> String {
-        match (&self.target, &self.process) {
-            (Some(t), _) => t.name().to_owned(),
-            (None, Some(p)) => format!("process {p}"),
-            (None, None) => "nothing".to_owned(),
+        match (&self.target, &self.process, &self.mock) {
+            (Some(t), _, _) => t.name().to_owned(),
+            (None, Some(p), _) => format!("process {p}"),
+            (None, None, Some(m)) => format!("mock {m}"),
+            (None, None, None) => "nothing".to_owned(),
         }
     }
 }
@@ -225,16 +234,23 @@ impl Kind for Fault {
         let f = kind_fields::<Self>(cx, node)?;
         let target = opt(cx, &f, "target", service_node);
         let process = opt(cx, &f, "process", name);
-        match (f.get("target"), f.get("process")) {
-            (None, None) => cx.push(
-                Problem::new(node.span, "a `fault` step needs `target` or `process`").help(
-                    "`target: SERVICE` for a stack service, `process: NAME` for a scenario process",
-                ),
+        let mock = opt(cx, &f, "mock", name);
+        let given: Vec<&Node> = ["target", "process", "mock"]
+            .iter()
+            .filter_map(|k| f.get(k))
+            .collect();
+        match given.as_slice() {
+            [] => cx.push(
+                Problem::new(node.span, "a `fault` step needs `target`, `process` or `mock`")
+                    .help("`target: SERVICE` for a stack service, `process: NAME` for a scenario process, `mock: NAME` for a mock"),
             ),
-            (Some(_), Some(p)) => {
-                cx.error(p.span, "a `fault` step has `target` or `process`, not both");
+            [_] => {}
+            [_, second, ..] => {
+                cx.error(
+                    second.span,
+                    "a `fault` step has one of `target`, `process` and `mock`",
+                );
             }
-            _ => {}
         }
         let present: Vec<&str> = FAULT_ACTIONS
             .iter()
@@ -271,11 +287,21 @@ impl Kind for Fault {
         let restart = opt(cx, &f, "restart", flag);
         let network = present.first().is_some_and(|k| NETWORK_FAULTS.contains(k));
         if f.get("process").is_some() {
-            for key in NETWORK_FAULTS.iter().chain(&["start", "restart"]) {
+            for key in ["start", "restart"] {
                 if let Some(n) = f.get(key) {
                     cx.push(
                         Problem::new(n.span, format!("`{key}` does not go with `process`"))
-                            .help("a scenario process takes `pause`, `unpause`, `stop`, `kill` or `clear`; network faults act on a stack service's proxy (`target`)"),
+                            .help("a scenario process takes `pause`, `unpause`, `stop`, `kill`, `clear` and the network faults (on its proxy, `${faults.processes.NAME.url}`)"),
+                    );
+                }
+            }
+        }
+        if f.get("mock").is_some() {
+            for key in PROCESS_ACTIONS {
+                if let Some(n) = f.get(key) {
+                    cx.push(
+                        Problem::new(n.span, format!("`{key}` does not go with `mock`"))
+                            .help("a mock takes the network faults, on its proxy (`${faults.mocks.NAME.url}`), and `clear`"),
                     );
                 }
             }
@@ -419,12 +445,13 @@ impl Kind for Fault {
         {
             cx.error(n.span, "`for` does not go with `clear`");
         }
-        if present.len() != 1 || (target.is_none() && process.is_none()) {
+        if present.len() != 1 || (target.is_none() && process.is_none() && mock.is_none()) {
             return None;
         }
         Some(Fault {
             target,
             process,
+            mock,
             pause,
             unpause,
             stop,

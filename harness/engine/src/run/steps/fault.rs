@@ -223,46 +223,71 @@ impl Handler for Schedule {
     }
 }
 
+/// What a network fault acts on: the proxies of a stack service, or the one of a scenario
+/// process or mock (`processes.NAME` / `mocks.NAME`).
+#[derive(Clone)]
+enum Fronted {
+    Service(harness_scenario::Service),
+    Named(String),
+}
+
+fn proxies_of(faults: &ScenarioFaults, which: &Fronted) -> Vec<Arc<crate::faults::Proxy>> {
+    match which {
+        Fronted::Service(s) => faults.shared_of(*s),
+        Fronted::Named(key) => faults.named(key).into_iter().collect(),
+    }
+}
+
 /// Applies one fault.
 async fn apply(this: &Fault, ctx: &FaultEnv) -> Result<Value, StepError> {
     let action = this.process_action();
-    if action.is_some() || this.process.is_some() {
+    if action.is_some() {
         return process_fault(this, ctx, action).await;
     }
-    let Some(service) = this.target else {
-        return Err(StepError::error("the step names no target"));
+    let shown = this.target_name();
+    let which = match (&this.target, &this.process, &this.mock) {
+        (Some(s), _, _) => Fronted::Service(*s),
+        (None, Some(p), _) => Fronted::Named(format!("processes.{p}")),
+        (None, None, Some(m)) => Fronted::Named(format!("mocks.{m}")),
+        (None, None, None) => return Err(StepError::error("the step names no target")),
     };
-    if this.clear == Some(true) {
-        // A service both proxied and paused is brought back from both.
+    if this.clear == Some(true) && this.mock.is_none() {
+        // A target both proxied and paused is brought back from both.
         process_fault(this, ctx, None).await?;
-        if ctx.faults.is_none() {
-            return Ok(json!({"target": service.name(), "fault": "clear"}));
-        }
     }
-    let Some(faults) = ctx.faults.clone() else {
+    let proxies = ctx
+        .faults
+        .as_ref()
+        .map(|f| proxies_of(f, &which))
+        .unwrap_or_default();
+    if this.clear == Some(true) && proxies.is_empty() {
+        return Ok(json!({"target": shown, "fault": "clear"}));
+    }
+    let Some(faults) = ctx.faults.clone().filter(|_| !proxies.is_empty()) else {
         return Err(StepError::error(format!(
-            "{} has no fault proxy in this scenario",
-            service.name()
+            "{shown} has no fault proxy in this scenario"
         )));
     };
-    let proxies = faults.of(service);
-    let error = |e: String| StepError::error(format!("fault on {}: {e}", service.name()));
+    let error = |e: String| StepError::error(format!("fault on {shown}: {e}"));
     let what;
     if this.clear == Some(true) {
         what = "clear".to_owned();
-        for p in proxies {
+        for p in &proxies {
             p.reset().await.map_err(|e| error(e.to_string()))?;
         }
     } else if this.down == Some(true) {
         what = "down".to_owned();
-        for p in proxies {
+        for p in &proxies {
             p.set_enabled(false)
                 .await
                 .map_err(|e| error(e.to_string()))?;
         }
     } else if let Some(h) = &this.http {
         what = "http".to_owned();
-        let fronted = faults.http_of(service);
+        let fronted: Vec<Arc<crate::faults::Proxy>> = match &which {
+            Fronted::Service(s) => faults.http_of(*s),
+            Fronted::Named(_) => proxies.clone(),
+        };
         if fronted.is_empty() {
             return Err(error(
                 "nothing of it behind the fault proxy speaks HTTP; an `http` fault needs an HTTP endpoint (s3, otel's otlp_http, neo4j's http_url)".into(),
@@ -277,9 +302,12 @@ async fn apply(this: &Fault, ctx: &FaultEnv) -> Result<Value, StepError> {
         for p in fronted {
             p.set_http(Some(fault)).map_err(|e| error(e.to_string()))?;
         }
+        // Setting it closed the open connections: a moment for clients to see them closed,
+        // so the next request opens a new one instead of failing on a pooled one.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     } else if let Some(t) = toxic(this) {
         what = t.name.clone();
-        for p in proxies {
+        for p in &proxies {
             // The same fault again changes it.
             if p.add(t.clone()).is_err() {
                 p.update(t.clone()).map_err(|e| error(e.to_string()))?;
@@ -289,12 +317,12 @@ async fn apply(this: &Fault, ctx: &FaultEnv) -> Result<Value, StepError> {
         return Err(error("the step names no fault".into()));
     }
     if let Some(d) = this.duration {
-        let target = service;
+        let target = which.clone();
         let name = what.clone();
         let scenario = Arc::clone(&faults);
         faults.after(tokio::spawn(async move {
             tokio::time::sleep(d.0).await;
-            for p in scenario.of(target) {
+            for p in proxies_of(&scenario, &target) {
                 if name == "down" {
                     let _ = p.set_enabled(true).await;
                 } else if name == "http" {
@@ -310,7 +338,7 @@ async fn apply(this: &Fault, ctx: &FaultEnv) -> Result<Value, StepError> {
         .map(|p| p.listen_addr().to_string())
         .collect();
     Ok(json!({
-        "target": service.name(),
+        "target": shown,
         "fault": what,
         "proxies": listen,
     }))
