@@ -100,6 +100,8 @@ pub struct Ctx {
     pub stack: Option<Arc<super::faults::StackHandle>>,
     /// The process groups of the scenario's host processes, by name.
     pub process_groups: BTreeMap<String, u32>,
+    /// The scenario's processes, as started (and started again by `fault` steps).
+    pub running: Vec<super::processes::Running>,
     /// The process faults in force, undone before the rollbacks.
     pub process_faults: Arc<super::faults::ProcessFaults>,
     pub seed: u64,
@@ -139,6 +141,7 @@ impl Ctx {
             faults: None,
             stack: None,
             process_groups: BTreeMap::new(),
+            running: Vec::new(),
             process_faults: Arc::default(),
             seed,
             update_snapshots,

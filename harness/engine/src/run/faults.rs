@@ -90,6 +90,17 @@ impl ProcessFaults {
         }
     }
 
+    /// The targets noted for a scenario process, whatever its process group was.
+    pub fn targets_named(&self, name: &str) -> Vec<Target> {
+        self.left
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|t| matches!(t, Target::Process(n, _) if n == name))
+            .cloned()
+            .collect()
+    }
+
     pub fn left(&self, target: &Target) -> Option<Left> {
         self.left
             .lock()

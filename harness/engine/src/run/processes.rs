@@ -305,6 +305,47 @@ pub async fn start(ctx: &mut Ctx, procs: &[Process]) -> Result<Vec<Running>, (St
 }
 
 async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
+    start_on(ctx, p, None).await
+}
+
+/// `start` or `restart` of a scenario process (a `fault` step): stops it first unless it
+/// has exited (`start` requires that), then starts it again with the same command and
+/// environment, on the same port, and waits until it is ready. The log of the run before
+/// is kept beside the new one as `NAME.before.log`.
+pub async fn start_again(ctx: &mut Ctx, name: &str, restart: bool) -> Result<(), StepError> {
+    let Some(index) = ctx.running.iter().position(|r| r.name == name) else {
+        return Err(StepError::error(format!(
+            "process `{name}` is not running in this scenario"
+        )));
+    };
+    let spec = ctx
+        .scenario
+        .processes
+        .iter()
+        .find(|p| p.name == name)
+        .cloned()
+        .ok_or_else(|| StepError::error(format!("no process `{name}` in this scenario")))?;
+    let mut old = ctx.running.remove(index);
+    let exited = old.exited().is_some();
+    if !restart && !exited {
+        ctx.running.insert(index, old);
+        return Err(StepError::error(format!(
+            "start process {name}: it is still running (stop or kill it first)"
+        )));
+    }
+    stop_one(&mut old).await;
+    let _ = std::fs::rename(&old.log, old.log.with_extension("before.log"));
+    let port = old.port;
+    match start_on(ctx, &spec, Some(port)).await {
+        Ok(fresh) => {
+            ctx.running.insert(index, fresh);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn start_on(ctx: &mut Ctx, p: &Process, fixed: Option<u16>) -> Result<Running, StepError> {
     let at = |e: StepError| match e {
         StepError::Error {
             message,
@@ -315,7 +356,10 @@ async fn start_one(ctx: &mut Ctx, p: &Process) -> Result<Running, StepError> {
         },
         other => other,
     };
-    let port = free_port().map_err(|e| StepError::error(e.to_string()))?;
+    let port = match fixed {
+        Some(port) => port,
+        None => free_port().map_err(|e| StepError::error(e.to_string()))?,
+    };
     let mut env = Vec::new();
     for (k, v) in &p.env {
         env.push((k.clone(), ctx.render_str(v)?));

@@ -124,7 +124,6 @@ impl ScenarioRun {
         let mut failed: Option<FailedStep> = None;
         let mut rollback_failures = Vec::new();
         let mut running_mocks = Vec::new();
-        let mut running_processes = Vec::new();
         match ctx.resolve_vars() {
             Ok(()) => match mocks::start(&mut ctx, &sc.mocks).await {
                 Ok(m) => running_mocks = m,
@@ -175,7 +174,7 @@ impl ScenarioRun {
                 () = cancel.cancelled() => Err(("(all)".to_owned(), interrupted())),
             };
             match start {
-                Ok(p) => running_processes = p,
+                Ok(p) => ctx.running = p,
                 Err((name, e)) => {
                     failed = Some(self.process_failure(&name, &e, ms(started_at.elapsed())))
                 }
@@ -315,14 +314,14 @@ impl ScenarioRun {
         // failure, and `--keep` keeps the logs whole.
         let logs_in = keeping.then(|| crate::home::home().join("kept").join(&ctx.iso.id));
         if let Some(f) = &mut failed
-            && !running_processes.is_empty()
+            && !ctx.running.is_empty()
             && !matches!(f.phase, Phase::Setup)
         {
-            let notes = processes::log_notes(&running_processes, logs_in.as_deref());
+            let notes = processes::log_notes(&ctx.running, logs_in.as_deref());
             // (Redacted with the event that carries it.)
             f.failure.message.push_str(&notes);
         }
-        processes::stop(running_processes, logs_in.as_deref()).await;
+        processes::stop(std::mem::take(&mut ctx.running), logs_in.as_deref()).await;
         let kept = if keeping {
             Some(describe_kept(&ctx.iso))
         } else {

@@ -286,16 +286,6 @@ impl Kind for Fault {
         let start = opt(cx, &f, "start", flag);
         let restart = opt(cx, &f, "restart", flag);
         let network = present.first().is_some_and(|k| NETWORK_FAULTS.contains(k));
-        if f.get("process").is_some() {
-            for key in ["start", "restart"] {
-                if let Some(n) = f.get(key) {
-                    cx.push(
-                        Problem::new(n.span, format!("`{key}` does not go with `process`"))
-                            .help("a scenario process takes `pause`, `unpause`, `stop`, `kill`, `clear` and the network faults (on its proxy, `${faults.processes.NAME.url}`)"),
-                    );
-                }
-            }
-        }
         if f.get("mock").is_some() {
             for key in PROCESS_ACTIONS {
                 if let Some(n) = f.get(key) {

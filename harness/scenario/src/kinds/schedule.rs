@@ -60,6 +60,16 @@ impl Kind for Schedule {
                 ),
             };
             let fault = <Fault as Kind>::decode(cx, &rest);
+            if let Some(f) = &fault
+                && f.process.is_some()
+                && (f.start == Some(true) || f.restart == Some(true))
+            {
+                cx.push(
+                    Problem::new(n.span, "a scenario process is started again by a `fault` step, not from a schedule")
+                        .help("use a `fault` step with `start` or `restart` among the steps"),
+                );
+                return None;
+            }
             Some(Timed {
                 at: at?,
                 fault: fault?,

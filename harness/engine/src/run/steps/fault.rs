@@ -184,6 +184,19 @@ impl Handler for Fault {
     type Output = Value;
 
     async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        // A scenario process started again needs the scenario's own start-up.
+        if let (Some(name), Some(a @ (ProcessAction::Start | ProcessAction::Restart))) =
+            (&self.process, self.process_action())
+        {
+            super::super::processes::start_again(ctx, name, a == ProcessAction::Restart).await?;
+            // It is back: nothing of an earlier fault on it is left to undo.
+            for stale in ctx.process_faults.targets_named(name) {
+                ctx.process_faults.note(stale, None);
+            }
+            return Ok(Some(
+                json!({"target": self.target_name(), "fault": a.name()}),
+            ));
+        }
         apply(self, &FaultEnv::of(ctx)).await.map(Some)
     }
 }
