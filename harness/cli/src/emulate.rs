@@ -1,7 +1,7 @@
 //! `harness emulate …`: the emulated control planes on their own, and the fault control API
 //! that an attached `harness up` serves beside its stack (`services.faults`).
 
-use std::{net::SocketAddr, path::Path, sync::Arc};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use harness_engine::{
     Error,
@@ -116,4 +116,83 @@ impl StackFaults {
             "proxies": self.control.list().await,
         })
     }
+}
+
+/// The fault control API of a detached stack: `harness emulate toxiproxy` as a process of
+/// its own (its own process group, its log in the run folder), with a proxy in front of each
+/// service port. Returns its pid, for the stack's record, and `services.faults`.
+pub async fn detached(
+    endpoints: &Endpoints,
+    run_dir: &Path,
+    port: u16,
+    seed: u64,
+) -> Result<(u32, Value), Error> {
+    use tokio::io::AsyncBufReadExt;
+    let all = serde_json::to_value(endpoints).unwrap_or(Value::Null);
+    let mut config = Vec::new();
+    if let Value::Object(services) = &all {
+        for (service, endpoint) in services {
+            for (upstream, name) in proxy_names(service, endpoint) {
+                config.push(json!({
+                    "name": name,
+                    "listen": "127.0.0.1:0",
+                    "upstream": format!("127.0.0.1:{upstream}"),
+                }));
+            }
+        }
+    }
+    let file = run_dir.join("faults.json");
+    let io = |what: &str, e: std::io::Error| Error::Other(format!("{what}: {e}"));
+    std::fs::write(&file, serde_json::to_vec(&config).unwrap_or_default())
+        .map_err(|e| io(&format!("write {}", file.display()), e))?;
+    let log = std::fs::File::create(run_dir.join("faults.log"))
+        .map_err(|e| io("create the fault API's log", e))?;
+    let exe = std::env::current_exe().map_err(|e| io("find the harness binary", e))?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["emulate", "toxiproxy", "--port", &port.to_string()])
+        .args(["--seed", &seed.to_string(), "--config"])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| io("start the fault control API", e))?;
+    let pid = child.id().unwrap_or_default();
+    let mut line = String::new();
+    let read = match child.stdout.take() {
+        Some(out) => {
+            let mut out = tokio::io::BufReader::new(out);
+            tokio::time::timeout(Duration::from_secs(10), out.read_line(&mut line)).await
+        }
+        None => Ok(Ok(0)),
+    };
+    let url = line.trim().to_owned();
+    if !matches!(read, Ok(Ok(n)) if n > 0) || !url.starts_with("http://127.0.0.1:") {
+        let _ = child.kill().await;
+        let said = std::fs::read_to_string(run_dir.join("faults.log")).unwrap_or_default();
+        return Err(Error::Other(format!(
+            "the fault control API did not start: {}",
+            said.trim()
+        )));
+    }
+    let proxies = reqwest::Client::new()
+        .get(format!("{url}/proxies"))
+        .send()
+        .await
+        .map_err(|e| Error::Other(format!("ask the fault control API for its proxies: {e}")))?
+        .json::<Value>()
+        .await
+        .map_err(|e| Error::Other(format!("read the fault control API's proxies: {e}")))?;
+    let port = url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+    Ok((
+        pid,
+        json!({
+            "url": url,
+            "host": "127.0.0.1",
+            "port": port,
+            "api": format!("toxiproxy {TOXIPROXY_API}"),
+            "proxies": proxies,
+        }),
+    ))
 }

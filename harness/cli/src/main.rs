@@ -554,9 +554,30 @@ async fn up(
         }
         builder = builder.port(ServiceKind::parse(name)?, port);
     }
-    let stack = builder.start().await?;
+    let mut stack = builder.start().await?;
     let mut services = serde_json::to_value(stack.endpoints()).unwrap_or_default();
-    // The fault control API lives in this process, so only an attached stack has one.
+    // An attached stack serves the fault control API from this process; a detached one
+    // from a process of its own, recorded with the stack so that `harness down` stops it.
+    if detach {
+        let started = emulate::detached(
+            stack.endpoints(),
+            &stack.run_dir().to_owned(),
+            faults_port,
+            scenarios::rand_seed(),
+        )
+        .await;
+        match started.and_then(|(pid, endpoint)| stack.adopt("faults", pid).map(|()| endpoint)) {
+            Ok(endpoint) => {
+                if let Some(map) = services.as_object_mut() {
+                    map.insert("faults".into(), endpoint);
+                }
+            }
+            Err(e) => {
+                stack.shutdown().await;
+                return Err(e);
+            }
+        }
+    }
     let faults = if detach {
         None
     } else {

@@ -1,8 +1,8 @@
 //! Toxiproxy's own clients against harness's control API: `toxiproxy-cli` (built from the Go
 //! module github.com/Shopify/toxiproxy/v2 by `.ci/run`) and toxiproxy-python. Each creates a
 //! proxy, adds and removes a latency toxic, and the effect is measured on traffic through the
-//! proxy. `harness up` serves the same API beside its stack, with a proxy in front of each
-//! service.
+//! proxy. `harness up` serves the same API beside its stack, attached or detached, with a
+//! proxy in front of each service.
 
 mod common;
 
@@ -363,5 +363,53 @@ fn an_attached_stack_serves_the_fault_api_with_a_proxy_in_front_of_each_service(
     assert!(
         TcpStream::connect(&listen).is_err(),
         "the proxy outlived the stack"
+    );
+}
+
+#[test]
+fn a_detached_stack_has_its_fault_api_until_down() {
+    let out = common::harness()
+        .args(["up", "--services", "postgres", "--detach", "--json"])
+        .output()
+        .expect("harness up --detach");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let run_id = summary["run_id"].as_str().expect("run_id").to_owned();
+    let down = || {
+        common::harness()
+            .args(["down", &run_id])
+            .output()
+            .expect("harness down")
+    };
+    let faults = &summary["services"]["faults"];
+    let Some(port) = faults["port"].as_u64() else {
+        down();
+        panic!("no services.faults: {summary}");
+    };
+    let api = format!("127.0.0.1:{port}");
+    let listed = run(Command::new(toxiproxy_cli()).args(["-h", &api, "list"]));
+    let listen = faults["proxies"]["postgres"]["listen"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let reached = TcpStream::connect(&listen).is_ok();
+    let stopped = down();
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert!(text(&listed).contains("postgres"), "{}", text(&listed));
+    assert!(
+        reached,
+        "the postgres proxy of a detached stack did not answer"
+    );
+    assert!(
+        TcpStream::connect(&api).is_err(),
+        "the fault API outlived `harness down`"
+    );
+    assert!(
+        TcpStream::connect(&listen).is_err(),
+        "a proxy outlived `harness down`"
     );
 }

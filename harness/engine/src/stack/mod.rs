@@ -469,6 +469,16 @@ impl Stack {
     }
 
     /// The folder holding every service's data and log.
+    /// Records a process group that belongs to the stack without being one of its
+    /// services (the fault control API of a detached stack): `harness down` and the
+    /// reaper stop it with the stack.
+    pub fn adopt(&mut self, name: &str, pid: u32) -> Result<(), Error> {
+        self.record
+            .services
+            .push(records::ProcessGroup::of(name, pid));
+        self.record.save()
+    }
+
     pub fn run_dir(&self) -> &std::path::Path {
         &self.record.run_dir
     }
