@@ -561,7 +561,7 @@ async fn up(
     if detach {
         let started = emulate::detached(
             stack.endpoints(),
-            &stack.run_dir().to_owned(),
+            stack.run_dir(),
             faults_port,
             scenarios::rand_seed(),
         )
