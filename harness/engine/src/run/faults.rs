@@ -139,14 +139,7 @@ impl ProcessFaults {
 
     /// Stops what is still to come: the ends of `for`, and the faults of schedules.
     pub fn stop_timers(&self) {
-        for t in self
-            .timers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
-            t.abort();
-        }
+        abort_all(&self.timers);
     }
 
     /// Stops the timers, and waits for the faults they had begun to apply or undo.
@@ -175,6 +168,13 @@ impl ProcessFaults {
             }
         }
         problems
+    }
+}
+
+/// Aborts every pending task of a list, and empties it.
+fn abort_all(tasks: &Mutex<Vec<JoinHandle<()>>>) {
+    for t in tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        t.abort();
     }
 }
 
@@ -334,14 +334,7 @@ impl ScenarioFaults {
 
     /// Removes every fault and brings every proxy up (the end of the steps).
     pub async fn clear_all(&self) {
-        for t in self
-            .timers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
-            t.abort();
-        }
+        abort_all(&self.timers);
         for p in self.proxies.values().flatten() {
             let _ = p.reset().await;
         }

@@ -349,20 +349,13 @@ impl Kind for Fault {
             let delay = opt(cx, &g, "delay", duration);
             let truncate = opt(cx, &g, "truncate", uint);
             let percent = opt(cx, &g, "percent", |cx, n| {
-                let v = match n.value {
-                    NodeValue::Int(i) => i as f64,
-                    NodeValue::Float(x) => x,
-                    _ => {
-                        cx.expected(n, "a percentage from 0 to 100");
-                        return None;
-                    }
-                };
-                if (0.0..=100.0).contains(&v) {
-                    Some(v)
-                } else {
-                    cx.error(n.span, "`percent` is from 0 to 100");
-                    None
-                }
+                number_within(
+                    cx,
+                    n,
+                    100.0,
+                    "a percentage from 0 to 100",
+                    "`percent` is from 0 to 100",
+                )
             });
             if ["abort", "delay", "truncate"]
                 .iter()
@@ -414,20 +407,13 @@ impl Kind for Fault {
             }
         });
         let toxicity = opt(cx, &f, "toxicity", |cx, n| {
-            let v = match n.value {
-                NodeValue::Int(i) => i as f64,
-                NodeValue::Float(x) => x,
-                _ => {
-                    cx.expected(n, "a number from 0 to 1");
-                    return None;
-                }
-            };
-            if (0.0..=1.0).contains(&v) {
-                Some(v)
-            } else {
-                cx.error(n.span, "`toxicity` is a chance, from 0 to 1");
-                None
-            }
+            number_within(
+                cx,
+                n,
+                1.0,
+                "a number from 0 to 1",
+                "`toxicity` is a chance, from 0 to 1",
+            )
         });
         let duration = opt(cx, &f, "for", duration);
         if let Some(n) = f.get("for")
@@ -463,5 +449,24 @@ impl Kind for Fault {
             toxicity,
             duration,
         })
+    }
+}
+
+/// A number from 0 to `max`: `expected` names the type when it is not a number, `outside`
+/// says what is wrong when it is out of range.
+fn number_within(cx: &mut Cx, n: &Node, max: f64, expected: &str, outside: &str) -> Option<f64> {
+    let v = match n.value {
+        NodeValue::Int(i) => i as f64,
+        NodeValue::Float(x) => x,
+        _ => {
+            cx.expected(n, expected);
+            return None;
+        }
+    };
+    if (0.0..=max).contains(&v) {
+        Some(v)
+    } else {
+        cx.error(n.span, outside);
+        None
     }
 }
