@@ -58,6 +58,7 @@ fn detached_stack_serves_independent_clients_and_down_leaves_nothing() {
         );
     }
     let run_id = up["run_id"].as_str().expect("run id").to_owned();
+    let _down = common::DownOnDrop(run_id.clone());
     let run_dir = PathBuf::from(up["run_dir"].as_str().expect("run dir"));
     let status = harness()
         .args(["status", "--json"])

@@ -379,6 +379,7 @@ fn a_detached_stack_has_its_fault_api_until_down() {
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let run_id = summary["run_id"].as_str().expect("run_id").to_owned();
+    let _down = common::DownOnDrop(run_id.clone());
     let down = || {
         common::harness()
             .args(["down", &run_id])
@@ -387,7 +388,6 @@ fn a_detached_stack_has_its_fault_api_until_down() {
     };
     let faults = &summary["services"]["faults"];
     let Some(port) = faults["port"].as_u64() else {
-        down();
         panic!("no services.faults: {summary}");
     };
     let api = format!("127.0.0.1:{port}");

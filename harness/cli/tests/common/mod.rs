@@ -42,3 +42,13 @@ pub fn wait_for_run(
     }
     panic!("run {owner} never recorded {what}");
 }
+
+/// Stops a detached stack when dropped, so a test that fails half-way leaves no stack
+/// behind (once the test has stopped it itself, this finds nothing to stop).
+pub struct DownOnDrop(pub String);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = harness().args(["down", &self.0]).output();
+    }
+}
