@@ -229,6 +229,14 @@ struct Link {
 }
 
 impl Inner {
+    /// Drops a connection that has ended from the list of open ones.
+    fn forget(&self, id: u64) {
+        self.links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
     /// Ends every connection; with `reset`, each with a TCP RST.
     fn cut_all(&self, reset: bool) {
         let links: Vec<Link> = self
@@ -438,11 +446,7 @@ async fn accept(inner: Arc<Inner>, listener: TcpListener) {
 async fn connect(inner: Arc<Inner>, id: u64, link: Link, client: TcpStream) {
     if inner.http.borrow().is_some() {
         http::serve(Arc::clone(&inner), id, link, client).await;
-        inner
-            .links
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        inner.forget(id);
         return;
     }
     let upstream = tokio::select! {
@@ -451,11 +455,7 @@ async fn connect(inner: Arc<Inner>, id: u64, link: Link, client: TcpStream) {
     };
     let Some(upstream) = upstream else {
         // The service is not there: the client sees its connection closed.
-        inner
-            .links
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        inner.forget(id);
         return;
     };
     let _ = client.set_nodelay(true);
@@ -479,9 +479,5 @@ async fn connect(inner: Arc<Inner>, id: u64, link: Link, client: TcpStream) {
         cw,
     ));
     let _ = tokio::join!(up, down);
-    inner
-        .links
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id);
+    inner.forget(id);
 }
