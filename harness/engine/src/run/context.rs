@@ -284,7 +284,8 @@ impl Ctx {
                 let port = self
                     .faults
                     .as_ref()
-                    .and_then(|f| f.named_port(&format!("{first}.{name}")))
+                    .and_then(|f| f.named(&format!("{first}.{name}")))
+                    .map(|p| p.listen_addr().port())
                     .ok_or_else(|| missing(format!("{name} has no fault proxy (yet)")))?;
                 let v = match r.path.get(2).map(String::as_str) {
                     Some("port") => Value::from(port),

@@ -269,11 +269,6 @@ impl ScenarioFaults {
         })
     }
 
-    /// The proxies of a target.
-    pub fn of(&self, service: Service) -> &[Arc<Proxy>] {
-        self.proxies.get(&service).map_or(&[], Vec::as_slice)
-    }
-
     /// Puts a proxy in front of a scenario process or mock (`kind` is `processes` or
     /// `mocks`) listening on 127.0.0.1:`port`; it speaks HTTP.
     pub async fn front(&self, kind: &str, name: &str, port: u16) -> Result<u16, String> {
@@ -292,15 +287,6 @@ impl ScenarioFaults {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, Arc::new(proxy));
         Ok(listen)
-    }
-
-    /// The port of a process's or mock's proxy (`processes.NAME` / `mocks.NAME`).
-    pub fn named_port(&self, key: &str) -> Option<u16> {
-        self.named
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .map(|p| p.listen_addr().port())
     }
 
     /// The proxy of a process or mock, by `processes.NAME` / `mocks.NAME`.
