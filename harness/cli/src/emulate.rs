@@ -1,10 +1,17 @@
 //! `harness emulate …`: the emulated control planes on their own, and the fault control API
 //! that an attached `harness up` serves beside its stack (`services.faults`).
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use harness_engine::{
     Error,
+    emulators::cloud_run::{self, CloudRun, images::ImageMap},
     faults::api::{Control, ControlServer, TOXIPROXY_API},
     run::faults::proxy_names,
     stack::Endpoints,
@@ -195,4 +202,122 @@ pub async fn detached(
             "proxies": proxies,
         }),
     ))
+}
+
+#[derive(clap::Args)]
+pub struct CloudRunArgs {
+    /// The API's port on 127.0.0.1 (0: a free one).
+    #[arg(long, default_value_t = 8181)]
+    port: u16,
+    /// The project it serves (the v1 namespace).
+    #[arg(long, default_value = "demo")]
+    project: String,
+    /// The region it serves.
+    #[arg(long, default_value = "us-central1")]
+    region: String,
+    /// Where revisions run: only `native` (host processes from the image map) so far.
+    #[arg(long, default_value = "native")]
+    provider: String,
+    /// The image map: which program runs for each image reference (YAML or JSON,
+    /// `images: {REF: {command | cargo, env}}`).
+    #[arg(long, value_name = "FILE")]
+    images: Option<PathBuf>,
+    /// Values of secrets that revisions reference (`--set-secrets VAR=NAME:VERSION`): a
+    /// file of `NAME=VALUE` lines. Never printed or reported.
+    #[arg(long, value_name = "FILE")]
+    secrets: Option<PathBuf>,
+    /// Seed of the traffic split and generated names (default: random, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Seconds an instance beyond a revision's minimum may stay idle before it is stopped.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout: u64,
+    /// Where instance logs and events.jsonl go (default: a new temporary folder).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+    /// Print the endpoint and the gcloud environment as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `harness emulate cloud-run`: until Ctrl-C; then every instance and task is stopped.
+pub async fn cloud_run(a: CloudRunArgs) -> Result<(), Error> {
+    if a.provider != "native" {
+        return Err(Error::BadInput(format!(
+            "--provider {}: the Cloud Run emulator runs revisions on the native provider only so far",
+            a.provider
+        )));
+    }
+    let mut signals = StopSignals::register();
+    let seed = a.seed.unwrap_or_else(crate::scenarios::rand_seed);
+    let log_dir = match a.log_dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("harness-cloud-run-{}", std::process::id())),
+    };
+    let mut cfg = cloud_run::Config::new(log_dir.clone());
+    cfg.project = a.project;
+    cfg.region = a.region;
+    cfg.seed = seed;
+    cfg.port = a.port;
+    cfg.idle_timeout = Duration::from_secs(a.idle_timeout);
+    if let Some(file) = &a.images {
+        cfg.images = ImageMap::load(file)?;
+    }
+    if let Some(file) = &a.secrets {
+        cfg.secrets = read_secrets(file)?;
+    }
+    let emulator = CloudRun::start(cfg).await?;
+    let gcloud_dir = log_dir.join("gcloud");
+    let env = emulator.gcloud_env(&gcloud_dir);
+    if a.json {
+        let env: BTreeMap<_, _> = env.into_iter().collect();
+        println!(
+            "{}",
+            json!({
+                "url": emulator.url(),
+                "endpoint": emulator.endpoint(),
+                "project": emulator.project(),
+                "region": emulator.region(),
+                "seed": seed,
+                "log_dir": log_dir,
+                "gcloud_env": env,
+            })
+        );
+    } else {
+        for (k, v) in &env {
+            println!("export {k}={v}");
+        }
+    }
+    eprintln!(
+        "Cloud Run emulator on {} (project {}, region {}, seed {seed}); logs in {}.\nPoint gcloud at it with the exports above; press Ctrl-C to stop",
+        emulator.url(),
+        emulator.project(),
+        emulator.region(),
+        log_dir.display()
+    );
+    signals.wait().await;
+    eprintln!("stopping every instance …");
+    emulator.shutdown().await;
+    Ok(())
+}
+
+fn read_secrets(file: &Path) -> Result<BTreeMap<String, String>, Error> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::BadInput(format!("read {}: {e}", file.display())))?;
+    let mut all = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| {
+            Error::BadInput(format!(
+                "read {}:{}: expected NAME=VALUE",
+                file.display(),
+                i + 1
+            ))
+        })?;
+        all.insert(k.trim().to_owned(), v.to_owned());
+    }
+    Ok(all)
 }

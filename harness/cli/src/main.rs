@@ -131,6 +131,11 @@ enum EmulateCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Cloud Run's Admin API (the v1 surface `gcloud run` uses: services, revisions,
+    /// routes, configurations, jobs, executions, tasks) over real instances of each
+    /// revision, with an ingress per service on 127.0.0.1. Prints the environment that
+    /// points gcloud at it (or, with --json, its endpoint).
+    CloudRun(emulate::CloudRunArgs),
 }
 
 #[derive(Subcommand)]
@@ -344,6 +349,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Emulate {
             command: EmulateCommand::Toxiproxy { port, seed, config },
         } => emulate::toxiproxy(port, seed, config.as_deref()).await,
+        Command::Emulate {
+            command: EmulateCommand::CloudRun(args),
+        } => emulate::cloud_run(args).await,
         Command::Status { json } => {
             let runs = stack::list();
             if json {

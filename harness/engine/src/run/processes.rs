@@ -633,7 +633,7 @@ pub async fn stop(procs: Vec<Running>, keep_in: Option<&Path>) {
     unsafe_code,
     reason = "pre_exec runs between fork and exec; prctl is async-signal-safe"
 )]
-fn parent_death_signal(cmd: &mut tokio::process::Command) {
+pub(crate) fn parent_death_signal(cmd: &mut tokio::process::Command) {
     // SAFETY: the closure only calls prctl(PR_SET_PDEATHSIG), which allocates nothing and
     // is async-signal-safe, as required between fork and exec.
     unsafe {

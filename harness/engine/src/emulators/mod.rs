@@ -1,0 +1,6 @@
+//! Endpoints harness itself serves in front of the real runtimes, for the real clients.
+//!
+//! - [`cloud_run`]: Cloud Run's Admin API (the v1 Knative-style surface `gcloud run` uses)
+//!   over real instances of each revision, with an ingress per service.
+
+pub mod cloud_run;
