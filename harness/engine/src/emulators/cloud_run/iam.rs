@@ -56,7 +56,9 @@ pub async fn list(
     match kind.as_str() {
         "services" => super::services::list(State(sh), Path(project), uri, headers).await,
         "jobs" => super::jobs::list(State(sh), Path(project), uri, headers).await,
-        other => Err(ApiError::not_found(format!("The emulator does not serve {other}."))),
+        other => Err(ApiError::not_found(format!(
+            "The emulator does not serve {other}."
+        ))),
     }
 }
 
@@ -81,12 +83,16 @@ pub async fn get(
         return match kind.as_str() {
             "services" => super::services::get(State(sh), Path((project, name)), headers).await,
             "jobs" => super::jobs::get(State(sh), Path((project, name)), headers).await,
-            other => Err(ApiError::not_found(format!("The emulator does not serve {other}."))),
+            other => Err(ApiError::not_found(format!(
+                "The emulator does not serve {other}."
+            ))),
         };
     }
     let (name, verb) = split(&name)?;
     if verb != "getIamPolicy" {
-        return Err(ApiError::not_found(format!("The emulator does not serve GET :{verb}.")));
+        return Err(ApiError::not_found(format!(
+            "The emulator does not serve GET :{verb}."
+        )));
     }
     exists(&sh, &kind, name)?;
     let st = sh.lock();
@@ -126,6 +132,8 @@ pub async fn post(
                 .insert(key(&project, &location, &kind, name), policy.clone());
             Ok(Json(policy))
         }
-        other => Err(ApiError::not_found(format!("The emulator does not serve POST :{other}."))),
+        other => Err(ApiError::not_found(format!(
+            "The emulator does not serve POST :{other}."
+        ))),
     }
 }

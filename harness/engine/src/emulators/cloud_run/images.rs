@@ -95,11 +95,9 @@ impl ImageMap {
                 }
             }
             let program = match (obj.get("command"), obj.get("cargo")) {
-                (Some(Value::String(line)), None) => Program::Command(vec![
-                    "sh".into(),
-                    "-c".into(),
-                    line.clone(),
-                ]),
+                (Some(Value::String(line)), None) => {
+                    Program::Command(vec!["sh".into(), "-c".into(), line.clone()])
+                }
                 (Some(Value::Array(argv)), None) if !argv.is_empty() => Program::Command(
                     argv.iter()
                         .map(|a| match a {
@@ -183,14 +181,17 @@ mod tests {
             "example/hello:v2": {"command": "exec ./v2", "env": {"APP_VERSION": "v2"}},
             "localhost:5000/api": {"cargo": "sample-api"},
         }});
-        let map = ImageMap::from_json(&doc, Path::new("/m")).unwrap();
-        let v1 = map.resolve("example/hello:v1").unwrap();
-        assert_eq!(v1.program, Program::Command(vec!["python3".into(), "hello.py".into()]));
-        let v2 = map.resolve("example/hello:v2").unwrap();
+        let map = ImageMap::from_json(&doc, Path::new("/m")).expect("ok");
+        let v1 = map.resolve("example/hello:v1").expect("ok");
+        assert_eq!(
+            v1.program,
+            Program::Command(vec!["python3".into(), "hello.py".into()])
+        );
+        let v2 = map.resolve("example/hello:v2").expect("ok");
         assert_eq!(v2.env["APP_VERSION"], "v2");
         assert!(map.resolve("example/hello@sha256:abc").is_some());
         assert_eq!(
-            map.resolve("localhost:5000/api:7").unwrap().program,
+            map.resolve("localhost:5000/api:7").expect("ok").program,
             Program::Cargo("sample-api".into())
         );
         assert!(map.resolve("example/other:v1").is_none());
@@ -199,9 +200,9 @@ mod tests {
     #[test]
     fn a_bad_entry_is_named() {
         let doc = json!({"images": {"a": {"comand": "x"}}});
-        let e = ImageMap::from_json(&doc, Path::new(".")).unwrap_err();
+        let e = ImageMap::from_json(&doc, Path::new(".")).expect_err("an error");
         assert!(e.contains("images.a: unknown key `comand`"), "{e}");
-        let e = ImageMap::from_json(&json!({"image": {}}), Path::new(".")).unwrap_err();
+        let e = ImageMap::from_json(&json!({"image": {}}), Path::new(".")).expect_err("an error");
         assert!(e.contains("expected `images:`"), "{e}");
     }
 }

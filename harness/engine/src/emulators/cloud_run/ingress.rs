@@ -21,7 +21,7 @@ use hyper::{
     Request, Response, StatusCode,
     body::{Body, Frame, Incoming},
     client::conn::http1::SendRequest,
-    header::{HeaderValue, CONTENT_TYPE},
+    header::{CONTENT_TYPE, HeaderValue},
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
@@ -65,7 +65,11 @@ pub struct Ingress {
 
 impl Ingress {
     /// Listens on a free port of 127.0.0.1.
-    pub async fn start(service: &str, seed: u64, events: Arc<Events>) -> std::io::Result<Arc<Self>> {
+    pub async fn start(
+        service: &str,
+        seed: u64,
+        events: Arc<Events>,
+    ) -> std::io::Result<Arc<Self>> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let port = listener.local_addr()?.port();
         let mut h: u64 = seed ^ 0x9e37_79b9_7f4a_7c15;
@@ -82,7 +86,13 @@ impl Ingress {
             cancel: CancellationToken::new(),
         });
         let target = Arc::new(Target::Split(Arc::clone(&ingress)));
-        tokio::spawn(accept(listener, target, ingress.cancel.clone(), Arc::clone(&ingress.events), service.to_owned()));
+        tokio::spawn(accept(
+            listener,
+            target,
+            ingress.cancel.clone(),
+            Arc::clone(&ingress.events),
+            service.to_owned(),
+        ));
         Ok(ingress)
     }
 
@@ -124,9 +134,19 @@ impl Ingress {
                     Arc::clone(&self.events),
                     self.service.clone(),
                 ));
-                have.insert(name.clone(), Tag { port, pool: shared, cancel });
+                have.insert(
+                    name.clone(),
+                    Tag {
+                        port,
+                        pool: shared,
+                        cancel,
+                    },
+                );
             }
-            urls.insert(name.clone(), format!("http://127.0.0.1:{}", have[&name].port));
+            urls.insert(
+                name.clone(),
+                format!("http://127.0.0.1:{}", have[&name].port),
+            );
         }
         *self.tags.lock().unwrap_or_else(|p| p.into_inner()) = have;
         Ok(urls)
@@ -188,8 +208,12 @@ async fn accept(
         };
         let Ok((stream, _)) = conn else { continue };
         let _ = stream.set_nodelay(true);
-        let (target, events, service, cancel) =
-            (Arc::clone(&target), Arc::clone(&events), service.clone(), cancel.clone());
+        let (target, events, service, cancel) = (
+            Arc::clone(&target),
+            Arc::clone(&events),
+            service.clone(),
+            cancel.clone(),
+        );
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let (target, events, service) =
@@ -214,12 +238,19 @@ fn text(status: StatusCode, body: &str) -> Response<Out> {
             .boxed_unsync(),
     );
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
-async fn handle(target: &Target, events: &Events, service: &str, mut req: Request<Incoming>) -> Response<Out> {
+async fn handle(
+    target: &Target,
+    events: &Events,
+    service: &str,
+    mut req: Request<Incoming>,
+) -> Response<Out> {
     let t0 = Instant::now();
     let method = req.method().to_string();
     let path = req
@@ -228,11 +259,17 @@ async fn handle(target: &Target, events: &Events, service: &str, mut req: Reques
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
     let (pool, tag) = match target {
         Target::Split(ingress) => (ingress.pick(), None),
-        Target::Tag(p) => (Some(Arc::clone(&p.read().unwrap_or_else(|p| p.into_inner()))), Some(())),
+        Target::Tag(p) => (
+            Some(Arc::clone(&p.read().unwrap_or_else(|p| p.into_inner()))),
+            Some(()),
+        ),
     };
     let Some(pool) = pool else {
-        events.push("request", json!({"service": service, "method": method, "path": path,
-            "status": 503, "error": "no revision is serving traffic"}));
+        events.push(
+            "request",
+            json!({"service": service, "method": method, "path": path,
+            "status": 503, "error": "no revision is serving traffic"}),
+        );
         return text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
     };
     let record = |status: u16, lease: Option<&Lease>, error: Option<String>| {
@@ -285,7 +322,11 @@ async fn handle(target: &Target, events: &Events, service: &str, mut req: Reques
     let mut sender = match instance.connection().await {
         Ok(s) => s,
         Err(e) => {
-            record(503, Some(&lease), Some(format!("connect to the instance: {e}")));
+            record(
+                503,
+                Some(&lease),
+                Some(format!("connect to the instance: {e}")),
+            );
             return text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
         }
     };
@@ -308,14 +349,24 @@ async fn handle(target: &Target, events: &Events, service: &str, mut req: Reques
             })
         }
         Ok(Err(e)) => {
-            record(503, Some(&lease), Some(format!("the instance's connection failed: {e}")));
+            record(
+                503,
+                Some(&lease),
+                Some(format!("the instance's connection failed: {e}")),
+            );
             text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The request failed because either the HTTP response was malformed or connection to the instance had an error.",
             )
         }
         Err(_) => {
-            record(504, Some(&lease), Some(format!("no response within the request timeout of {limit:?}")));
+            record(
+                504,
+                Some(&lease),
+                Some(format!(
+                    "no response within the request timeout of {limit:?}"
+                )),
+            );
             text(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
         }
     }

@@ -500,7 +500,9 @@ async fn startup(i: &Instance, probe: &Probe) -> Result<(), String> {
                     Ok(()) => return Ok(()),
                     Err(e) => last = e,
                 }
-                let refused = last.contains("refused") || last.contains("Connection refused") || last.contains("error sending request");
+                let refused = last.contains("refused")
+                    || last.contains("Connection refused")
+                    || last.contains("error sending request");
                 if !refused || tokio::time::Instant::now() >= window {
                     break;
                 }
@@ -518,7 +520,11 @@ async fn startup(i: &Instance, probe: &Probe) -> Result<(), String> {
             Check::Http { path } => format!(
                 "STARTUP HTTP probe failed {} time{} consecutively for container on port {} path \"{path}\" ({last}). The instance was not started.",
                 probe.failure_threshold,
-                if probe.failure_threshold == 1 { "" } else { "s" },
+                if probe.failure_threshold == 1 {
+                    ""
+                } else {
+                    "s"
+                },
                 i.port
             ),
         })
@@ -615,7 +621,11 @@ async fn scale_loop(pool: std::sync::Weak<Pool>, closed: CancellationToken) {
         for _ in 0..missing {
             let p = Arc::clone(&p);
             tokio::spawn(async move {
-                let cause = if missing > 0 && p.spec.min_instances == 0 { "liveness" } else { "min-instances" };
+                let cause = if missing > 0 && p.spec.min_instances == 0 {
+                    "liveness"
+                } else {
+                    "min-instances"
+                };
                 let started = p.start(cause).await;
                 let mut s = p.lock();
                 s.starting -= 1;

@@ -72,7 +72,10 @@ pub struct Execution {
 
 fn job_json(sh: &Shared, j: &Job) -> Value {
     let ns = &sh.cfg.project;
-    let mut metadata = j.meta.json(ns, &format!("/apis/{API_VERSION}/namespaces/{ns}/jobs/{}", j.meta.name));
+    let mut metadata = j.meta.json(
+        ns,
+        &format!("/apis/{API_VERSION}/namespaces/{ns}/jobs/{}", j.meta.name),
+    );
     metadata["labels"]["cloud.googleapis.com/location"] = json!(sh.cfg.region);
     metadata["annotations"]["run.googleapis.com/creator"] = json!("harness-emulator");
     let mut status = json!({
@@ -99,12 +102,24 @@ fn job_json(sh: &Shared, j: &Job) -> Value {
 fn counts(tasks: &[Task]) -> (usize, usize, usize, usize, u32) {
     let n = |s: TaskState| tasks.iter().filter(|t| t.state == s).count();
     let retried = tasks.iter().map(|t| t.attempt).sum();
-    (n(TaskState::Succeeded), n(TaskState::Failed), n(TaskState::Running), n(TaskState::Cancelled), retried)
+    (
+        n(TaskState::Succeeded),
+        n(TaskState::Failed),
+        n(TaskState::Running),
+        n(TaskState::Cancelled),
+        retried,
+    )
 }
 
 fn execution_json(sh: &Shared, e: &Execution) -> Value {
     let ns = &sh.cfg.project;
-    let metadata = e.meta.json(ns, &format!("/apis/{API_VERSION}/namespaces/{ns}/executions/{}", e.meta.name));
+    let metadata = e.meta.json(
+        ns,
+        &format!(
+            "/apis/{API_VERSION}/namespaces/{ns}/executions/{}",
+            e.meta.name
+        ),
+    );
     let (succeeded, failed, running, cancelled, retried) = counts(&e.tasks);
     let mut status = json!({
         "observedGeneration": 1,
@@ -135,9 +150,14 @@ fn task_json(sh: &Shared, e: &Execution, t: &Task) -> Value {
     let name = format!("{}-task{}", e.meta.name, t.index);
     let mut m = e.meta.clone();
     m.name.clone_from(&name);
-    m.labels.insert("run.googleapis.com/execution".into(), json!(e.meta.name));
-    m.labels.insert("run.googleapis.com/task".into(), json!(t.index.to_string()));
-    let metadata = m.json(ns, &format!("/apis/{API_VERSION}/namespaces/{ns}/tasks/{name}"));
+    m.labels
+        .insert("run.googleapis.com/execution".into(), json!(e.meta.name));
+    m.labels
+        .insert("run.googleapis.com/task".into(), json!(t.index.to_string()));
+    let metadata = m.json(
+        ns,
+        &format!("/apis/{API_VERSION}/namespaces/{ns}/tasks/{name}"),
+    );
     let state = match t.state {
         TaskState::Succeeded => Some(true),
         TaskState::Failed | TaskState::Cancelled => Some(false),
@@ -185,17 +205,31 @@ fn job_template(body: &Value) -> ApiResult<(String, Value)> {
     let Some(spec_obj) = spec_v.as_object() else {
         return Err(ApiError::invalid_field("spec", "Invalid value at 'spec'."));
     };
-    known_keys(spec_obj, &["template", "startExecutionToken", "runExecutionToken"], "spec")?;
+    known_keys(
+        spec_obj,
+        &["template", "startExecutionToken", "runExecutionToken"],
+        "spec",
+    )?;
     let mut template = spec_v.get("template").cloned().unwrap_or(json!({}));
     let Some(t) = template.as_object_mut() else {
-        return Err(ApiError::invalid_field("spec.template", "Invalid value at 'spec.template'."));
+        return Err(ApiError::invalid_field(
+            "spec.template",
+            "Invalid value at 'spec.template'.",
+        ));
     };
     known_keys(t, &["metadata", "spec"], "spec.template")?;
     let es = t.entry("spec").or_insert(json!({}));
     let Some(es) = es.as_object_mut() else {
-        return Err(ApiError::invalid_field("spec.template.spec", "Invalid value at 'spec.template.spec'."));
+        return Err(ApiError::invalid_field(
+            "spec.template.spec",
+            "Invalid value at 'spec.template.spec'.",
+        ));
     };
-    known_keys(es, &["parallelism", "taskCount", "template"], "spec.template.spec")?;
+    known_keys(
+        es,
+        &["parallelism", "taskCount", "template"],
+        "spec.template.spec",
+    )?;
     let task_count = es.get("taskCount").and_then(Value::as_u64).unwrap_or(1);
     if task_count == 0 || task_count > 10_000 {
         return Err(ApiError::invalid_field(
@@ -206,12 +240,18 @@ fn job_template(body: &Value) -> ApiResult<(String, Value)> {
     es.insert("taskCount".into(), json!(task_count));
     let tt = es.entry("template").or_insert(json!({}));
     let Some(tt) = tt.as_object_mut() else {
-        return Err(ApiError::invalid_field("spec.template.spec.template", "Invalid value."));
+        return Err(ApiError::invalid_field(
+            "spec.template.spec.template",
+            "Invalid value.",
+        ));
     };
     known_keys(tt, &["metadata", "spec"], "spec.template.spec.template")?;
     let ts = tt.entry("spec").or_insert(json!({}));
     let Some(ts) = ts.as_object_mut() else {
-        return Err(ApiError::invalid_field("spec.template.spec.template.spec", "Invalid value."));
+        return Err(ApiError::invalid_field(
+            "spec.template.spec.template.spec",
+            "Invalid value.",
+        ));
     };
     spec::normalize_spec(ts, "spec.template.spec.template.spec", true)?;
     ts.entry("maxRetries").or_insert(json!(3));
@@ -224,7 +264,11 @@ async fn put_job(sh: Arc<Shared>, body: Value, existing: bool) -> ApiResult<Json
     let annotations = meta::string_map(&body["metadata"], "annotations");
     let mut st = sh.lock();
     match (st.jobs.get_mut(&name), existing) {
-        (Some(_), false) => return Err(ApiError::conflict(format!("Resource '{name}' already exists."))),
+        (Some(_), false) => {
+            return Err(ApiError::conflict(format!(
+                "Resource '{name}' already exists."
+            )));
+        }
         (None, true) => return Err(job_not_found(&sh, &name)),
         (Some(j), true) => {
             if j.template != template {
@@ -239,21 +283,45 @@ async fn put_job(sh: Arc<Shared>, body: Value, existing: bool) -> ApiResult<Json
             let mut m = Meta::new(&name, &mut sh.rng());
             m.labels = labels;
             m.annotations = annotations;
-            st.jobs.insert(name.clone(), Job { meta: m, template, execution_count: 0, latest: None });
+            st.jobs.insert(
+                name.clone(),
+                Job {
+                    meta: m,
+                    template,
+                    execution_count: 0,
+                    latest: None,
+                },
+            );
         }
     }
     drop(st);
     sh.events.push("job_saved", json!({"job": name}));
     let st = sh.lock();
-    let j = st.jobs.get(&name).ok_or_else(|| job_not_found(&sh, &name))?;
+    let j = st
+        .jobs
+        .get(&name)
+        .ok_or_else(|| job_not_found(&sh, &name))?;
     let j = json!({"meta": j.meta.name});
     drop(st);
     let _ = j;
     let st = sh.lock();
-    let job = st.jobs.get(&name).ok_or_else(|| job_not_found(&sh, &name))?;
-    let meta_clone = (job.meta.clone(), job.template.clone(), job.execution_count, job.latest.clone());
+    let job = st
+        .jobs
+        .get(&name)
+        .ok_or_else(|| job_not_found(&sh, &name))?;
+    let meta_clone = (
+        job.meta.clone(),
+        job.template.clone(),
+        job.execution_count,
+        job.latest.clone(),
+    );
     drop(st);
-    let view = Job { meta: meta_clone.0, template: meta_clone.1, execution_count: meta_clone.2, latest: meta_clone.3 };
+    let view = Job {
+        meta: meta_clone.0,
+        template: meta_clone.1,
+        execution_count: meta_clone.2,
+        latest: meta_clone.3,
+    };
     Ok(Json(job_json(&sh, &view)))
 }
 
@@ -278,7 +346,10 @@ pub async fn replace(
     sh.region(&headers)?;
     let body = parse_body(&body)?;
     if body["metadata"]["name"].as_str() != Some(name.as_str()) {
-        return Err(ApiError::invalid_field("metadata.name", format!("metadata.name: the name in the body must be \"{name}\", as in the path")));
+        return Err(ApiError::invalid_field(
+            "metadata.name",
+            format!("metadata.name: the name in the body must be \"{name}\", as in the path"),
+        ));
     }
     put_job(sh, body, true).await
 }
@@ -286,7 +357,12 @@ pub async fn replace(
 fn job_view(sh: &Shared, name: &str) -> ApiResult<Value> {
     let st = sh.lock();
     let j = st.jobs.get(name).ok_or_else(|| job_not_found(sh, name))?;
-    let view = Job { meta: j.meta.clone(), template: j.template.clone(), execution_count: j.execution_count, latest: j.latest.clone() };
+    let view = Job {
+        meta: j.meta.clone(),
+        template: j.template.clone(),
+        execution_count: j.execution_count,
+        latest: j.latest.clone(),
+    };
     drop(st);
     Ok(job_json(sh, &view))
 }
@@ -314,7 +390,11 @@ pub async fn list(
     let items = names
         .iter()
         .filter_map(|n| job_view(&sh, n).ok())
-        .filter(|v| v["metadata"]["labels"].as_object().is_some_and(|l| meta::matches(l, &sel)))
+        .filter(|v| {
+            v["metadata"]["labels"]
+                .as_object()
+                .is_some_and(|l| meta::matches(l, &sel))
+        })
         .collect();
     Ok(Json(meta::list(API_VERSION, "Job", items)))
 }
@@ -328,9 +408,17 @@ pub async fn delete(
     sh.region(&headers)?;
     let runners = {
         let mut st = sh.lock();
-        let j = st.jobs.remove(&name).ok_or_else(|| job_not_found(&sh, &name))?;
+        let j = st
+            .jobs
+            .remove(&name)
+            .ok_or_else(|| job_not_found(&sh, &name))?;
         let _ = j;
-        let names: Vec<String> = st.executions.values().filter(|e| e.job == name).map(|e| e.meta.name.clone()).collect();
+        let names: Vec<String> = st
+            .executions
+            .values()
+            .filter(|e| e.job == name)
+            .map(|e| e.meta.name.clone())
+            .collect();
         names
             .iter()
             .filter_map(|n| st.executions.remove(n))
@@ -343,8 +431,10 @@ pub async fn delete(
     for r in runners.into_iter().flatten() {
         let _ = r.await;
     }
-    Ok(Json(json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
-                   "details": {"name": name, "group": "run.googleapis.com", "kind": "jobs"}})))
+    Ok(Json(
+        json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
+                   "details": {"name": name, "group": "run.googleapis.com", "kind": "jobs"}}),
+    ))
 }
 
 /// `POST …/jobs/NAME:run`: a new execution, with the overrides of the body.
@@ -357,9 +447,15 @@ pub async fn run(
     sh.namespace(&ns)?;
     sh.region(&headers)?;
     let Some(job) = name.strip_suffix(":run") else {
-        return Err(ApiError::not_found(format!("The emulator does not serve POST {name}.")));
+        return Err(ApiError::not_found(format!(
+            "The emulator does not serve POST {name}."
+        )));
     };
-    let body: Value = if body.is_empty() { json!({}) } else { parse_body(&body)? };
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        parse_body(&body)?
+    };
     if let Some(o) = body.as_object() {
         known_keys(o, &["overrides", "validateOnly", "etag"], "")?;
     }
@@ -401,15 +497,23 @@ pub async fn run(
     };
     let mut m = Meta::new(&exec_name, &mut sh.rng());
     m.labels.insert("run.googleapis.com/job".into(), json!(job));
-    m.labels.insert("cloud.googleapis.com/location".into(), json!(sh.cfg.region));
+    m.labels
+        .insert("cloud.googleapis.com/location".into(), json!(sh.cfg.region));
     let cancel = CancellationToken::new();
     let mut execution = Execution {
         meta: m,
         job: job.to_owned(),
         spec: espec,
         tasks: (0..task_count)
-            .map(|index| Task { index, attempt: 0, state: TaskState::Pending, exit_code: None,
-                                 message: String::new(), started: None, completed: None })
+            .map(|index| Task {
+                index,
+                attempt: 0,
+                state: TaskState::Pending,
+                exit_code: None,
+                message: String::new(),
+                started: None,
+                completed: None,
+            })
             .collect(),
         started: Some(meta::now()),
         completed: None,
@@ -433,33 +537,71 @@ pub async fn run(
         }
         st.executions.insert(exec_name.clone(), execution);
     }
-    sh.events.push("execution_started", json!({"job": job, "execution": exec_name, "tasks": task_count}));
+    sh.events.push(
+        "execution_started",
+        json!({"job": job, "execution": exec_name, "tasks": task_count}),
+    );
     if let Some((spec, launch)) = launch {
-        let handle = tokio::spawn(execute(Arc::clone(&sh), exec_name.clone(), spec, launch, cancel));
+        let handle = tokio::spawn(execute(
+            Arc::clone(&sh),
+            exec_name.clone(),
+            spec,
+            launch,
+            cancel,
+        ));
         if let Some(e) = sh.lock().executions.get_mut(&exec_name) {
             e.runner = Some(handle);
         }
     }
     let st = sh.lock();
-    let e = st.executions.get(&exec_name).ok_or_else(|| execution_not_found(&sh, &exec_name))?;
+    let e = st
+        .executions
+        .get(&exec_name)
+        .ok_or_else(|| execution_not_found(&sh, &exec_name))?;
     Ok(Json(execution_json(&sh, e)))
 }
 
 /// Runs an execution's tasks, `parallelism` at a time (0: all at once).
-async fn execute(sh: Arc<Shared>, name: String, spec: Arc<RunSpec>, launch: Launch, cancel: CancellationToken) {
+async fn execute(
+    sh: Arc<Shared>,
+    name: String,
+    spec: Arc<RunSpec>,
+    launch: Launch,
+    cancel: CancellationToken,
+) {
     let (job, count, parallelism, retries) = {
         let st = sh.lock();
-        let Some(e) = st.executions.get(&name) else { return };
+        let Some(e) = st.executions.get(&name) else {
+            return;
+        };
         let count = e.tasks.len();
         let p = usize::try_from(e.spec["parallelism"].as_u64().unwrap_or(0)).unwrap_or(0);
-        let retries = u32::try_from(e.spec["template"]["spec"]["maxRetries"].as_u64().unwrap_or(3)).unwrap_or(3);
-        (e.job.clone(), count, if p == 0 { count } else { p.min(count) }, retries)
+        let retries = u32::try_from(
+            e.spec["template"]["spec"]["maxRetries"]
+                .as_u64()
+                .unwrap_or(3),
+        )
+        .unwrap_or(3);
+        (
+            e.job.clone(),
+            count,
+            if p == 0 { count } else { p.min(count) },
+            retries,
+        )
     };
     let next = Arc::new(Mutex::new(0usize));
     let failed = CancellationToken::new();
     let workers = (0..parallelism).map(|_| {
-        let (sh, name, spec, launch, cancel, next, job, failed) =
-            (Arc::clone(&sh), name.clone(), Arc::clone(&spec), launch.clone(), cancel.clone(), Arc::clone(&next), job.clone(), failed.clone());
+        let (sh, name, spec, launch, cancel, next, job, failed) = (
+            Arc::clone(&sh),
+            name.clone(),
+            Arc::clone(&spec),
+            launch.clone(),
+            cancel.clone(),
+            Arc::clone(&next),
+            job.clone(),
+            failed.clone(),
+        );
         async move {
             loop {
                 if cancel.is_cancelled() || failed.is_cancelled() {
@@ -473,7 +615,11 @@ async fn execute(sh: Arc<Shared>, name: String, spec: Arc<RunSpec>, launch: Laun
                     *n += 1;
                     *n - 1
                 };
-                if !run_task(&sh, &name, &job, index, count, retries, &spec, &launch, &cancel).await {
+                if !run_task(
+                    &sh, &name, &job, index, count, retries, &spec, &launch, &cancel,
+                )
+                .await
+                {
                     failed.cancel();
                 }
             }
@@ -481,7 +627,9 @@ async fn execute(sh: Arc<Shared>, name: String, spec: Arc<RunSpec>, launch: Laun
     });
     futures::future::join_all(workers).await;
     let mut st = sh.lock();
-    let Some(e) = st.executions.get_mut(&name) else { return };
+    let Some(e) = st.executions.get_mut(&name) else {
+        return;
+    };
     for t in &mut e.tasks {
         if t.state == TaskState::Pending || t.state == TaskState::Running {
             t.state = TaskState::Cancelled;
@@ -490,13 +638,20 @@ async fn execute(sh: Arc<Shared>, name: String, spec: Arc<RunSpec>, launch: Laun
     let (succeeded, failed_n, _, cancelled, _) = counts(&e.tasks);
     e.completed = Some(meta::now());
     if cancel.is_cancelled() {
-        e.completed_cond.set(Some(false), "Cancelled", "The execution was cancelled.");
+        e.completed_cond
+            .set(Some(false), "Cancelled", "The execution was cancelled.");
     } else if succeeded == count {
         e.completed_cond.set(Some(true), "", "");
     } else {
         let first = e.tasks.iter().find(|t| t.state == TaskState::Failed);
-        let msg = first.map_or_else(String::new, |t| format!("Task {}-task{} failed: {}", name, t.index, t.message));
-        e.completed_cond.set(Some(false), "NonZeroExitCode", &format!("{msg} ({failed_n} failed, {cancelled} cancelled, {succeeded} succeeded)"));
+        let msg = first.map_or_else(String::new, |t| {
+            format!("Task {}-task{} failed: {}", name, t.index, t.message)
+        });
+        e.completed_cond.set(
+            Some(false),
+            "NonZeroExitCode",
+            &format!("{msg} ({failed_n} failed, {cancelled} cancelled, {succeeded} succeeded)"),
+        );
     }
     sh.events.push("execution_completed", json!({"job": job, "execution": name,
         "succeeded": succeeded, "failed": failed_n, "cancelled": cancelled, "ok": succeeded == count}));
@@ -519,7 +674,12 @@ async fn run_task(
     let _ = std::fs::create_dir_all(&dir);
     for attempt in 0..=retries {
         let set = |f: &dyn Fn(&mut Task)| {
-            if let Some(t) = sh.lock().executions.get_mut(execution).and_then(|e| e.tasks.get_mut(index)) {
+            if let Some(t) = sh
+                .lock()
+                .executions
+                .get_mut(execution)
+                .and_then(|e| e.tasks.get_mut(index))
+            {
                 f(t);
             }
         };
@@ -573,17 +733,27 @@ async fn run_task(
             }
             other => {
                 let (code, message) = match &other {
-                    Ok(c) => (Some(*c), format!("The container exited with an error (exit code {c}).")),
+                    Ok(c) => (
+                        Some(*c),
+                        format!("The container exited with an error (exit code {c})."),
+                    ),
                     Err(e) => (None, e.clone()),
                 };
-                sh.events.push("task", json!({"execution": execution, "index": index, "attempt": attempt,
-                                              "exit_code": code, "message": message}));
+                sh.events.push(
+                    "task",
+                    json!({"execution": execution, "index": index, "attempt": attempt,
+                                              "exit_code": code, "message": message}),
+                );
                 let last = attempt == retries || cancel.is_cancelled();
                 set(&|t| {
                     t.exit_code = code;
                     t.message.clone_from(&message);
                     if last {
-                        t.state = if cancel.is_cancelled() { TaskState::Cancelled } else { TaskState::Failed };
+                        t.state = if cancel.is_cancelled() {
+                            TaskState::Cancelled
+                        } else {
+                            TaskState::Failed
+                        };
                         t.completed = Some(done.clone());
                     }
                 });
@@ -606,7 +776,11 @@ pub async fn list_executions(
     sh.region(&headers)?;
     let sel = selector_of(&uri)?;
     let st = sh.lock();
-    let mut list: Vec<&Execution> = st.executions.values().filter(|e| meta::matches(&e.meta.labels, &sel)).collect();
+    let mut list: Vec<&Execution> = st
+        .executions
+        .values()
+        .filter(|e| meta::matches(&e.meta.labels, &sel))
+        .collect();
     list.sort_by(|a, b| b.meta.created.cmp(&a.meta.created));
     let items = list.into_iter().map(|e| execution_json(&sh, e)).collect();
     Ok(Json(meta::list(API_VERSION, "Execution", items)))
@@ -620,7 +794,10 @@ pub async fn get_execution(
     sh.namespace(&ns)?;
     sh.region(&headers)?;
     let st = sh.lock();
-    let e = st.executions.get(&name).ok_or_else(|| execution_not_found(&sh, &name))?;
+    let e = st
+        .executions
+        .get(&name)
+        .ok_or_else(|| execution_not_found(&sh, &name))?;
     Ok(Json(execution_json(&sh, e)))
 }
 
@@ -632,11 +809,16 @@ pub async fn cancel_execution(
     sh.namespace(&ns)?;
     sh.region(&headers)?;
     let Some(exec) = name.strip_suffix(":cancel") else {
-        return Err(ApiError::not_found(format!("The emulator does not serve POST {name}.")));
+        return Err(ApiError::not_found(format!(
+            "The emulator does not serve POST {name}."
+        )));
     };
     let runner = {
         let mut st = sh.lock();
-        let e = st.executions.get_mut(exec).ok_or_else(|| execution_not_found(&sh, exec))?;
+        let e = st
+            .executions
+            .get_mut(exec)
+            .ok_or_else(|| execution_not_found(&sh, exec))?;
         e.cancel.cancel();
         e.runner.take()
     };
@@ -644,7 +826,10 @@ pub async fn cancel_execution(
         let _ = r.await;
     }
     let st = sh.lock();
-    let e = st.executions.get(exec).ok_or_else(|| execution_not_found(&sh, exec))?;
+    let e = st
+        .executions
+        .get(exec)
+        .ok_or_else(|| execution_not_found(&sh, exec))?;
     Ok(Json(execution_json(&sh, e)))
 }
 
@@ -655,13 +840,19 @@ pub async fn delete_execution(
 ) -> ApiResult<Json<Value>> {
     sh.namespace(&ns)?;
     sh.region(&headers)?;
-    let e = sh.lock().executions.remove(&name).ok_or_else(|| execution_not_found(&sh, &name))?;
+    let e = sh
+        .lock()
+        .executions
+        .remove(&name)
+        .ok_or_else(|| execution_not_found(&sh, &name))?;
     e.cancel.cancel();
     if let Some(r) = e.runner {
         let _ = r.await;
     }
-    Ok(Json(json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
-                   "details": {"name": name, "group": "run.googleapis.com", "kind": "executions"}})))
+    Ok(Json(
+        json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
+                   "details": {"name": name, "group": "run.googleapis.com", "kind": "executions"}}),
+    ))
 }
 
 pub async fn list_tasks(
@@ -679,7 +870,11 @@ pub async fn list_tasks(
         .values()
         .flat_map(|e| e.tasks.iter().map(move |t| (e, t)))
         .map(|(e, t)| task_json(&sh, e, t))
-        .filter(|v| v["metadata"]["labels"].as_object().is_some_and(|l| meta::matches(l, &sel)))
+        .filter(|v| {
+            v["metadata"]["labels"]
+                .as_object()
+                .is_some_and(|l| meta::matches(l, &sel))
+        })
         .collect();
     Ok(Json(meta::list(API_VERSION, "Task", items)))
 }
@@ -707,7 +902,12 @@ pub async fn get_task(
 
 /// Waits for every execution's runner after a shutdown cancelled them.
 pub async fn wait_all(sh: &Shared) {
-    let runners: Vec<_> = sh.lock().executions.values_mut().filter_map(|e| e.runner.take()).collect();
+    let runners: Vec<_> = sh
+        .lock()
+        .executions
+        .values_mut()
+        .filter_map(|e| e.runner.take())
+        .collect();
     for r in runners {
         let _ = r.await;
     }

@@ -229,7 +229,10 @@ impl CloudRun {
             ("CLOUDSDK_RUN_REGION", self.shared.cfg.region.clone()),
             ("CLOUDSDK_CORE_DISABLE_PROMPTS", "1".into()),
             ("CLOUDSDK_CORE_SHOULD_PROMPT_TO_ENABLE_API", "false".into()),
-            ("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true".into()),
+            (
+                "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK",
+                "true".into(),
+            ),
             ("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true".into()),
         ]
         .into_iter()
@@ -292,10 +295,15 @@ fn router(shared: Arc<Shared>) -> Router {
     let knative = "/apis/serving.knative.dev/v1/namespaces/{ns}";
     let run = "/apis/run.googleapis.com/v1/namespaces/{ns}";
     Router::new()
-        .route(&format!("{knative}/services"), get(services::list).post(services::create))
+        .route(
+            &format!("{knative}/services"),
+            get(services::list).post(services::create),
+        )
         .route(
             &format!("{knative}/services/{{name}}"),
-            get(services::get).put(services::replace).delete(services::delete),
+            get(services::get)
+                .put(services::replace)
+                .delete(services::delete),
         )
         .route(&format!("{knative}/revisions"), get(revisions::list))
         .route(
@@ -303,22 +311,39 @@ fn router(shared: Arc<Shared>) -> Router {
             get(revisions::get).delete(revisions::delete),
         )
         .route(&format!("{knative}/routes"), get(routes::list_routes))
-        .route(&format!("{knative}/routes/{{name}}"), get(routes::get_route))
-        .route(&format!("{knative}/configurations"), get(routes::list_configurations))
-        .route(&format!("{knative}/configurations/{{name}}"), get(routes::get_configuration))
+        .route(
+            &format!("{knative}/routes/{{name}}"),
+            get(routes::get_route),
+        )
+        .route(
+            &format!("{knative}/configurations"),
+            get(routes::list_configurations),
+        )
+        .route(
+            &format!("{knative}/configurations/{{name}}"),
+            get(routes::get_configuration),
+        )
         .route(&format!("{run}/jobs"), get(jobs::list).post(jobs::create))
         .route(
             &format!("{run}/jobs/{{name}}"),
-            get(jobs::get).put(jobs::replace).delete(jobs::delete).post(jobs::run),
+            get(jobs::get)
+                .put(jobs::replace)
+                .delete(jobs::delete)
+                .post(jobs::run),
         )
         .route(&format!("{run}/executions"), get(jobs::list_executions))
         .route(
             &format!("{run}/executions/{{name}}"),
-            get(jobs::get_execution).delete(jobs::delete_execution).post(jobs::cancel_execution),
+            get(jobs::get_execution)
+                .delete(jobs::delete_execution)
+                .post(jobs::cancel_execution),
         )
         .route(&format!("{run}/tasks"), get(jobs::list_tasks))
         .route(&format!("{run}/tasks/{{name}}"), get(jobs::get_task))
-        .route("/v1/projects/{project}/locations/{location}/{kind}", get(iam::list))
+        .route(
+            "/v1/projects/{project}/locations/{location}/{kind}",
+            get(iam::list),
+        )
         .route(
             "/v1/projects/{project}/locations/{location}/{kind}/{name}",
             get(iam::get).post(iam::post),

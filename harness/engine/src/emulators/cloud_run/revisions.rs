@@ -118,14 +118,19 @@ impl Revision {
         for (k, v) in [
             ("serving.knative.dev/service", service.to_owned()),
             ("serving.knative.dev/configuration", service.to_owned()),
-            ("serving.knative.dev/configurationGeneration", generation.to_string()),
+            (
+                "serving.knative.dev/configurationGeneration",
+                generation.to_string(),
+            ),
             ("serving.knative.dev/serviceUid", service_uid.to_owned()),
             ("cloud.googleapis.com/location", sh.cfg.region.clone()),
         ] {
             m.labels.insert(k.into(), json!(v));
         }
-        m.annotations
-            .insert("serving.knative.dev/creator".into(), json!("harness-emulator"));
+        m.annotations.insert(
+            "serving.knative.dev/creator".into(),
+            json!("harness-emulator"),
+        );
         let mut rev = Revision {
             meta: m,
             service: service.to_owned(),
@@ -138,7 +143,11 @@ impl Revision {
         };
         match prepared {
             Ok((spec, mut launch)) => {
-                for (k, v) in [("K_SERVICE", service), ("K_REVISION", name), ("K_CONFIGURATION", service)] {
+                for (k, v) in [
+                    ("K_SERVICE", service),
+                    ("K_REVISION", name),
+                    ("K_CONFIGURATION", service),
+                ] {
                     launch.env.push((k.into(), v.into()));
                 }
                 rev.pool = Some(Pool::new(
@@ -180,7 +189,10 @@ pub fn json_of(sh: &Shared, r: &Revision) -> Value {
     let ns = &sh.cfg.project;
     let mut metadata = r.meta.json(
         ns,
-        &format!("/apis/{API_VERSION}/namespaces/{ns}/revisions/{}", r.meta.name),
+        &format!(
+            "/apis/{API_VERSION}/namespaces/{ns}/revisions/{}",
+            r.meta.name
+        ),
     );
     metadata["ownerReferences"] = json!([{
         "kind": "Configuration",
@@ -252,7 +264,10 @@ pub async fn get(
     sh.namespace(&ns)?;
     sh.region(&headers)?;
     let st = sh.lock();
-    let r = st.revisions.get(&name).ok_or_else(|| not_found(&sh, &name))?;
+    let r = st
+        .revisions
+        .get(&name)
+        .ok_or_else(|| not_found(&sh, &name))?;
     Ok(Json(json_of(&sh, r)))
 }
 
@@ -265,15 +280,23 @@ pub async fn delete(
     sh.region(&headers)?;
     let removed = {
         let mut st = sh.lock();
-        let r = st.revisions.get(&name).ok_or_else(|| not_found(&sh, &name))?;
+        let r = st
+            .revisions
+            .get(&name)
+            .ok_or_else(|| not_found(&sh, &name))?;
         let named = st.services.get(&r.service).is_some_and(|s| {
-            s.traffic.iter().any(|t| t.revision.as_deref() == Some(name.as_str()))
-                || (s.latest_ready.as_deref() == Some(name.as_str()) && s.traffic.iter().any(|t| t.latest))
+            s.traffic
+                .iter()
+                .any(|t| t.revision.as_deref() == Some(name.as_str()))
+                || (s.latest_ready.as_deref() == Some(name.as_str())
+                    && s.traffic.iter().any(|t| t.latest))
         });
         if r.serving || named {
             return Err(ApiError::new(
                 axum::http::StatusCode::BAD_REQUEST,
-                format!("Revision '{name}' is serving traffic or is named in the service's traffic targets; route its traffic elsewhere before deleting it."),
+                format!(
+                    "Revision '{name}' is serving traffic or is named in the service's traffic targets; route its traffic elsewhere before deleting it."
+                ),
             ));
         }
         st.revisions.remove(&name)
@@ -281,6 +304,8 @@ pub async fn delete(
     if let Some(p) = removed.and_then(|r| r.pool) {
         p.close(super::instances::GRACE).await;
     }
-    Ok(Json(json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
-                   "details": {"name": name, "group": "serving.knative.dev", "kind": "revisions"}})))
+    Ok(Json(
+        json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
+                   "details": {"name": name, "group": "serving.knative.dev", "kind": "revisions"}}),
+    ))
 }

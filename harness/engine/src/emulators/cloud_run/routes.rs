@@ -19,7 +19,10 @@ use super::{
 
 fn route_of(sh: &Shared, s: &Service) -> Value {
     let ns = &sh.cfg.project;
-    let mut metadata = s.meta.json(ns, &format!("/apis/{API_VERSION}/namespaces/{ns}/routes/{}", s.meta.name));
+    let mut metadata = s.meta.json(
+        ns,
+        &format!("/apis/{API_VERSION}/namespaces/{ns}/routes/{}", s.meta.name),
+    );
     metadata["labels"]["serving.knative.dev/service"] = json!(s.meta.name);
     json!({
         "apiVersion": API_VERSION,
@@ -44,7 +47,13 @@ fn route_of(sh: &Shared, s: &Service) -> Value {
 
 fn configuration_of(sh: &Shared, s: &Service) -> Value {
     let ns = &sh.cfg.project;
-    let mut metadata = s.meta.json(ns, &format!("/apis/{API_VERSION}/namespaces/{ns}/configurations/{}", s.meta.name));
+    let mut metadata = s.meta.json(
+        ns,
+        &format!(
+            "/apis/{API_VERSION}/namespaces/{ns}/configurations/{}",
+            s.meta.name
+        ),
+    );
     metadata["labels"]["serving.knative.dev/service"] = json!(s.meta.name);
     let mut status = json!({
         "observedGeneration": s.meta.generation,
@@ -85,7 +94,10 @@ pub async fn get_route(
     sh.namespace(&ns)?;
     sh.region(&headers)?;
     let st = sh.lock();
-    let s = st.services.get(&name).ok_or_else(|| not_found(&sh, &name))?;
+    let s = st
+        .services
+        .get(&name)
+        .ok_or_else(|| not_found(&sh, &name))?;
     Ok(Json(route_of(&sh, s)))
 }
 
@@ -97,7 +109,11 @@ pub async fn list_configurations(
     sh.namespace(&ns)?;
     sh.region(&headers)?;
     let st = sh.lock();
-    let items = st.services.values().map(|s| configuration_of(&sh, s)).collect();
+    let items = st
+        .services
+        .values()
+        .map(|s| configuration_of(&sh, s))
+        .collect();
     Ok(Json(meta::list(API_VERSION, "Configuration", items)))
 }
 
@@ -109,7 +125,10 @@ pub async fn get_configuration(
     sh.namespace(&ns)?;
     sh.region(&headers)?;
     let st = sh.lock();
-    let s = st.services.get(&name).ok_or_else(|| not_found(&sh, &name))?;
+    let s = st
+        .services
+        .get(&name)
+        .ok_or_else(|| not_found(&sh, &name))?;
     let _ = services::revisions_of;
     Ok(Json(configuration_of(&sh, s)))
 }

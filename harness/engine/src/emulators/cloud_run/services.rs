@@ -79,11 +79,36 @@ impl Service {
     pub fn ready(&self) -> Cond {
         let mut c = Cond::unknown("");
         let (state, reason, message, at) = match (self.config.state, self.routes.state) {
-            (Some(false), _) => (Some(false), &self.config.reason, &self.config.message, &self.config.at),
-            (_, Some(false)) => (Some(false), &self.routes.reason, &self.routes.message, &self.routes.at),
-            (Some(true), Some(true)) => (Some(true), &self.routes.reason, &self.routes.message, (&self.config.at).max(&self.routes.at)),
-            (None, _) => (None, &self.config.reason, &self.config.message, &self.config.at),
-            (_, None) => (None, &self.routes.reason, &self.routes.message, &self.routes.at),
+            (Some(false), _) => (
+                Some(false),
+                &self.config.reason,
+                &self.config.message,
+                &self.config.at,
+            ),
+            (_, Some(false)) => (
+                Some(false),
+                &self.routes.reason,
+                &self.routes.message,
+                &self.routes.at,
+            ),
+            (Some(true), Some(true)) => (
+                Some(true),
+                &self.routes.reason,
+                &self.routes.message,
+                (&self.config.at).max(&self.routes.at),
+            ),
+            (None, _) => (
+                None,
+                &self.config.reason,
+                &self.config.message,
+                &self.config.at,
+            ),
+            (_, None) => (
+                None,
+                &self.routes.reason,
+                &self.routes.message,
+                &self.routes.at,
+            ),
         };
         c.state = state;
         c.reason.clone_from(reason);
@@ -159,9 +184,15 @@ fn valid_name(name: &str) -> bool {
 /// Checks a Service body's envelope; returns its name.
 pub(super) fn envelope(body: &Value, kind: &str, api_version: &str) -> ApiResult<String> {
     let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid("Invalid JSON payload received: expected an object."));
+        return Err(ApiError::invalid(
+            "Invalid JSON payload received: expected an object.",
+        ));
     };
-    known_keys(obj, &["apiVersion", "kind", "metadata", "spec", "status"], "")?;
+    known_keys(
+        obj,
+        &["apiVersion", "kind", "metadata", "spec", "status"],
+        "",
+    )?;
     if let Some(v) = obj.get("apiVersion").and_then(Value::as_str)
         && v != api_version
     {
@@ -178,11 +209,16 @@ pub(super) fn envelope(body: &Value, kind: &str, api_version: &str) -> ApiResult
             format!("kind: Unsupported value: \"{k}\": supported values: \"{kind}\""),
         ));
     }
-    let name = body["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let name = body["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     if !valid_name(&name) {
         return Err(ApiError::invalid_field(
             "metadata.name",
-            format!("metadata.name: Resource name must use only lowercase letters, numbers and '-'. Must begin with a letter and cannot end with a '-'. Maximum length is 49 characters. Got \"{name}\"."),
+            format!(
+                "metadata.name: Resource name must use only lowercase letters, numbers and '-'. Must begin with a letter and cannot end with a '-'. Maximum length is 49 characters. Got \"{name}\"."
+            ),
         ));
     }
     Ok(name)
@@ -196,7 +232,11 @@ struct NewRevision {
 
 /// Applies a Service body to the model (a new one, or a replacement of `name`). Returns
 /// the revision to check, if the template changed.
-async fn apply(sh: &Arc<Shared>, body: Value, existing: bool) -> ApiResult<(String, Option<NewRevision>)> {
+async fn apply(
+    sh: &Arc<Shared>,
+    body: Value,
+    existing: bool,
+) -> ApiResult<(String, Option<NewRevision>)> {
     let name = envelope(&body, "Service", API_VERSION)?;
     let spec_v = body.get("spec").cloned().unwrap_or(json!({}));
     let Some(spec_obj) = spec_v.as_object() else {
@@ -215,20 +255,35 @@ async fn apply(sh: &Arc<Shared>, body: Value, existing: bool) -> ApiResult<(Stri
         None
     } else {
         if sh.lock().services.contains_key(&name) {
-            return Err(ApiError::conflict(format!("Resource '{name}' already exists.")));
+            return Err(ApiError::conflict(format!(
+                "Resource '{name}' already exists."
+            )));
         }
         Some(
             Ingress::start(&name, sh.cfg.seed, Arc::clone(&sh.events))
                 .await
-                .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("could not open the service's ingress: {e}")))?,
+                .map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("could not open the service's ingress: {e}"),
+                    )
+                })?,
         )
     };
 
     let mut st = sh.lock();
     let st = &mut *st;
     let (old_template, old_traffic, generation) = match st.services.get(&name) {
-        Some(s) if existing => (Some(s.template.clone()), s.traffic.clone(), s.meta.generation),
-        Some(_) => return Err(ApiError::conflict(format!("Resource '{name}' already exists."))),
+        Some(s) if existing => (
+            Some(s.template.clone()),
+            s.traffic.clone(),
+            s.meta.generation,
+        ),
+        Some(_) => {
+            return Err(ApiError::conflict(format!(
+                "Resource '{name}' already exists."
+            )));
+        }
         None if existing => {
             return Err(ApiError::not_found(format!(
                 "Resource '{name}' of kind 'SERVICE' in region '{}' in project '{}' does not exist.",
@@ -239,7 +294,11 @@ async fn apply(sh: &Arc<Shared>, body: Value, existing: bool) -> ApiResult<(Stri
     };
     let template_changed = old_template.as_ref() != Some(&template);
     let spec_changed = template_changed || old_traffic != targets;
-    let new_generation = if spec_changed { generation + 1 } else { generation.max(1) };
+    let new_generation = if spec_changed {
+        generation + 1
+    } else {
+        generation.max(1)
+    };
 
     let mut new_revision = None;
     if template_changed {
@@ -249,7 +308,9 @@ async fn apply(sh: &Arc<Shared>, body: Value, existing: bool) -> ApiResult<(Stri
                 if !n.starts_with(&format!("{name}-")) {
                     return Err(ApiError::invalid_field(
                         "spec.template.metadata.name",
-                        format!("spec.template.metadata.name: Revision name \"{n}\" must be prefixed by the service name \"{name}-\"."),
+                        format!(
+                            "spec.template.metadata.name: Revision name \"{n}\" must be prefixed by the service name \"{name}-\"."
+                        ),
                     ));
                 }
                 if st.revisions.contains_key(&n) {
@@ -262,7 +323,10 @@ async fn apply(sh: &Arc<Shared>, body: Value, existing: bool) -> ApiResult<(Stri
             None => {
                 let mut rng = sh.rng();
                 loop {
-                    let n = format!("{name}-{new_generation:05}-{}", meta::suffix(&mut rng, 3, false));
+                    let n = format!(
+                        "{name}-{new_generation:05}-{}",
+                        meta::suffix(&mut rng, 3, false)
+                    );
                     if !st.revisions.contains_key(&n) {
                         break n;
                     }
@@ -304,7 +368,9 @@ async fn apply(sh: &Arc<Shared>, body: Value, existing: bool) -> ApiResult<(Stri
                     ingress,
                 },
             );
-            st.services.get_mut(&name).ok_or_else(|| ApiError::invalid("lost"))?
+            st.services
+                .get_mut(&name)
+                .ok_or_else(|| ApiError::invalid("lost"))?
         }
     };
     service.meta.labels = labels;
@@ -316,9 +382,21 @@ async fn apply(sh: &Arc<Shared>, body: Value, existing: bool) -> ApiResult<(Stri
     if let Some(rev_name) = new_revision {
         service.template = template.clone();
         service.latest_created = Some(rev_name.clone());
-        service.config.set(None, "Deploying", &format!("Revision '{rev_name}' is being deployed."));
+        service.config.set(
+            None,
+            "Deploying",
+            &format!("Revision '{rev_name}' is being deployed."),
+        );
         let service_uid = service.meta.uid.clone();
-        let rev = Revision::new(sh, &name, &service_uid, &rev_name, new_generation, template, prepared);
+        let rev = Revision::new(
+            sh,
+            &name,
+            &service_uid,
+            &rev_name,
+            new_generation,
+            template,
+            prepared,
+        );
         let pool = match rev {
             Ok(r) => {
                 let pool = r.pool.clone();
@@ -331,7 +409,9 @@ async fn apply(sh: &Arc<Shared>, body: Value, existing: bool) -> ApiResult<(Stri
                     s.config.set(
                         Some(false),
                         "RevisionFailed",
-                        &format!("Revision '{rev_name}' is not ready and cannot serve traffic. {why}"),
+                        &format!(
+                            "Revision '{rev_name}' is not ready and cannot serve traffic. {why}"
+                        ),
                     );
                 }
                 None
@@ -341,7 +421,10 @@ async fn apply(sh: &Arc<Shared>, body: Value, existing: bool) -> ApiResult<(Stri
             "revision_created",
             json!({"service": name, "revision": rev_name, "generation": new_generation}),
         );
-        made = Some(NewRevision { name: rev_name, pool });
+        made = Some(NewRevision {
+            name: rev_name,
+            pool,
+        });
     }
     Ok((name, made))
 }
@@ -354,28 +437,50 @@ pub(super) async fn sync_route(sh: &Arc<Shared>, name: &str) {
     let (ingress, split, tags, mut entries) = {
         let mut st = sh.lock();
         let st = &mut *st;
-        let Some(s) = st.services.get_mut(name) else { return };
+        let Some(s) = st.services.get_mut(name) else {
+            return;
+        };
         let mut split = Vec::new();
         let mut tags = Vec::new();
         let mut entries = Vec::new();
         let mut problem: Option<(Option<bool>, String, String)> = None;
         for t in &s.traffic {
-            let rev = if t.latest { s.latest_ready.clone() } else { t.revision.clone() };
+            let rev = if t.latest {
+                s.latest_ready.clone()
+            } else {
+                t.revision.clone()
+            };
             let Some(rev) = rev else {
-                problem = Some((Some(false), "RevisionMissing".into(), format!("Configuration '{name}' does not have any ready Revision.")));
+                problem = Some((
+                    Some(false),
+                    "RevisionMissing".into(),
+                    format!("Configuration '{name}' does not have any ready Revision."),
+                ));
                 break;
             };
             match st.revisions.get(&rev) {
                 None => {
-                    problem = Some((Some(false), "RevisionMissing".into(), format!("Revision '{rev}' referenced in traffic not found.")));
+                    problem = Some((
+                        Some(false),
+                        "RevisionMissing".into(),
+                        format!("Revision '{rev}' referenced in traffic not found."),
+                    ));
                     break;
                 }
                 Some(r) if r.ready.state == Some(false) => {
-                    problem = Some((Some(false), "RevisionFailed".into(), format!("Revision '{rev}' failed to become ready.")));
+                    problem = Some((
+                        Some(false),
+                        "RevisionFailed".into(),
+                        format!("Revision '{rev}' failed to become ready."),
+                    ));
                     break;
                 }
                 Some(r) if r.ready.state.is_none() => {
-                    problem = Some((None, "Deploying".into(), format!("Waiting for revision '{rev}' to be ready.")));
+                    problem = Some((
+                        None,
+                        "Deploying".into(),
+                        format!("Waiting for revision '{rev}' to be ready."),
+                    ));
                     break;
                 }
                 Some(r) => {
@@ -418,7 +523,11 @@ pub(super) async fn sync_route(sh: &Arc<Shared>, name: &str) {
         Ok(u) => u,
         Err(e) => {
             if let Some(s) = st.services.get_mut(name) {
-                s.routes.set(Some(false), "IngressFailed", &format!("could not open a tag's URL: {e}"));
+                s.routes.set(
+                    Some(false),
+                    "IngressFailed",
+                    &format!("could not open a tag's URL: {e}"),
+                );
             }
             return;
         }
@@ -436,7 +545,8 @@ pub(super) async fn sync_route(sh: &Arc<Shared>, name: &str) {
     }
     if let Some(s) = st.services.get_mut(name) {
         if s.status_traffic != entries {
-            sh.events.push("traffic", json!({"service": name, "traffic": entries}));
+            sh.events
+                .push("traffic", json!({"service": name, "traffic": entries}));
         }
         s.status_traffic = entries;
         s.routes.set(Some(true), "", "");
@@ -456,7 +566,9 @@ async fn check(sh: Arc<Shared>, service: String, rev: NewRevision) {
         if let Some(r) = st.revisions.get_mut(&rev.name) {
             match &outcome {
                 Ok(()) => r.ready.set(Some(true), "", ""),
-                Err(why) if !why.is_empty() => r.ready.set(Some(false), "HealthCheckContainerError", why),
+                Err(why) if !why.is_empty() => {
+                    r.ready.set(Some(false), "HealthCheckContainerError", why)
+                }
                 Err(_) => {}
             }
         }
@@ -471,7 +583,10 @@ async fn check(sh: Arc<Shared>, service: String, rev: NewRevision) {
                 Err(why) if !why.is_empty() => s.config.set(
                     Some(false),
                     "RevisionFailed",
-                    &format!("Revision '{}' is not ready and cannot serve traffic. {why}", rev.name),
+                    &format!(
+                        "Revision '{}' is not ready and cannot serve traffic. {why}",
+                        rev.name
+                    ),
                 ),
                 Err(_) => {}
             }
@@ -497,7 +612,10 @@ async fn create_or_replace(sh: Arc<Shared>, body: Value, existing: bool) -> ApiR
         sync_route(&sh, &name).await;
     }
     let st = sh.lock();
-    let s = st.services.get(&name).ok_or_else(|| ApiError::not_found("gone"))?;
+    let s = st
+        .services
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found("gone"))?;
     Ok(Json(json_of(&sh, s)))
 }
 
@@ -533,9 +651,8 @@ pub async fn replace(
 
 /// A request body as JSON; bad JSON is a 400 worded like Google's decoder.
 pub fn parse_body(bytes: &[u8]) -> ApiResult<Value> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::invalid(format!("Invalid JSON payload received. {e}"))
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid(format!("Invalid JSON payload received. {e}")))
 }
 
 pub fn not_found(sh: &Shared, name: &str) -> ApiError {
@@ -553,7 +670,10 @@ pub async fn get(
     sh.namespace(&ns)?;
     sh.region(&headers)?;
     let st = sh.lock();
-    let s = st.services.get(&name).ok_or_else(|| not_found(&sh, &name))?;
+    let s = st
+        .services
+        .get(&name)
+        .ok_or_else(|| not_found(&sh, &name))?;
     Ok(Json(json_of(&sh, s)))
 }
 
@@ -566,7 +686,9 @@ pub fn selector_of(uri: &axum::http::Uri) -> ApiResult<Vec<(String, String)>> {
     match selector {
         None => Ok(Vec::new()),
         Some(s) => meta::selector(&s).ok_or_else(|| {
-            ApiError::invalid(format!("Invalid label selector \"{s}\": only equality (key=value) is supported."))
+            ApiError::invalid(format!(
+                "Invalid label selector \"{s}\": only equality (key=value) is supported."
+            ))
         }),
     }
 }
@@ -585,7 +707,11 @@ pub async fn list(
         .services
         .values()
         .map(|s| json_of(&sh, s))
-        .filter(|v| v["metadata"]["labels"].as_object().is_some_and(|l| meta::matches(l, &sel)))
+        .filter(|v| {
+            v["metadata"]["labels"]
+                .as_object()
+                .is_some_and(|l| meta::matches(l, &sel))
+        })
         .collect();
     Ok(Json(meta::list(API_VERSION, "Service", items)))
 }
@@ -599,7 +725,10 @@ pub async fn delete(
     sh.region(&headers)?;
     let (service, pools) = {
         let mut st = sh.lock();
-        let s = st.services.remove(&name).ok_or_else(|| not_found(&sh, &name))?;
+        let s = st
+            .services
+            .remove(&name)
+            .ok_or_else(|| not_found(&sh, &name))?;
         let revs: Vec<String> = st
             .revisions
             .values()

@@ -110,7 +110,9 @@ const PROBE_KEYS: &[&str] = &[
 pub fn unknown_field(name: &str, at: &str) -> ApiError {
     ApiError::invalid_field(
         at,
-        format!("Invalid JSON payload received. Unknown name \"{name}\" at '{at}': Cannot find field."),
+        format!(
+            "Invalid JSON payload received. Unknown name \"{name}\" at '{at}': Cannot find field."
+        ),
     )
 }
 
@@ -127,10 +129,7 @@ fn object_at<'a>(v: &'a mut Value, at: &str) -> ApiResult<&'a mut Map<String, Va
         *v = json!({});
     }
     v.as_object_mut().ok_or_else(|| {
-        ApiError::invalid_field(
-            at,
-            format!("Invalid value at '{at}': expected an object."),
-        )
+        ApiError::invalid_field(at, format!("Invalid value at '{at}': expected an object."))
     })
 }
 
@@ -173,8 +172,8 @@ pub fn normalize_spec(spec: &mut Map<String, Value>, at: &str, job: bool) -> Api
         spec.entry("containerConcurrency")
             .or_insert(json!(DEFAULT_CONCURRENCY));
     }
-    let timeout = seconds(spec.get("timeoutSeconds"))
-        .unwrap_or(if job { 600 } else { DEFAULT_TIMEOUT_SECS });
+    let timeout =
+        seconds(spec.get("timeoutSeconds")).unwrap_or(if job { 600 } else { DEFAULT_TIMEOUT_SECS });
     spec.insert("timeoutSeconds".into(), json!(timeout));
     let containers_at = format!("{at}.containers");
     let containers = match spec.get_mut("containers") {
@@ -197,7 +196,11 @@ pub fn normalize_spec(spec: &mut Map<String, Value>, at: &str, job: bool) -> Api
     let c_at = format!("{containers_at}[0]");
     let c = object_at(&mut containers[0], &c_at)?;
     known_keys(c, CONTAINER_KEYS, &c_at)?;
-    if c.get("image").and_then(Value::as_str).unwrap_or("").is_empty() {
+    if c.get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
         return Err(ApiError::invalid_field(
             &format!("{c_at}.image"),
             format!("{c_at}.image: Required field not set."),
@@ -219,7 +222,10 @@ pub fn normalize_spec(spec: &mut Map<String, Value>, at: &str, job: bool) -> Api
         if let Some(p) = c.get(probe) {
             let p_at = format!("{c_at}.{probe}");
             let Some(p) = p.as_object() else {
-                return Err(ApiError::invalid_field(&p_at, format!("Invalid value at '{p_at}'.")));
+                return Err(ApiError::invalid_field(
+                    &p_at,
+                    format!("Invalid value at '{p_at}'."),
+                ));
             };
             known_keys(p, PROBE_KEYS, &p_at)?;
             if p.contains_key("grpc") {
@@ -242,13 +248,19 @@ pub fn normalize_spec(spec: &mut Map<String, Value>, at: &str, job: bool) -> Api
 
 fn check_env(env: &Value, at: &str) -> ApiResult<()> {
     let Some(list) = env.as_array() else {
-        return Err(ApiError::invalid_field(at, format!("Invalid value at '{at}'.")));
+        return Err(ApiError::invalid_field(
+            at,
+            format!("Invalid value at '{at}'."),
+        ));
     };
     let mut seen = BTreeMap::new();
     for (i, e) in list.iter().enumerate() {
         let e_at = format!("{at}[{i}]");
         let Some(obj) = e.as_object() else {
-            return Err(ApiError::invalid_field(&e_at, format!("Invalid value at '{e_at}'.")));
+            return Err(ApiError::invalid_field(
+                &e_at,
+                format!("Invalid value at '{e_at}'."),
+            ));
         };
         known_keys(obj, &["name", "value", "valueFrom"], &e_at)?;
         let name = obj.get("name").and_then(Value::as_str).unwrap_or("");
@@ -261,7 +273,9 @@ fn check_env(env: &Value, at: &str) -> ApiResult<()> {
         if ["PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"].contains(&name) {
             return Err(ApiError::invalid_field(
                 &e_at,
-                format!("{e_at}: The following reserved env names were provided: {name}. These values are automatically set by the system."),
+                format!(
+                    "{e_at}: The following reserved env names were provided: {name}. These values are automatically set by the system."
+                ),
             ));
         }
         if seen.insert(name.to_owned(), i).is_some() {
@@ -293,8 +307,7 @@ fn probe(p: Option<&Value>, port: u16) -> Option<Probe> {
         initial_delay: Duration::from_secs(secs("initialDelaySeconds").unwrap_or(0)),
         timeout: Duration::from_secs(secs("timeoutSeconds").unwrap_or(1).max(1)),
         period: Duration::from_secs(secs("periodSeconds").unwrap_or(10).max(1)),
-        failure_threshold: u32::try_from(secs("failureThreshold").unwrap_or(3).max(1))
-            .unwrap_or(3),
+        failure_threshold: u32::try_from(secs("failureThreshold").unwrap_or(3).max(1)).unwrap_or(3),
     })
 }
 
@@ -313,10 +326,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 pub fn run_spec(template: &Value, scaling_meta: &Value) -> RunSpec {
     let spec = &template["spec"];
     let c = &spec["containers"][0];
-    let port = c
-        .as_object()
-        .map(port_of)
-        .unwrap_or(DEFAULT_PORT);
+    let port = c.as_object().map(port_of).unwrap_or(DEFAULT_PORT);
     let annotation = |k: &str| {
         scaling_meta["annotations"][k]
             .as_str()
@@ -333,9 +343,7 @@ pub fn run_spec(template: &Value, scaling_meta: &Value) -> RunSpec {
                             secret: r["name"].as_str().unwrap_or_default().to_owned(),
                             version: r["key"].as_str().unwrap_or("latest").to_owned(),
                         },
-                        None => EnvValue::Plain(
-                            e["value"].as_str().unwrap_or_default().to_owned(),
-                        ),
+                        None => EnvValue::Plain(e["value"].as_str().unwrap_or_default().to_owned()),
                     };
                     (name, value)
                 })
@@ -353,7 +361,9 @@ pub fn run_spec(template: &Value, scaling_meta: &Value) -> RunSpec {
         env,
         container_port: port,
         concurrency,
-        timeout: Duration::from_secs(seconds(spec.get("timeoutSeconds")).unwrap_or(DEFAULT_TIMEOUT_SECS)),
+        timeout: Duration::from_secs(
+            seconds(spec.get("timeoutSeconds")).unwrap_or(DEFAULT_TIMEOUT_SECS),
+        ),
         startup: probe(c.get("startupProbe"), port).unwrap_or_else(Probe::default_startup),
         liveness: probe(c.get("livenessProbe"), port),
         min_instances: annotation("autoscaling.knative.dev/minScale").unwrap_or(0),
@@ -373,11 +383,14 @@ mod tests {
                            "spec": {"containers": [{"image": "example/hello:v1",
                                     "env": [{"name": "A", "value": "1"},
                                             {"name": "S", "valueFrom": {"secretKeyRef": {"name": "db", "key": "2"}}}]}]}});
-        normalize_template(&mut t, "spec.template", false).unwrap();
+        normalize_template(&mut t, "spec.template", false).expect("ok");
         assert_eq!(t["spec"]["containerConcurrency"], 80);
-        assert_eq!(t["spec"]["containers"][0]["ports"][0]["containerPort"], 8080);
+        assert_eq!(
+            t["spec"]["containers"][0]["ports"][0]["containerPort"],
+            8080
+        );
         let again = t.clone();
-        normalize_template(&mut t, "spec.template", false).unwrap();
+        normalize_template(&mut t, "spec.template", false).expect("ok");
         assert_eq!(t, again, "normalizing twice changes nothing");
         let s = run_spec(&t, &t["metadata"]);
         assert_eq!(s.max_instances, 3);
@@ -385,24 +398,27 @@ mod tests {
         assert_eq!(s.startup, Probe::default_startup());
         assert_eq!(
             s.env[1].1,
-            EnvValue::Secret { secret: "db".into(), version: "2".into() }
+            EnvValue::Secret {
+                secret: "db".into(),
+                version: "2".into()
+            }
         );
     }
 
     #[test]
     fn an_unknown_field_is_a_400_naming_it() {
         let mut t = json!({"spec": {"containers": [{"image": "x", "imagee": "y"}]}});
-        let e = normalize_template(&mut t, "spec.template", false).unwrap_err();
+        let e = normalize_template(&mut t, "spec.template", false).expect_err("an error");
         assert_eq!(e.code, 400);
         assert_eq!(
             e.message,
             "Invalid JSON payload received. Unknown name \"imagee\" at 'spec.template.spec.containers[0]': Cannot find field."
         );
         let mut t = json!({"spec": {"containers": [{"env": []}]}});
-        let e = normalize_template(&mut t, "spec.template", false).unwrap_err();
+        let e = normalize_template(&mut t, "spec.template", false).expect_err("an error");
         assert!(e.message.contains("image: Required field not set"), "{e}");
         let mut t = json!({"spec": {"containers": [{"image": "x", "env": [{"name": "PORT", "value": "1"}]}]}});
-        let e = normalize_template(&mut t, "spec.template", false).unwrap_err();
+        let e = normalize_template(&mut t, "spec.template", false).expect_err("an error");
         assert!(e.message.contains("reserved env names"), "{e}");
     }
 }

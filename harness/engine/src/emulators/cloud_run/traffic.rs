@@ -53,18 +53,44 @@ pub fn parse(v: Option<&Value>) -> ApiResult<Vec<Target>> {
         None | Some(Value::Null) => return Ok(Target::all_to_latest()),
         Some(Value::Array(a)) if a.is_empty() => return Ok(Target::all_to_latest()),
         Some(Value::Array(a)) => a,
-        Some(_) => return Err(ApiError::invalid_field("spec.traffic", "Invalid value at 'spec.traffic': expected a list.")),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "spec.traffic",
+                "Invalid value at 'spec.traffic': expected a list.",
+            ));
+        }
     };
     let mut targets = Vec::new();
     let mut tags = BTreeSet::new();
     for (i, t) in list.iter().enumerate() {
         let at = format!("spec.traffic[{i}]");
         let Some(obj) = t.as_object() else {
-            return Err(ApiError::invalid_field(&at, format!("Invalid value at '{at}'.")));
+            return Err(ApiError::invalid_field(
+                &at,
+                format!("Invalid value at '{at}'."),
+            ));
         };
-        known_keys(obj, &["revisionName", "latestRevision", "percent", "tag", "configurationName", "url"], &at)?;
-        let revision = obj.get("revisionName").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
-        let latest = obj.get("latestRevision").and_then(Value::as_bool).unwrap_or(false);
+        known_keys(
+            obj,
+            &[
+                "revisionName",
+                "latestRevision",
+                "percent",
+                "tag",
+                "configurationName",
+                "url",
+            ],
+            &at,
+        )?;
+        let revision = obj
+            .get("revisionName")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        let latest = obj
+            .get("latestRevision")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let percent = match obj.get("percent") {
             None | Some(Value::Null) => 0,
             Some(p) => match p.as_u64() {
@@ -77,11 +103,18 @@ pub fn parse(v: Option<&Value>) -> ApiResult<Vec<Target>> {
                 }
             },
         };
-        let tag = obj.get("tag").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+        let tag = obj
+            .get("tag")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
         if latest && revision.is_some() {
             return Err(ApiError::invalid_field(
                 &at,
-                format!("{at}: may not set revisionName \"{}\" when latestRevision is true", revision.unwrap_or_default()),
+                format!(
+                    "{at}: may not set revisionName \"{}\" when latestRevision is true",
+                    revision.unwrap_or_default()
+                ),
             ));
         }
         if !latest && revision.is_none() {
@@ -94,7 +127,9 @@ pub fn parse(v: Option<&Value>) -> ApiResult<Vec<Target>> {
             if !valid_tag(tag) {
                 return Err(ApiError::invalid_field(
                     &format!("{at}.tag"),
-                    format!("{at}.tag: Invalid tag '{tag}': a tag must be lowercase letters, digits and dashes, start with a letter and be at most 46 characters."),
+                    format!(
+                        "{at}.tag: Invalid tag '{tag}': a tag must be lowercase letters, digits and dashes, start with a letter and be at most 46 characters."
+                    ),
                 ));
             }
             if !tags.insert(tag.clone()) {
@@ -104,7 +139,12 @@ pub fn parse(v: Option<&Value>) -> ApiResult<Vec<Target>> {
                 ));
             }
         }
-        targets.push(Target { revision, latest, percent, tag });
+        targets.push(Target {
+            revision,
+            latest,
+            percent,
+            tag,
+        });
     }
     let sum: u32 = targets.iter().map(|t| t.percent).sum();
     if sum != 100 {
@@ -120,7 +160,9 @@ fn valid_tag(tag: &str) -> bool {
     tag.len() <= 46
         && tag.starts_with(|c: char| c.is_ascii_lowercase())
         && !tag.ends_with('-')
-        && tag.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 #[cfg(test)]
@@ -129,12 +171,18 @@ mod tests {
 
     #[test]
     fn percentages_must_sum_to_100_and_tags_be_unique() {
-        let e = parse(Some(&json!([{"revisionName": "a", "percent": 50}, {"revisionName": "b", "percent": 40}]))).unwrap_err();
-        assert_eq!(e.message, "Traffic targets sum to 90, want 100: spec.traffic");
-        let e = parse(Some(&json!([{"revisionName": "a", "percent": 100, "tag": "x"}, {"revisionName": "b", "tag": "x"}]))).unwrap_err();
+        let e = parse(Some(
+            &json!([{"revisionName": "a", "percent": 50}, {"revisionName": "b", "percent": 40}]),
+        ))
+        .expect_err("an error");
+        assert_eq!(
+            e.message,
+            "Traffic targets sum to 90, want 100: spec.traffic"
+        );
+        let e = parse(Some(&json!([{"revisionName": "a", "percent": 100, "tag": "x"}, {"revisionName": "b", "tag": "x"}]))).expect_err("an error");
         assert!(e.message.contains("Multiple definitions for \"x\""), "{e}");
-        let ok = parse(Some(&json!([{"latestRevision": true, "percent": 100}, {"revisionName": "b", "tag": "blue"}]))).unwrap();
+        let ok = parse(Some(&json!([{"latestRevision": true, "percent": 100}, {"revisionName": "b", "tag": "blue"}]))).expect("ok");
         assert_eq!(ok.len(), 2);
-        assert_eq!(parse(None).unwrap(), Target::all_to_latest());
+        assert_eq!(parse(None).expect("ok"), Target::all_to_latest());
     }
 }

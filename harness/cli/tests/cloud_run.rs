@@ -1,0 +1,717 @@
+//! The Cloud Run emulator driven by the real `gcloud` CLI, as a user would drive Cloud Run:
+//! `harness emulate cloud-run` prints the environment that points gcloud at it, and every
+//! command here is gcloud's own. What gcloud reports is checked against what the ingress
+//! serves, and the API's error answers against the real API's shape.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+/// `harness emulate cloud-run` on a free port, with the test image map; stopped with
+/// SIGTERM when dropped.
+struct Emulator {
+    child: Child,
+    info: Value,
+    dir: tempfile::TempDir,
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/images")
+}
+
+impl Emulator {
+    fn start(extra: &[&str]) -> Emulator {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = common::harness()
+            .args([
+                "emulate",
+                "cloud-run",
+                "--port",
+                "0",
+                "--json",
+                "--seed",
+                "42",
+            ])
+            .arg("--images")
+            .arg(fixtures().join("images.yaml"))
+            .arg("--log-dir")
+            .arg(dir.path().join("logs"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn harness emulate cloud-run");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the endpoint");
+        let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        Emulator { child, info, dir }
+    }
+
+    fn url(&self) -> String {
+        self.info["url"].as_str().expect("url").to_owned()
+    }
+
+    /// gcloud with the emulator's environment and nothing of the user's gcloud config.
+    fn gcloud(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("gcloud");
+        for (k, v) in self.info["gcloud_env"].as_object().expect("gcloud_env") {
+            cmd.env(k, v.as_str().unwrap_or_default());
+        }
+        cmd.args(args).output().expect("run gcloud")
+    }
+
+    /// gcloud with its text styling taken out.
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.gcloud(args);
+        (out.status.success(), plain(&out.stdout), plain(&out.stderr))
+    }
+
+    /// gcloud that must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(ok, "gcloud {args:?} failed:\n{err}");
+        out
+    }
+
+    /// gcloud that must fail; its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let (ok, _, err) = self.run(args);
+        assert!(!ok, "gcloud {args:?} should have failed:\n{err}");
+        err
+    }
+
+    fn describe(&self, service: &str) -> Value {
+        let out = self.ok(&["run", "services", "describe", service, "--format=json"]);
+        serde_json::from_str(&out).expect("describe json")
+    }
+
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("logs/events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Stops it as Ctrl-C does, and waits.
+    fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Text without terminal styling (gcloud writes bold even to a pipe).
+fn plain(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn get(url: &str) -> reqwest::blocking::Response {
+    reqwest::blocking::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+fn version(url: &str) -> Value {
+    get(&format!("{url}/version")).json().expect("version json")
+}
+
+fn condition<'a>(svc: &'a Value, kind: &str) -> &'a Value {
+    svc["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} condition in {svc}"))
+}
+
+fn pid_alive(pid: i64) -> bool {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+    nix::sys::signal::kill(pid, None).is_ok()
+}
+
+#[test]
+fn deploy_split_tag_and_roll_back_with_gcloud() {
+    let emu = Emulator::start(&[]);
+    // A new service.
+    let (ok, _, err) = emu.run(&["run", "deploy", "hello", "--image=example/hello:v1"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("has been deployed and is serving 100 percent of traffic"),
+        "{err}"
+    );
+    let svc = emu.describe("hello");
+    assert_eq!(condition(&svc, "Ready")["status"], "True");
+    let v1 = svc["status"]["latestReadyRevisionName"]
+        .as_str()
+        .expect("ready")
+        .to_owned();
+    assert!(v1.starts_with("hello-00001-"), "{v1}");
+    let url = svc["status"]["url"].as_str().expect("url").to_owned();
+    assert!(err.contains(&url), "gcloud prints the service URL: {err}");
+    let got = version(&url);
+    assert_eq!(got["version"], "v1");
+    assert_eq!(got["revision"], v1.as_str());
+    assert_eq!(got["service"], "hello");
+
+    // A new revision with changed env.
+    emu.ok(&[
+        "run",
+        "deploy",
+        "hello",
+        "--image=example/hello:v2",
+        "--update-env-vars=GREETING=hi",
+    ]);
+    let svc = emu.describe("hello");
+    let v2 = svc["status"]["latestReadyRevisionName"]
+        .as_str()
+        .expect("ready")
+        .to_owned();
+    assert_ne!(v1, v2);
+    assert_eq!(version(&url)["revision"], v2.as_str());
+    let env: Value = get(&format!("{url}/env?name=GREETING"))
+        .json()
+        .expect("env");
+    assert_eq!(env["value"], "hi");
+
+    // revisions list: both, newest first, labelled with their service.
+    let listed: Value = serde_json::from_str(&emu.ok(&[
+        "run",
+        "revisions",
+        "list",
+        "--service=hello",
+        "--format=json",
+    ]))
+    .expect("json");
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| r["metadata"]["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(names, [v2.as_str(), v1.as_str()]);
+
+    // A 50/50 split over 1,000 requests lands within ±5 %, on exactly what gcloud reports.
+    emu.ok(&[
+        "run",
+        "services",
+        "update-traffic",
+        "hello",
+        &format!("--to-revisions={v1}=50,{v2}=50"),
+    ]);
+    let svc = emu.describe("hello");
+    let reported: BTreeMap<String, u64> = svc["status"]["traffic"]
+        .as_array()
+        .expect("traffic")
+        .iter()
+        .map(|t| {
+            (
+                t["revisionName"].as_str().unwrap_or_default().to_owned(),
+                t["percent"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reported,
+        BTreeMap::from([(v1.clone(), 50), (v2.clone(), 50)])
+    );
+    let client = reqwest::blocking::Client::new();
+    let mut served: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..1000 {
+        let v: Value = client
+            .get(format!("{url}/version"))
+            .send()
+            .expect("get")
+            .json()
+            .expect("json");
+        *served
+            .entry(v["revision"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(served.len(), 2, "{served:?}");
+    for rev in [&v1, &v2] {
+        let n = served[rev.as_str()];
+        assert!(
+            (450..=550).contains(&n),
+            "{rev} got {n} of 1000: {served:?}"
+        );
+    }
+
+    // A tag gets its own URL, serving its revision only; removing it closes the URL.
+    emu.ok(&[
+        "run",
+        "services",
+        "update-traffic",
+        "hello",
+        &format!("--set-tags=blue={v1}"),
+    ]);
+    let svc = emu.describe("hello");
+    let tagged = svc["status"]["traffic"]
+        .as_array()
+        .expect("traffic")
+        .iter()
+        .find(|t| t["tag"] == "blue")
+        .expect("blue in status.traffic")
+        .clone();
+    assert_eq!(tagged["revisionName"], v1.as_str());
+    let tag_url = tagged["url"].as_str().expect("tag url").to_owned();
+    assert_ne!(tag_url, url);
+    for _ in 0..20 {
+        assert_eq!(version(&tag_url)["revision"], v1.as_str());
+    }
+    emu.ok(&[
+        "run",
+        "services",
+        "update-traffic",
+        "hello",
+        "--remove-tags=blue",
+    ]);
+    let gone = reqwest::blocking::Client::new()
+        .get(format!("{tag_url}/version"))
+        .timeout(Duration::from_secs(2))
+        .send();
+    assert!(
+        gone.is_err(),
+        "the tag's URL still answers after --remove-tags"
+    );
+
+    // --to-latest: everything to v2. Rolling back: everything to v1, on every request.
+    emu.ok(&["run", "services", "update-traffic", "hello", "--to-latest"]);
+    for _ in 0..50 {
+        assert_eq!(version(&url)["revision"], v2.as_str());
+    }
+    emu.ok(&[
+        "run",
+        "services",
+        "update-traffic",
+        "hello",
+        &format!("--to-revisions={v1}=100"),
+    ]);
+    let svc = emu.describe("hello");
+    assert_eq!(svc["status"]["traffic"][0]["revisionName"], v1.as_str());
+    for _ in 0..100 {
+        assert_eq!(version(&url)["version"], "v1");
+    }
+}
+
+#[test]
+fn a_revision_that_fails_to_start_gets_no_traffic_and_the_previous_keeps_it() {
+    let emu = Emulator::start(&[]);
+    emu.ok(&["run", "deploy", "hello", "--image=example/hello:v1"]);
+    let before = emu.describe("hello");
+    let v1 = before["status"]["latestReadyRevisionName"]
+        .as_str()
+        .expect("ready")
+        .to_owned();
+    let url = before["status"]["url"].as_str().expect("url").to_owned();
+
+    let err = emu.fails(&["run", "deploy", "hello", "--image=example/crash"]);
+    assert!(
+        err.contains("is not ready and cannot serve traffic"),
+        "{err}"
+    );
+    assert!(err.contains("Container called exit(3)."), "{err}");
+    let after = emu.describe("hello");
+    assert_eq!(condition(&after, "Ready")["status"], "False");
+    assert_eq!(condition(&after, "ConfigurationsReady")["status"], "False");
+    let bad = after["status"]["latestCreatedRevisionName"]
+        .as_str()
+        .expect("created")
+        .to_owned();
+    assert_ne!(bad, v1);
+    assert_eq!(after["status"]["latestReadyRevisionName"], v1.as_str());
+    assert_eq!(
+        after["status"]["traffic"], before["status"]["traffic"],
+        "traffic changed"
+    );
+    for _ in 0..100 {
+        assert_eq!(version(&url)["revision"], v1.as_str());
+    }
+    let to_bad = emu
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "request" && e["revision"] == bad.as_str())
+        .count();
+    assert_eq!(to_bad, 0, "the failed revision received requests");
+
+    // The revision itself says why.
+    let rev: Value =
+        serde_json::from_str(&emu.ok(&["run", "revisions", "describe", &bad, "--format=json"]))
+            .expect("json");
+    assert_eq!(condition(&rev, "Ready")["status"], "False");
+    assert_eq!(
+        condition(&rev, "Ready")["reason"],
+        "HealthCheckContainerError"
+    );
+
+    // An image the map does not have is a deploy error, as a missing image is.
+    let err = emu.fails(&["run", "deploy", "hello", "--image=example/nothere:v1"]);
+    assert!(
+        err.contains("Image 'example/nothere:v1' not found."),
+        "{err}"
+    );
+    // A startup probe that fails: a revision that listens but answers its probe with 500.
+    let err = emu.fails(&[
+        "run",
+        "deploy",
+        "hello",
+        "--image=example/hello:v2",
+        "--update-env-vars=FAIL_ROUTE=/fail",
+        "--startup-probe=httpGet.path=/fail,failureThreshold=2,periodSeconds=1,timeoutSeconds=1",
+    ]);
+    assert!(err.contains("STARTUP HTTP probe failed 2 times"), "{err}");
+    for _ in 0..20 {
+        assert_eq!(version(&url)["revision"], v1.as_str());
+    }
+}
+
+#[test]
+fn bad_requests_get_the_real_api_errors_and_gcloud_prints_them() {
+    let emu = Emulator::start(&[]);
+    emu.ok(&[
+        "run",
+        "deploy",
+        "hello",
+        "--image=example/hello:v1",
+        "--revision-suffix=one",
+    ]);
+    // An unknown revision in traffic.
+    let err = emu.fails(&[
+        "run",
+        "services",
+        "update-traffic",
+        "hello",
+        "--to-revisions=hello-nope=100",
+    ]);
+    assert!(
+        err.contains("Revision 'hello-nope' referenced in traffic not found."),
+        "{err}"
+    );
+    // A revision name that is taken.
+    let err = emu.fails(&[
+        "run",
+        "deploy",
+        "hello",
+        "--image=example/hello:v2",
+        "--revision-suffix=one",
+    ]);
+    assert!(err.contains("ALREADY_EXISTS: Revision named 'hello-one' with different configuration already exists."), "{err}");
+    // A service that does not exist.
+    let err = emu.fails(&["run", "services", "describe", "nothere"]);
+    assert!(err.contains("nothere"), "{err}");
+
+    // The API itself: status and `error.code/message/status`.
+    let api = format!(
+        "{}/apis/serving.knative.dev/v1/namespaces/demo/services",
+        emu.url()
+    );
+    let client = reqwest::blocking::Client::new();
+    let svc: Value = client
+        .get(format!("{api}/hello"))
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    let mut body = svc.clone();
+    body["spec"]["traffic"] = serde_json::json!([
+        {"revisionName": "hello-one", "percent": 60},
+        {"latestRevision": true, "percent": 30},
+    ]);
+    let r = client
+        .put(format!("{api}/hello"))
+        .json(&body)
+        .send()
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().expect("json");
+    assert_eq!(e["error"]["code"], 400);
+    assert_eq!(e["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(
+        e["error"]["message"],
+        "Traffic targets sum to 90, want 100: spec.traffic"
+    );
+
+    let mut body = svc.clone();
+    body["spec"]["template"]["spec"]["containers"][0]["imagee"] = serde_json::json!("x");
+    let r = client
+        .put(format!("{api}/hello"))
+        .json(&body)
+        .send()
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().expect("json");
+    assert_eq!(
+        e["error"]["message"],
+        "Invalid JSON payload received. Unknown name \"imagee\" at 'spec.template.spec.containers[0]': Cannot find field."
+    );
+    assert_eq!(
+        e["error"]["details"][0]["fieldViolations"][0]["field"],
+        "spec.template.spec.containers[0]"
+    );
+
+    let r = client.post(&api).json(&svc).send().expect("post");
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json::<Value>().expect("json")["error"]["status"],
+        "ALREADY_EXISTS"
+    );
+
+    let r = client.get(format!("{api}/nothere")).send().expect("get");
+    assert_eq!(r.status(), 404);
+    let e: Value = r.json().expect("json");
+    assert_eq!(e["error"]["status"], "NOT_FOUND");
+    assert_eq!(
+        e["error"]["message"],
+        "Resource 'nothere' of kind 'SERVICE' in region 'us-central1' in project 'demo' does not exist."
+    );
+    let r = client
+        .get(format!(
+            "{}/apis/serving.knative.dev/v1/namespaces/other/services",
+            emu.url()
+        ))
+        .send()
+        .expect("get");
+    assert_eq!(r.status(), 403);
+    // Nothing changed: still one revision, serving.
+    assert_eq!(
+        version(svc["status"]["url"].as_str().expect("url"))["revision"],
+        "hello-one"
+    );
+}
+
+#[test]
+fn jobs_run_their_tasks_with_the_contract_and_retries() {
+    let emu = Emulator::start(&[]);
+    emu.ok(&[
+        "run",
+        "jobs",
+        "create",
+        "ingest",
+        "--image=example/task",
+        "--tasks=3",
+        "--max-retries=1",
+    ]);
+    emu.ok(&["run", "jobs", "execute", "ingest", "--wait"]);
+    let listed: Value = serde_json::from_str(&emu.ok(&[
+        "run",
+        "jobs",
+        "executions",
+        "list",
+        "--job=ingest",
+        "--format=json",
+    ]))
+    .expect("json");
+    let first = &listed[0];
+    assert_eq!(first["status"]["succeededCount"], 3);
+    assert_eq!(first["status"]["failedCount"], 0);
+    let exec = first["metadata"]["name"].as_str().expect("name").to_owned();
+    let logs = emu.dir.path().join("logs").join(&exec);
+    for i in 0..3 {
+        let said =
+            std::fs::read_to_string(logs.join(format!("task{i}-attempt0.log"))).expect("task log");
+        assert!(
+            said.contains(&format!(
+                "CLOUD_RUN_JOB=ingest CLOUD_RUN_EXECUTION={exec} CLOUD_RUN_TASK_INDEX={i} CLOUD_RUN_TASK_COUNT=3 CLOUD_RUN_TASK_ATTEMPT=0"
+            )),
+            "{said}"
+        );
+    }
+
+    // A task that fails once is retried and the execution succeeds.
+    emu.ok(&[
+        "run",
+        "jobs",
+        "update",
+        "ingest",
+        "--update-env-vars=FAIL_INDEX=1,FAIL_ATTEMPTS=1",
+    ]);
+    emu.ok(&["run", "jobs", "execute", "ingest", "--wait"]);
+    // One that fails every attempt fails the execution, and gcloud exits non-zero.
+    emu.ok(&[
+        "run",
+        "jobs",
+        "update",
+        "ingest",
+        "--update-env-vars=FAIL_INDEX=2,FAIL_ATTEMPTS=9",
+    ]);
+    let err = emu.fails(&["run", "jobs", "execute", "ingest", "--wait"]);
+    assert!(err.contains("The execution failed."), "{err}");
+    let listed: Value = serde_json::from_str(&emu.ok(&[
+        "run",
+        "jobs",
+        "executions",
+        "list",
+        "--job=ingest",
+        "--format=json",
+    ]))
+    .expect("json");
+    let mut listed = listed.as_array().expect("list").clone();
+    listed.sort_by_key(|e| {
+        e["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    let by_count: Vec<(u64, u64, u64)> = listed
+        .iter()
+        .map(|e| {
+            let s = &e["status"];
+            (
+                s["succeededCount"].as_u64().unwrap_or(0),
+                s["failedCount"].as_u64().unwrap_or(0),
+                s["retriedCount"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(by_count, [(3, 0, 0), (3, 0, 1), (2, 1, 1)], "oldest first");
+}
+
+#[test]
+fn instances_scale_from_zero_up_to_the_maximum_and_nothing_outlives_the_emulator() {
+    let mut emu = Emulator::start(&["--idle-timeout", "1"]);
+    emu.ok(&[
+        "run",
+        "deploy",
+        "hello",
+        "--image=example/hello:v1",
+        "--max-instances=2",
+        "--concurrency=1",
+    ]);
+    let url = emu.describe("hello")["status"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    // The instance that checked the revision goes once idle: min instances 0.
+    let mut stopped = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        if emu
+            .events()
+            .iter()
+            .any(|e| e["event"] == "instance_stopping" && e["reason"] == "idle")
+        {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(
+        stopped,
+        "the idle instance was not scaled down: {:?}",
+        emu.events()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // The first request succeeds after a cold start that the events report.
+    assert_eq!(version(&url)["version"], "v1");
+    let cold: Vec<Value> = emu
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "request" && e.get("cold_start_ms").is_some())
+        .collect();
+    assert_eq!(cold.len(), 1, "{cold:?}");
+    assert!(cold[0]["cold_start_ms"].as_f64().unwrap_or(0.0) > 0.0);
+
+    // Eight concurrent requests at concurrency 1 never get more than two instances.
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || get(&format!("{url}/sleep?ms=300")).status().as_u16())
+        })
+        .collect();
+    let statuses: Vec<u16> = handles
+        .into_iter()
+        .map(|h| h.join().expect("join"))
+        .collect();
+    assert_eq!(statuses, [200; 8]);
+    let events = emu.events();
+    let sleepers: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "request" && e["path"] == "/sleep?ms=300")
+        .filter_map(|e| e["instance"].as_str())
+        .collect();
+    assert_eq!(
+        sleepers.len(),
+        2,
+        "max instances 2 did not hold: {sleepers:?}"
+    );
+
+    // Stopping the emulator stops every instance it started.
+    let pids: Vec<i64> = events
+        .iter()
+        .filter(|e| e["event"] == "instance_started")
+        .filter_map(|e| e["pid"].as_i64())
+        .collect();
+    assert!(pids.len() >= 3, "{pids:?}");
+    emu.stop();
+    std::thread::sleep(Duration::from_millis(200));
+    let alive: Vec<i64> = pids.into_iter().filter(|p| pid_alive(*p)).collect();
+    assert!(
+        alive.is_empty(),
+        "instances outlived the emulator: {alive:?}"
+    );
+}
+
+#[test]
+fn deleting_a_service_stops_its_instances() {
+    let emu = Emulator::start(&[]);
+    emu.ok(&[
+        "run",
+        "deploy",
+        "hello",
+        "--image=example/hello:v1",
+        "--min-instances=2",
+    ]);
+    let url = emu.describe("hello")["status"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    assert_eq!(version(&url)["version"], "v1");
+    let pids: Vec<i64> = emu
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "instance_started")
+        .filter_map(|e| e["pid"].as_i64())
+        .collect();
+    assert!(!pids.is_empty());
+    emu.ok(&["run", "services", "delete", "hello"]);
+    assert!(
+        pids.iter().all(|p| !pid_alive(*p)),
+        "instances outlived their service"
+    );
+    let gone = reqwest::blocking::Client::new()
+        .get(format!("{url}/version"))
+        .timeout(Duration::from_secs(2))
+        .send();
+    assert!(gone.is_err(), "the deleted service still answers");
+    let err = emu.fails(&["run", "services", "describe", "hello"]);
+    assert!(err.contains("hello"), "{err}");
+}
