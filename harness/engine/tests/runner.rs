@@ -364,14 +364,14 @@ fn a_handlers_document_gets_the_same_expect_and_capture_as_every_kind() {
 fn reserved_kinds_are_refused_at_plan_time_pointing_at_the_step() {
     let dir = scenarios(&[(
         "ahead.yaml",
-        "name: ahead\nsteps:\n  - exec: { command: \"true\" }\n  - name: ship v2\n    deploy: { service: api, image: api:v2 }\n",
+        "name: ahead\nsteps:\n  - exec: { command: \"true\" }\n  - name: back up\n    backup: { store: postgres }\n",
     )]);
     let err = refused(dir.path());
     assert!(
-        err.contains("step kind `deploy` is not available yet"),
+        err.contains("step kind `backup` is not available yet"),
         "{err}"
     );
-    assert!(err.contains("reserved for the Cloud Run emulator"), "{err}");
+    assert!(err.contains("reserved for restore drills"), "{err}");
     // The step's own line, not the top of the file.
     assert!(err.contains("ahead.yaml:4:5"), "{err}");
 

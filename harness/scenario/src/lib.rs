@@ -31,14 +31,17 @@ pub use harness_scenario_derive::Keys;
 pub use kinds::{
     Action, BUILTIN_KINDS, EXTENSION_PREFIX, Extension, Kind, RESERVED_KINDS, Reserved,
     cypher::Cypher,
+    deploy::{Deploy, DeployExpect, ProbeArgs},
     eventually::Eventually,
     exec::{Exec, ExecExpect},
     http::{Http, HttpExpect},
+    rollback::Rollback,
     s3::{S3, S3Expect, S3Op},
     snapshot::Snapshot,
     sql::{RowsExpect, Sql},
     step_kinds,
     telemetry::{Signal, Telemetry, TelemetryExpect},
+    traffic::{JsonExpect, Split, Traffic},
 };
 pub use lint::lint;
 pub use model::*;

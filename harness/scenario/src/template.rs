@@ -11,7 +11,7 @@
 use crate::diag::Span;
 
 /// Names a reference may start with.
-pub const ROOTS: [&str; 9] = [
+pub const ROOTS: [&str; 10] = [
     "vars",
     "captures",
     "stack",
@@ -21,6 +21,7 @@ pub const ROOTS: [&str; 9] = [
     "mocks",
     "processes",
     "fake",
+    "cloud_run",
 ];
 
 /// Fields under `${scenario.…}`.

@@ -310,6 +310,7 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
             err("vars are resolved before the mocks start, so they cannot refer to mocks".into())
                 .help("write `${mocks.NAME.url}` where the value is used"),
         ),
+        "cloud_run" => check_cloud_run_ref(s, u, problems),
         "mocks" => match first {
             Some(name) if s.mocks.iter().any(|m| m.name == name) => {
                 if r.path.get(1).map(String::as_str) != Some("url") || r.path.len() != 2 {
@@ -410,6 +411,52 @@ fn find_cycle<'a>(
 
 /// `${faults.processes.NAME.url|port}` and `${faults.mocks.NAME.url}`: the same rules as
 /// `${processes.…}` and `${mocks.…}`, through the scenario's proxy of that process or mock.
+/// `${cloud_run.SERVICE.url}`, `.revision` (the latest ready one), `.tags.TAG`: for a
+/// service that a `deploy` step of the scenario deploys.
+fn check_cloud_run_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
+    let r = &u.r;
+    let err = |m: String| Problem::new(u.span, m);
+    if !matches!(u.scope, Scope::Step { .. }) {
+        problems.push(
+            err("a Cloud Run service exists only once a `deploy` step has run".into())
+                .help("vars, fixtures, mocks and processes are resolved before any step runs"),
+        );
+        return;
+    }
+    let deployed: Vec<&str> = all_steps(s)
+        .filter_map(|st| match &st.action {
+            crate::Action::Deploy(d) => Some(d.service.as_str()),
+            _ => None,
+        })
+        .collect();
+    let Some(name) = r.path.first().map(String::as_str) else {
+        problems.push(err("write `${cloud_run.SERVICE.url}`".into()));
+        return;
+    };
+    if !deployed.contains(&name) {
+        let mut p = err(format!(
+            "no `deploy` step of this scenario deploys `{name}`"
+        ));
+        p = match did_you_mean(name, deployed.iter().copied()) {
+            Some(c) => p.help(format!("did you mean `{c}`?")),
+            None => p.help("a Cloud Run service exists once a `deploy` step has deployed it"),
+        };
+        problems.push(p);
+        return;
+    }
+    let field = r.path.get(1).map(String::as_str);
+    let ok = match field {
+        Some("url" | "revision") => r.path.len() == 2,
+        Some("tags") => r.path.len() == 3,
+        _ => false,
+    };
+    if !ok {
+        problems.push(err(format!(
+            "write `${{cloud_run.{name}.url}}`, `${{cloud_run.{name}.revision}}` or `${{cloud_run.{name}.tags.TAG}}`"
+        )));
+    }
+}
+
 fn check_fault_proxy_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
     let r = &u.r;
     let err = |m: String| Problem::new(u.span, m).label("here");

@@ -230,14 +230,14 @@ fn every_step_kind_is_in_the_schema() {
 
 #[test]
 fn a_reserved_kind_parses_as_reserved_with_the_span_of_its_key() {
-    let text = "name: r\nsteps:\n  - deploy: { service: api, image: \"api:${vars.tag}\" }\nvars: { tag: v1 }\n";
+    let text = "name: r\nsteps:\n  - backup: { store: postgres, name: \"b-${vars.tag}\" }\nvars: { tag: v1 }\n";
     let s = parse("t.yaml", text).expect("valid ahead of its capability");
     let Action::Reserved(r) = &s.steps[0].action else {
         panic!("a reserved step: {:?}", s.steps[0].action)
     };
-    assert_eq!(r.kind, "deploy");
-    assert_eq!(r.capability, "the Cloud Run emulator");
-    assert_eq!(&text[r.span.offset..r.span.offset + r.span.len], "deploy");
+    assert_eq!(r.kind, "backup");
+    assert_eq!(r.capability, "restore drills");
+    assert_eq!(&text[r.span.offset..r.span.offset + r.span.len], "backup");
     // Its data is still checked.
     let p = problems("name: r\nsteps:\n  - fault: { latency: .inf }\n");
     assert!(p.contains("t.yaml:3:23"), "{p}");

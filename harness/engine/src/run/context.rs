@@ -104,6 +104,9 @@ pub struct Ctx {
     pub running: Vec<super::processes::Running>,
     /// The process faults in force, undone before the rollbacks.
     pub process_faults: Arc<super::faults::ProcessFaults>,
+    /// The scenario's Cloud Run emulator, started by its first `deploy`, `traffic` or
+    /// `rollback` step and stopped with its processes.
+    pub cloud_run: Option<Arc<crate::emulators::cloud_run::CloudRun>>,
     pub seed: u64,
     pub update_snapshots: bool,
     rng: StdRng,
@@ -143,6 +146,7 @@ impl Ctx {
             process_groups: BTreeMap::new(),
             running: Vec::new(),
             process_faults: Arc::default(),
+            cloud_run: None,
             seed,
             update_snapshots,
             rng: StdRng::seed_from_u64(seed),
@@ -246,6 +250,18 @@ impl Ctx {
         })
     }
 
+    /// The scenario's Cloud Run emulator, started on first use.
+    pub async fn cloud_run(
+        &mut self,
+    ) -> Result<Arc<crate::emulators::cloud_run::CloudRun>, StepError> {
+        if let Some(c) = &self.cloud_run {
+            return Ok(Arc::clone(c));
+        }
+        let c = super::steps::cloud_run::start(self.seed, &self.iso.id).await?;
+        self.cloud_run = Some(Arc::clone(&c));
+        Ok(c)
+    }
+
     fn lookup(&mut self, r: &Ref) -> Result<Value, StepError> {
         let missing = |what: String| StepError::error(format!("`${{{}}}`: {what}", r.dotted()));
         let first = r.path.first().cloned().unwrap_or_default();
@@ -302,6 +318,28 @@ impl Ctx {
                         missing(format!("{first} has no fault proxy in this scenario"))
                     })?;
                 (v, &r.path[1..])
+            }
+            "cloud_run" => {
+                let c = self
+                    .cloud_run
+                    .as_ref()
+                    .ok_or_else(|| missing("no Cloud Run service is deployed yet".into()))?;
+                let doc = c
+                    .summary_of(&first)
+                    .ok_or_else(|| missing(format!("{first} is not deployed (yet)")))?;
+                let v = match r.path.get(1).map(String::as_str) {
+                    Some("url") => doc["url"].clone(),
+                    Some("revision") => doc["latest_ready"].clone(),
+                    Some("tags") => {
+                        let tag = r.path.get(2).cloned().unwrap_or_default();
+                        doc["tags"]
+                            .get(&tag)
+                            .cloned()
+                            .ok_or_else(|| missing(format!("{first} has no tag `{tag}`")))?
+                    }
+                    _ => doc,
+                };
+                (v, &[])
             }
             "scenario" => (
                 self.scenario_field(&first)

@@ -322,6 +322,15 @@ impl ScenarioRun {
             f.failure.message.push_str(&notes);
         }
         processes::stop(std::mem::take(&mut ctx.running), logs_in.as_deref()).await;
+        if let Some(c) = ctx.cloud_run.take() {
+            c.shutdown().await;
+            let dir = c.log_dir().to_path_buf();
+            if let Some(kept) = &logs_in {
+                let _ = std::fs::create_dir_all(kept);
+                let _ = std::fs::rename(&dir, kept.join("cloud-run"));
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         let kept = if keeping {
             Some(describe_kept(&ctx.iso))
         } else {

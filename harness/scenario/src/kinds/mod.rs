@@ -11,15 +11,18 @@
 //! alike, through [`Kind::json_expect`] and [`Kind::captures`].
 
 pub mod cypher;
+pub mod deploy;
 pub mod eventually;
 pub mod exec;
 pub mod fault;
 pub mod http;
+pub mod rollback;
 pub mod s3;
 pub mod schedule;
 pub mod snapshot;
 pub mod sql;
 pub mod telemetry;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 
@@ -158,6 +161,12 @@ kinds! {
     Fault(fault::Fault),
     /// Faults on a timeline, alongside the steps that follow.
     Schedule(schedule::Schedule),
+    /// Deploy a revision of a Cloud Run service on the scenario's emulator.
+    Deploy(deploy::Deploy),
+    /// Set a Cloud Run service's traffic split and tags.
+    Traffic(traffic::Traffic),
+    /// Send a Cloud Run service's traffic back to an earlier revision.
+    Rollback(rollback::Rollback),
 }
 
 impl Action {
@@ -183,13 +192,8 @@ impl Action {
 /// Step kinds reserved for capabilities that have not landed yet, and which capability
 /// brings each. A step of one of them parses, so `harness validate` accepts a file written
 /// ahead of time, and is refused when the run is planned, pointing at the step.
-pub const RESERVED_KINDS: [(&str, &str); 5] = [
-    ("deploy", "the Cloud Run emulator"),
-    ("traffic", "the Cloud Run emulator"),
-    ("rollback", "the Cloud Run emulator"),
-    ("backup", "restore drills"),
-    ("restore", "restore drills"),
-];
+pub const RESERVED_KINDS: [(&str, &str); 2] =
+    [("backup", "restore drills"), ("restore", "restore drills")];
 
 /// Prefix of experimental kinds, which a handler registered with the runner provides.
 pub const EXTENSION_PREFIX: &str = "x-";

@@ -373,7 +373,7 @@ impl Pool {
                 }
             });
         }
-        match startup(&instance, &self.spec.startup).await {
+        match startup(&instance, &self.spec.startup, self.spec.container_port).await {
             Ok(()) => {
                 self.events.push(
                     "instance_started",
@@ -481,19 +481,20 @@ async fn attempt(port: u16, check: &Check, timeout: Duration) -> Result<(), Stri
 /// The startup probe: up to `failure_threshold` attempts a period apart. Within one attempt
 /// a refused connection is retried until the attempt's time is up, so a container gets the
 /// whole timeout to start listening; an HTTP answer that is not 2xx or 3xx fails it at once.
-async fn startup(i: &Instance, probe: &Probe) -> Result<(), String> {
+async fn startup(i: &Instance, probe: &Probe, port: u16) -> Result<(), String> {
     let mut exited = i.exited.clone();
     let exit_message = |how: &str| {
         format!(
             "The user-provided container failed to start and listen on the port defined provided by the PORT={} environment variable within the allocated timeout. This can happen when the container port is misconfigured or if the timeout is too short. The health check timeout can be extended. Logs for this revision might contain more information. Container called {how}.",
-            i.port
+            port
         )
     };
     let run = async {
         tokio::time::sleep(probe.initial_delay).await;
         let mut last = String::new();
         for n in 0..probe.failure_threshold {
-            let window = tokio::time::Instant::now() + probe.timeout.max(Duration::from_millis(1));
+            let began = tokio::time::Instant::now();
+            let window = began + probe.timeout.max(Duration::from_millis(1));
             loop {
                 let left = window.saturating_duration_since(tokio::time::Instant::now());
                 match attempt(i.port, &probe.check, left).await {
@@ -509,13 +510,13 @@ async fn startup(i: &Instance, probe: &Probe) -> Result<(), String> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             if n + 1 < probe.failure_threshold {
-                tokio::time::sleep(probe.period.saturating_sub(probe.timeout)).await;
+                tokio::time::sleep_until(began + probe.period).await;
             }
         }
         Err(match &probe.check {
             Check::Tcp => format!(
                 "The user-provided container failed to start and listen on the port defined provided by the PORT={} environment variable within the allocated timeout. This can happen when the container port is misconfigured or if the timeout is too short. The health check timeout can be extended. Logs for this revision might contain more information.",
-                i.port
+                port
             ),
             Check::Http { path } => format!(
                 "STARTUP HTTP probe failed {} time{} consecutively for container on port {} path \"{path}\" ({last}). The instance was not started.",
@@ -525,7 +526,7 @@ async fn startup(i: &Instance, probe: &Probe) -> Result<(), String> {
                 } else {
                     "s"
                 },
-                i.port
+                port
             ),
         })
     };

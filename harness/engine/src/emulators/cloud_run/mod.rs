@@ -14,6 +14,7 @@
 //! with [`CloudRun::gcloud_env`], sends absolute-form requests for its regional host
 //! (`us-central1-run.local`) here, so no name has to resolve and no credentials are needed.
 
+pub mod client;
 pub mod error;
 pub mod events;
 mod iam;
@@ -98,6 +99,8 @@ pub(crate) struct State {
 
 pub(crate) struct Shared {
     cfg: Config,
+    /// The image map: the configured one, and what scenario deploys add.
+    images: Mutex<ImageMap>,
     state: Mutex<State>,
     rng: Mutex<StdRng>,
     events: Arc<Events>,
@@ -177,6 +180,7 @@ impl CloudRun {
             .map_err(|e| Error::io("read local address", e))?;
         let bin_dir = std::env::var_os("HARNESS_BIN_DIR").map(PathBuf::from);
         let shared = Arc::new(Shared {
+            images: Mutex::new(cfg.images.clone()),
             rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
             cfg,
             state: Mutex::new(State::default()),
@@ -254,6 +258,13 @@ impl CloudRun {
             .map(|s| s.ingress.url())
     }
 
+    /// A `deploy` step's document for a service, from the model.
+    pub fn summary_of(&self, service: &str) -> Option<serde_json::Value> {
+        let st = self.shared.lock();
+        let s = st.services.get(service)?;
+        Some(client::summary(&services::json_of(&self.shared, s)))
+    }
+
     /// How many instances of a revision are running.
     pub fn instances(&self, revision: &str) -> usize {
         self.shared
@@ -264,8 +275,22 @@ impl CloudRun {
             .unwrap_or(0)
     }
 
+    /// Maps an image reference to a program, from now on.
+    pub fn map_image(&self, reference: &str, image: images::Image) {
+        self.shared
+            .images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(reference, image);
+    }
+
+    /// The log folder (instance logs, `events.jsonl`).
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.shared.cfg.log_dir
+    }
+
     /// Stops the API, every ingress and every instance and task.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         self.shared.closed.cancel();
         let (pools, ingresses, tasks) = {
             let mut s = self.shared.lock();

@@ -40,18 +40,27 @@ pub type Prepared = Result<(Arc<RunSpec>, Launch), (Arc<RunSpec>, &'static str, 
 /// its secrets.
 pub async fn prepare(sh: &Shared, template: &Value) -> Prepared {
     let spec = Arc::new(run_spec(template, &template["metadata"]));
-    let Some(image) = sh.cfg.images.resolve(&spec.image).cloned() else {
-        let mapped: Vec<&str> = sh.cfg.images.references().collect();
-        let hint = if mapped.is_empty() {
-            " The emulator has no image map (`--images FILE`).".to_owned()
-        } else {
-            format!(" The image map has: {}.", mapped.join(", "))
-        };
-        return Err((
-            Arc::clone(&spec),
-            "ContainerMissing",
-            format!("Image '{}' not found.{hint}", spec.image),
-        ));
+    let found = {
+        let images = sh.images.lock().unwrap_or_else(|p| p.into_inner());
+        images
+            .resolve(&spec.image)
+            .cloned()
+            .ok_or_else(|| images.references().map(str::to_owned).collect::<Vec<_>>())
+    };
+    let image = match found {
+        Ok(image) => image,
+        Err(mapped) => {
+            let hint = if mapped.is_empty() {
+                " The emulator has no image map (`--images FILE`).".to_owned()
+            } else {
+                format!(" The image map has: {}.", mapped.join(", "))
+            };
+            return Err((
+                Arc::clone(&spec),
+                "ContainerMissing",
+                format!("Image '{}' not found.{hint}", spec.image),
+            ));
+        }
     };
     let mut argv = match &image.program {
         Program::Command(argv) => argv.clone(),

@@ -6,6 +6,7 @@
 //! Adding a kind: a file here with `impl Handler for TheKind`, and one line in [`run`].
 //! Experimental `x-` kinds plug in through [`Extensions`] without touching the runner.
 
+pub mod cloud_run;
 pub mod cypher;
 pub mod eventually;
 pub mod exec;
@@ -126,6 +127,9 @@ pub fn run<'a>(
             Action::Telemetry(s) => checked(ctx, s).await,
             Action::Fault(s) => checked(ctx, s).await,
             Action::Schedule(s) => checked(ctx, s).await,
+            Action::Deploy(s) => checked(ctx, s).await,
+            Action::Traffic(s) => checked(ctx, s).await,
+            Action::Rollback(s) => checked(ctx, s).await,
             Action::Eventually(e) => return eventually::run(ctx, e, ext).await,
             // The plan refuses these; a runner driven without a plan says so too.
             Action::Reserved(r) => Err(StepError::Error {
