@@ -321,3 +321,117 @@ fn read_secrets(file: &Path) -> Result<BTreeMap<String, String>, Error> {
     }
     Ok(all)
 }
+
+/// `services.cloud_run` of `harness up --json`.
+fn cloud_run_endpoint(
+    url: &str,
+    endpoint: &str,
+    project: &str,
+    region: &str,
+    log_dir: &Path,
+    env: Value,
+) -> Value {
+    json!({
+        "url": url,
+        "endpoint": endpoint,
+        "project": project,
+        "region": region,
+        "log_dir": log_dir,
+        "gcloud_env": env,
+    })
+}
+
+/// The Cloud Run emulator of an attached `harness up`, in this process; its logs in the
+/// stack's run folder.
+pub async fn cloud_run_attached(
+    run_dir: &Path,
+    port: u16,
+    images: Option<ImageMap>,
+) -> Result<(CloudRun, Value), Error> {
+    let log_dir = run_dir.join("cloud-run");
+    let mut cfg = cloud_run::Config::new(log_dir.clone());
+    cfg.port = port;
+    cfg.seed = crate::scenarios::rand_seed();
+    if let Some(map) = images {
+        cfg.images = map;
+    }
+    let c = CloudRun::start(cfg).await?;
+    let env: BTreeMap<_, _> = c.gcloud_env(&log_dir.join("gcloud")).into_iter().collect();
+    let endpoint = cloud_run_endpoint(
+        &c.url(),
+        &c.endpoint(),
+        c.project(),
+        c.region(),
+        &log_dir,
+        json!(env),
+    );
+    Ok((c, endpoint))
+}
+
+/// The Cloud Run emulator of a detached `harness up`: `harness emulate cloud-run` as a
+/// process of its own (its own process group, its log in the run folder). Returns its pid,
+/// for the stack's record, and `services.cloud_run`.
+pub async fn cloud_run_detached(
+    run_dir: &Path,
+    port: u16,
+    images: Option<&Path>,
+) -> Result<(u32, Value), Error> {
+    use tokio::io::AsyncBufReadExt;
+    let io = |what: &str, e: std::io::Error| Error::Other(format!("{what}: {e}"));
+    let log_dir = run_dir.join("cloud-run");
+    std::fs::create_dir_all(&log_dir)
+        .map_err(|e| io("create the Cloud Run emulator's folder", e))?;
+    let log = std::fs::File::create(run_dir.join("cloud-run.log"))
+        .map_err(|e| io("create the Cloud Run emulator's log", e))?;
+    let exe = std::env::current_exe().map_err(|e| io("find the harness binary", e))?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args([
+        "emulate",
+        "cloud-run",
+        "--json",
+        "--port",
+        &port.to_string(),
+    ])
+    .arg("--log-dir")
+    .arg(&log_dir);
+    if let Some(f) = images {
+        cmd.arg("--images").arg(f);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| io("start the Cloud Run emulator", e))?;
+    let pid = child.id().unwrap_or_default();
+    let mut line = String::new();
+    let read = match child.stdout.take() {
+        Some(out) => {
+            let mut out = tokio::io::BufReader::new(out);
+            tokio::time::timeout(Duration::from_secs(10), out.read_line(&mut line)).await
+        }
+        None => Ok(Ok(0)),
+    };
+    let info: Option<Value> = serde_json::from_str(line.trim()).ok();
+    let Some(info) = info.filter(|_| matches!(read, Ok(Ok(n)) if n > 0)) else {
+        let _ = child.kill().await;
+        let said = std::fs::read_to_string(run_dir.join("cloud-run.log")).unwrap_or_default();
+        return Err(Error::Other(format!(
+            "the Cloud Run emulator did not start: {}",
+            said.trim()
+        )));
+    };
+    let field = |k: &str| info[k].as_str().unwrap_or_default().to_owned();
+    Ok((
+        pid,
+        cloud_run_endpoint(
+            &field("url"),
+            &field("endpoint"),
+            &field("project"),
+            &field("region"),
+            &log_dir,
+            info["gcloud_env"].clone(),
+        ),
+    ))
+}

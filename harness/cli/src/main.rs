@@ -55,9 +55,14 @@ enum Command {
     },
     /// Bring the stack up.
     Up {
-        /// Comma-separated services: postgres, s3, neo4j, otel (default: all).
+        /// Comma-separated services: postgres, s3, neo4j, otel, and the emulator cloud-run
+        /// (default: the four runtimes).
         #[arg(long, value_delimiter = ',')]
         services: Vec<String>,
+        /// cloud-run: the image map of the Cloud Run emulator (as `harness emulate
+        /// cloud-run --images`).
+        #[arg(long, value_name = "FILE")]
+        cloud_run_images: Option<PathBuf>,
         /// native (child processes), docker (containers through testcontainers), or
         /// external (attach to a stack someone else started; needs --from).
         #[arg(long, env = "HARNESS_PROVIDER", default_value = "native")]
@@ -71,7 +76,8 @@ enum Command {
         /// docker: the image of a service, as SERVICE=IMAGE (repeatable).
         #[arg(long = "image", value_name = "SERVICE=IMAGE")]
         images: Vec<String>,
-        /// Fixed ports, as SERVICE=PORT (repeatable); `faults=PORT` for the fault control API.
+        /// Fixed ports, as SERVICE=PORT (repeatable); `faults=PORT` for the fault control API,
+        /// `cloud-run=PORT` for the Cloud Run emulator's API.
         #[arg(long = "port", value_name = "SERVICE=PORT")]
         ports: Vec<String>,
         /// Leave the stack running and return; `harness down` stops it.
@@ -325,6 +331,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Up {
             services,
+            cloud_run_images,
             provider,
             from,
             allow_remote,
@@ -343,7 +350,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
                         .into(),
                 ));
             }
-            up(&services, provider, &images, &ports, detach, json).await
+            up(
+                &services,
+                cloud_run_images.as_deref(),
+                provider,
+                &images,
+                &ports,
+                detach,
+                json,
+            )
+            .await
         }
         Command::Images { command } => images_command(command).await,
         Command::Emulate {
@@ -528,8 +544,15 @@ async fn images_command(command: ImagesCommand) -> Result<(), Error> {
     }
 }
 
+/// `cloud-run` (or `cloud_run`) among `--services`: the Cloud Run emulator.
+fn is_cloud_run(name: &str) -> bool {
+    matches!(name.trim(), "cloud-run" | "cloud_run")
+}
+
+#[expect(clippy::too_many_arguments, reason = "one per `harness up` flag")]
 async fn up(
     services: &[String],
+    cloud_run_images: Option<&std::path::Path>,
     provider: ProviderKind,
     images: &[String],
     ports: &[String],
@@ -538,8 +561,26 @@ async fn up(
 ) -> Result<(), Error> {
     let mut signals = StopSignals::register();
     let mut builder = Stack::builder().progress(progress()).provider(provider);
-    for kind in kinds(services)? {
-        builder = builder.service(kind);
+    let want_cloud_run = services.iter().any(|s| is_cloud_run(s));
+    let runtimes: Vec<String> = services
+        .iter()
+        .filter(|s| !is_cloud_run(s))
+        .cloned()
+        .collect();
+    if cloud_run_images.is_some() && !want_cloud_run {
+        return Err(Error::BadInput(
+            "read --cloud-run-images: it is the Cloud Run emulator's image map, so add cloud-run to --services".into(),
+        ));
+    }
+    // The image map is read before anything starts, so a bad one costs nothing.
+    let image_map = match cloud_run_images {
+        Some(f) => Some(harness_engine::emulators::cloud_run::images::ImageMap::load(f)?),
+        None => None,
+    };
+    if !(want_cloud_run && runtimes.is_empty()) {
+        for kind in kinds(&runtimes)? {
+            builder = builder.service(kind);
+        }
     }
     for spec in images {
         let (name, image) = spec
@@ -551,6 +592,7 @@ async fn up(
         builder = builder.image(ServiceKind::parse(name)?, image);
     }
     let mut faults_port = 0;
+    let mut cloud_run_port = 0;
     for spec in ports {
         let (name, port) = spec
             .split_once('=')
@@ -558,6 +600,10 @@ async fn up(
             .ok_or_else(|| Error::Other(format!("read --port `{spec}`: expected SERVICE=PORT")))?;
         if name == "faults" {
             faults_port = port;
+            continue;
+        }
+        if is_cloud_run(name) {
+            cloud_run_port = port;
             continue;
         }
         builder = builder.port(ServiceKind::parse(name)?, port);
@@ -601,6 +647,36 @@ async fn up(
     if let (Some(f), Some(map)) = (&faults, services.as_object_mut()) {
         map.insert("faults".into(), f.endpoint().await);
     }
+    // The Cloud Run emulator: in this process for an attached stack, as a process of its
+    // own (recorded with the stack) for a detached one.
+    let mut cloud_run = None;
+    if want_cloud_run {
+        let started = if detach {
+            emulate::cloud_run_detached(stack.run_dir(), cloud_run_port, cloud_run_images)
+                .await
+                .and_then(|(pid, endpoint)| stack.adopt("cloud-run", pid).map(|()| endpoint))
+        } else {
+            match emulate::cloud_run_attached(stack.run_dir(), cloud_run_port, image_map).await {
+                Ok((c, endpoint)) => {
+                    cloud_run = Some(c);
+                    Ok(endpoint)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match started {
+            Ok(endpoint) => {
+                if let Some(map) = services.as_object_mut() {
+                    map.insert("cloud_run".into(), endpoint);
+                }
+            }
+            Err(e) => {
+                drop(faults);
+                stack.shutdown().await;
+                return Err(e);
+            }
+        }
+    }
     let summary = serde_json::json!({
         "run_id": stack.run_id(),
         "provider": stack.provider().name(),
@@ -629,6 +705,9 @@ async fn up(
     signals.wait().await;
     eprintln!("stopping");
     drop(faults);
+    if let Some(c) = cloud_run {
+        c.shutdown().await;
+    }
     stack.shutdown().await;
     Ok(())
 }

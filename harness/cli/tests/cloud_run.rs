@@ -715,3 +715,87 @@ fn deleting_a_service_stops_its_instances() {
     let err = emu.fails(&["run", "services", "describe", "hello"]);
     assert!(err.contains("hello"), "{err}");
 }
+
+#[test]
+fn googles_client_library_lists_creates_updates_and_deletes_services() {
+    let emu = Emulator::start(&[]);
+    emu.ok(&["run", "deploy", "hello", "--image=example/hello:v1"]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cloud_run_client.py");
+    let client = |phase: &str| -> Value {
+        let out = Command::new("python3")
+            .arg(&script)
+            .args([emu.url().as_str(), "demo", "us-central1", phase])
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "the client library failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("the script's json")
+    };
+    let seen = client("make");
+    let p = "projects/demo/locations/us-central1";
+    // What gcloud deployed, the library lists.
+    assert_eq!(
+        seen["before"],
+        serde_json::json!([format!("{p}/services/hello")])
+    );
+    // It created a service through a long-running operation, and it serves.
+    let created = &seen["created"];
+    assert_eq!(created["name"], format!("{p}/services/made"));
+    assert_eq!(created["terminal"], "CONDITION_SUCCEEDED");
+    assert_eq!(created["max_instances"], 3);
+    let v1 = created["latest_ready"].as_str().expect("latest ready");
+    assert!(
+        v1.starts_with(&format!("{p}/services/made/revisions/made-00001-")),
+        "{v1}"
+    );
+    assert_eq!(seen["served"]["version"], "lib-v1");
+    assert_eq!(
+        seen["served"]["revision"],
+        v1.rsplit('/').next().expect("name")
+    );
+    // An update makes a new revision that takes the traffic.
+    let v2 = seen["updated_latest_ready"].as_str().expect("updated");
+    assert_ne!(v1, v2);
+    assert_eq!(seen["served_after_update"]["version"], "lib-v2");
+    assert_eq!(
+        seen["revisions"],
+        serde_json::json!([v2, v1]),
+        "newest first"
+    );
+    assert_eq!(seen["revision_service"], format!("{p}/services/made"));
+    assert_eq!(
+        seen["after"],
+        serde_json::json!([format!("{p}/services/hello"), format!("{p}/services/made")])
+    );
+    // gcloud sees the library's service too, with the same revision.
+    let made = emu.describe("made");
+    assert_eq!(
+        made["status"]["latestReadyRevisionName"],
+        v2.rsplit('/').next().expect("name")
+    );
+    // Errors come back as the library's own exceptions.
+    assert!(
+        seen["missing"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("'nothere'"),
+        "{seen}"
+    );
+    assert!(
+        seen["duplicate"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already exists"),
+        "{seen}"
+    );
+    let deleted = client("delete");
+    assert_eq!(
+        deleted["after_delete"],
+        serde_json::json!([format!("{p}/services/hello")])
+    );
+    let err = emu.fails(&["run", "services", "describe", "made"]);
+    assert!(err.contains("made"), "{err}");
+}

@@ -31,10 +31,11 @@ pub use harness_scenario_derive::Keys;
 pub use kinds::{
     Action, BUILTIN_KINDS, EXTENSION_PREFIX, Extension, Kind, RESERVED_KINDS, Reserved,
     cypher::Cypher,
-    deploy::{Deploy, DeployExpect, ProbeArgs},
+    deploy::{CanaryArgs, Deploy, DeployExpect, ProbeArgs},
     eventually::Eventually,
     exec::{Exec, ExecExpect},
     http::{Http, HttpExpect},
+    job::{Job, JobExpect},
     rollback::Rollback,
     s3::{S3, S3Expect, S3Op},
     snapshot::Snapshot,

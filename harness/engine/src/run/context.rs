@@ -257,7 +257,8 @@ impl Ctx {
         if let Some(c) = &self.cloud_run {
             return Ok(Arc::clone(c));
         }
-        let c = super::steps::cloud_run::start(self.seed, &self.iso.id).await?;
+        let c = super::steps::cloud_run::start(self.seed, &self.iso.id, Arc::clone(&self.builds))
+            .await?;
         self.cloud_run = Some(Arc::clone(&c));
         Ok(c)
     }

@@ -33,6 +33,16 @@ pub struct Deploy {
     /// `env` wins over them by name.
     #[serde(default)]
     pub env_from: Vec<Service>,
+    /// Variables of harness's own environment passed into the revision when they are set,
+    /// as `docker run --env NAME` does.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// Progressive delivery: the new revision first gets `percent` of the traffic while
+    /// `requests` GETs of `path` go through the service over `window`; if more than
+    /// `max_error_rate` of the canary's answers are 5xx, all traffic goes back to what
+    /// served before (and the step fails), else the new revision gets it all.
+    #[serde(default)]
+    pub canary: Option<CanaryArgs>,
     /// The revision's name after `SERVICE-` (default: generated, `api-00002-kop`).
     #[serde(default)]
     pub revision: Option<String>,
@@ -65,6 +75,26 @@ pub struct Deploy {
     /// Values to keep from the document (`revision`, `url`, …).
     #[serde(default)]
     pub capture: BTreeMap<String, Capture>,
+}
+
+/// The analysis of a canary.
+#[derive(Clone, Debug, PartialEq, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryArgs {
+    /// The new revision's share of the traffic during the analysis (1 to 99).
+    pub percent: u64,
+    /// What the analysis requests (default `/`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// How many requests the analysis sends through the service (default 40).
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Over how long (default 2s).
+    #[serde(default)]
+    pub window: Option<Dur>,
+    /// The share of the canary's answers that may be 5xx (default 0).
+    #[serde(default)]
+    pub max_error_rate: Option<f64>,
 }
 
 /// A startup or liveness probe: HTTP GET of `path` (2xx or 3xx passes), or a TCP connect
@@ -114,6 +144,35 @@ pub(crate) fn run_name(cx: &mut Cx, n: &Node, what: &str) -> Option<String> {
     Some(s)
 }
 
+fn canary(cx: &mut Cx, n: &Node) -> Option<CanaryArgs> {
+    let g = fields(cx, n, "a canary", CanaryArgs::KEYS)?;
+    let percent = req(cx, &g, "percent", "a canary", uint);
+    if let Some(p) = percent
+        && !(1..=99).contains(&p)
+    {
+        cx.error(n.span, format!("a canary's `percent` is 1 to 99, not {p}"));
+        return None;
+    }
+    let max_error_rate = opt(cx, &g, "max_error_rate", number);
+    if let Some(r) = max_error_rate
+        && !(0.0..=1.0).contains(&r)
+    {
+        cx.error(n.span, "`max_error_rate` is a share from 0 to 1");
+        return None;
+    }
+    Some(CanaryArgs {
+        percent: percent?,
+        path: opt(cx, &g, "path", string),
+        requests: opt(cx, &g, "requests", uint),
+        window: opt(cx, &g, "window", duration),
+        max_error_rate,
+    })
+}
+
+pub(crate) fn pass_env(cx: &mut Cx, n: &Node) -> Option<Vec<String>> {
+    list(cx, n, "`pass_env`", |cx, _, n| string(cx, n))
+}
+
 fn probe(cx: &mut Cx, n: &Node) -> Option<ProbeArgs> {
     let g = fields(cx, n, "a probe", ProbeArgs::KEYS)?;
     Some(ProbeArgs {
@@ -157,6 +216,14 @@ impl Kind for Deploy {
                 env.insert((*key).to_owned(), t);
             }
         }
+        let pass_env = opt(cx, &f, "pass_env", pass_env).unwrap_or_default();
+        let canary = opt(cx, &f, "canary", canary);
+        if canary.is_some() && (f.get("no_traffic").is_some() || f.get("tag").is_some()) {
+            cx.error(
+                node.span,
+                "a canary deploy sets the traffic itself: drop `no_traffic` and `tag`",
+            );
+        }
         let revision = opt(cx, &f, "revision", |cx, n| {
             run_name(cx, n, "revision suffix")
         });
@@ -192,6 +259,8 @@ impl Kind for Deploy {
             args,
             env,
             env_from: env_from.services,
+            pass_env,
+            canary,
             revision,
             tag,
             no_traffic,

@@ -16,6 +16,7 @@ pub mod eventually;
 pub mod exec;
 pub mod fault;
 pub mod http;
+pub mod job;
 pub mod rollback;
 pub mod s3;
 pub mod schedule;
@@ -167,6 +168,8 @@ kinds! {
     Traffic(traffic::Traffic),
     /// Send a Cloud Run service's traffic back to an earlier revision.
     Rollback(rollback::Rollback),
+    /// Create or update a Cloud Run job on the scenario's emulator, run it and wait.
+    Job(job::Job),
 }
 
 impl Action {

@@ -351,3 +351,159 @@ impl CloudRun {
             .collect())
     }
 }
+
+/// A job as a step writes it.
+#[derive(Clone, Debug, Default)]
+pub struct JobSpec {
+    pub name: String,
+    pub image: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub tasks: Option<u64>,
+    pub parallelism: Option<u64>,
+    pub max_retries: Option<u64>,
+    pub task_timeout: Option<Duration>,
+}
+
+impl CloudRun {
+    fn run_api(&self) -> String {
+        format!(
+            "{}/apis/run.googleapis.com/v1/namespaces/{}",
+            self.url(),
+            self.project()
+        )
+    }
+
+    async fn call(&self, req: reqwest::RequestBuilder, what: &str) -> Result<Value, String> {
+        let r = req.send().await.map_err(|e| format!("{what}: {e}"))?;
+        let status = r.status();
+        let text = r.text().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        } else {
+            Err(api_error(status, &text))
+        }
+    }
+
+    /// Creates or replaces the job as `gcloud run jobs create|update` does, executes it as
+    /// `gcloud run jobs execute --wait` does, and returns the finished execution and its
+    /// tasks.
+    pub async fn run_job(
+        &self,
+        spec: &JobSpec,
+        timeout: Duration,
+    ) -> Result<(Value, Vec<Value>), String> {
+        let client = reqwest::Client::new();
+        let url = format!("{}/jobs/{}", self.run_api(), spec.name);
+        let exists = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .status()
+            .is_success();
+        let mut task = json!({
+            "containers": [{
+                "image": spec.image,
+                "args": spec.args,
+                "env": spec.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+            }],
+        });
+        if let Some(n) = spec.max_retries {
+            task["maxRetries"] = json!(n);
+        }
+        if let Some(t) = spec.task_timeout {
+            task["timeoutSeconds"] = json!(t.as_secs().max(1));
+        }
+        let mut exec = json!({"template": {"spec": task}});
+        if let Some(n) = spec.tasks {
+            exec["taskCount"] = json!(n);
+        }
+        if let Some(n) = spec.parallelism {
+            exec["parallelism"] = json!(n);
+        }
+        let body = json!({
+            "apiVersion": "run.googleapis.com/v1",
+            "kind": "Job",
+            "metadata": {"name": spec.name, "namespace": self.project()},
+            "spec": {"template": {"spec": exec}},
+        });
+        let write = if exists {
+            client.put(&url).json(&body)
+        } else {
+            client.post(format!("{}/jobs", self.run_api())).json(&body)
+        };
+        self.call(write, &format!("write job {}", spec.name))
+            .await?;
+        let started = self
+            .call(
+                client.post(format!("{url}:run")).json(&json!({})),
+                &format!("run job {}", spec.name),
+            )
+            .await?;
+        let name = started["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let done = loop {
+            let e = self
+                .call(
+                    client.get(format!("{}/executions/{name}", self.run_api())),
+                    "read the execution",
+                )
+                .await?;
+            if condition(&e, "Completed").is_some_and(|c| c["status"] != "Unknown") {
+                break e;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "execution {name} did not finish within {timeout:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        let tasks = self
+            .call(
+                client.get(format!(
+                    "{}/tasks?labelSelector=run.googleapis.com/execution%3D{name}",
+                    self.run_api()
+                )),
+                "list the execution's tasks",
+            )
+            .await?;
+        let mut tasks = tasks["items"].as_array().cloned().unwrap_or_default();
+        tasks.sort_by_key(|t| t["status"]["index"].as_u64().unwrap_or(0));
+        Ok((done, tasks))
+    }
+}
+
+/// The document of a `job` step.
+pub fn job_summary(execution: &Value, tasks: &[Value]) -> Value {
+    let s = &execution["status"];
+    let completed = condition(execution, "Completed");
+    let ms = match (s["startTime"].as_str(), s["completionTime"].as_str()) {
+        (Some(a), Some(b)) => chrono::DateTime::parse_from_rfc3339(b)
+            .ok()
+            .zip(chrono::DateTime::parse_from_rfc3339(a).ok())
+            .map(|(b, a)| (b - a).num_milliseconds()),
+        _ => None,
+    };
+    json!({
+        "job": execution["metadata"]["labels"]["run.googleapis.com/job"],
+        "execution": execution["metadata"]["name"],
+        "succeeded": completed.is_some_and(|c| c["status"] == "True"),
+        "message": completed.and_then(|c| c.get("message")).cloned().unwrap_or(Value::Null),
+        "tasks": tasks.len(),
+        "succeeded_count": s["succeededCount"],
+        "failed_count": s["failedCount"],
+        "retried_count": s["retriedCount"],
+        "cancelled_count": s["cancelledCount"],
+        "duration_ms": ms,
+        "task_results": tasks.iter().map(|t| json!({
+            "index": t["status"]["index"],
+            "exit_code": t["status"]["lastAttemptResult"]["exitCode"],
+            "retried": t["status"]["retried"],
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -28,6 +28,7 @@ mod routes;
 mod services;
 pub mod spec;
 pub mod traffic;
+mod v2;
 
 use std::{
     collections::BTreeMap,
@@ -55,7 +56,7 @@ use crate::{Error, run::processes::Builds};
 pub const API_HOST: &str = "run.local";
 
 /// How the emulator is set up.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     pub project: String,
     pub region: String,
@@ -70,6 +71,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// The port of the API on 127.0.0.1 (0: a free one).
     pub port: u16,
+    /// Where `cargo:` images are built (a run's own builds, so a package is built once per
+    /// run); default: builds of the emulator's own, using `HARNESS_BIN_DIR` when set.
+    pub builds: Option<Arc<Builds>>,
 }
 
 impl Config {
@@ -83,6 +87,7 @@ impl Config {
             log_dir,
             idle_timeout: Duration::from_secs(60),
             port: 0,
+            builds: None,
         }
     }
 }
@@ -95,6 +100,7 @@ pub(crate) struct State {
     jobs: BTreeMap<String, jobs::Job>,
     executions: BTreeMap<String, jobs::Execution>,
     iam: BTreeMap<String, serde_json::Value>,
+    operations: BTreeMap<String, v2::Operation>,
 }
 
 pub(crate) struct Shared {
@@ -104,7 +110,7 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     rng: Mutex<StdRng>,
     events: Arc<Events>,
-    builds: Builds,
+    builds: Arc<Builds>,
     /// Held while a service's traffic is resolved and handed to its ingress.
     routing: tokio::sync::Mutex<()>,
     closed: CancellationToken,
@@ -179,13 +185,17 @@ impl CloudRun {
             .local_addr()
             .map_err(|e| Error::io("read local address", e))?;
         let bin_dir = std::env::var_os("HARNESS_BIN_DIR").map(PathBuf::from);
+        let builds = cfg
+            .builds
+            .clone()
+            .unwrap_or_else(|| Arc::new(Builds::new(bin_dir)));
         let shared = Arc::new(Shared {
             images: Mutex::new(cfg.images.clone()),
             rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
             cfg,
             state: Mutex::new(State::default()),
             events,
-            builds: Builds::new(bin_dir),
+            builds,
             routing: tokio::sync::Mutex::new(()),
             closed: CancellationToken::new(),
         });
@@ -242,6 +252,11 @@ impl CloudRun {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
+    }
+
+    /// Records an event of a caller's own (a canary's decisions), beside the emulator's.
+    pub fn record(&self, kind: &str, event: serde_json::Value) {
+        self.shared.events.push(kind, event);
     }
 
     /// Every event so far (deploys, instances, requests).
@@ -372,6 +387,28 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/v1/projects/{project}/locations/{location}/{kind}/{name}",
             get(iam::get).post(iam::post),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/services",
+            get(v2::list_services).post(v2::create_service),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/services/{name}",
+            get(v2::service)
+                .patch(v2::update_service)
+                .delete(v2::delete_service),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/services/{name}/revisions",
+            get(v2::list_revisions),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/services/{name}/revisions/{rev}",
+            get(v2::revision),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/operations/{id}",
+            get(v2::operation),
         )
         .fallback(fallback)
         .with_state(shared)

@@ -600,7 +600,11 @@ async fn check(sh: Arc<Shared>, service: String, rev: NewRevision) {
     sync_route(&sh, &service).await;
 }
 
-async fn create_or_replace(sh: Arc<Shared>, body: Value, existing: bool) -> ApiResult<Json<Value>> {
+pub(super) async fn create_or_replace(
+    sh: Arc<Shared>,
+    body: Value,
+    existing: bool,
+) -> ApiResult<Json<Value>> {
     let (name, made) = apply(&sh, body, existing).await?;
     if let Some(rev) = made {
         let waiting = rev.pool.is_some();

@@ -4,14 +4,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use harness_scenario::{Command, Deploy, ProbeArgs, Rollback, Traffic};
+use harness_scenario::{Command, Deploy, Job, ProbeArgs, Rollback, Traffic};
 use serde_json::{Value, json};
 
 use super::{Handler, StepError};
 use crate::{
     emulators::cloud_run::{
         CloudRun,
-        client::{DeploySpec, ProbeSpec, summary},
+        client::{DeploySpec, JobSpec, ProbeSpec, job_summary, summary},
         images::{Image, Program},
     },
     run::context::Ctx,
@@ -23,6 +23,17 @@ fn mismatch(message: String, expected: impl Into<String>, actual: impl Into<Stri
         expected: Some(expected.into()),
         actual: Some(actual.into()),
         span: None,
+    }
+}
+
+/// `pass_env`: the variables of harness's own environment that are set.
+fn passed(names: &[String], env: &mut Vec<(String, String)>) {
+    for n in names {
+        if let Ok(v) = std::env::var(n)
+            && !env.iter().any(|(k, _)| k == n)
+        {
+            env.push((n.clone(), v));
+        }
     }
 }
 
@@ -39,38 +50,56 @@ fn probe(p: &ProbeArgs) -> ProbeSpec {
     }
 }
 
+/// Maps `image` to the step's `cargo` or `command`, when it names one.
+fn map_image(
+    ctx: &mut Ctx,
+    emulator: &CloudRun,
+    image: &str,
+    cargo: Option<&String>,
+    command: Option<&Command>,
+) -> Result<(), StepError> {
+    let program = match (cargo, command) {
+        (Some(package), _) => Some(Program::Cargo(package.clone())),
+        (None, Some(Command::Shell(line))) => Some(Program::Command(vec![
+            "sh".into(),
+            "-c".into(),
+            ctx.render_str(line)?,
+        ])),
+        (None, Some(Command::Argv(argv))) => {
+            let mut all = Vec::new();
+            for a in argv {
+                all.push(ctx.render_str(a)?);
+            }
+            Some(Program::Command(all))
+        }
+        (None, None) => None,
+    };
+    if let Some(program) = program {
+        emulator.map_image(
+            image,
+            Image {
+                program,
+                env: Default::default(),
+                dir: ctx.dir.clone(),
+            },
+        );
+    }
+    Ok(())
+}
+
 impl Handler for Deploy {
     type Output = Value;
 
     async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
         let emulator = ctx.cloud_run().await?;
         let image = ctx.render(&self.image)?;
-        let program = match (&self.cargo, &self.command) {
-            (Some(package), _) => Some(Program::Cargo(package.clone())),
-            (None, Some(Command::Shell(line))) => Some(Program::Command(vec![
-                "sh".into(),
-                "-c".into(),
-                ctx.render_str(line)?,
-            ])),
-            (None, Some(Command::Argv(argv))) => {
-                let mut all = Vec::new();
-                for a in argv {
-                    all.push(ctx.render_str(a)?);
-                }
-                Some(Program::Command(all))
-            }
-            (None, None) => None,
-        };
-        if let Some(program) = program {
-            emulator.map_image(
-                &image,
-                Image {
-                    program,
-                    env: Default::default(),
-                    dir: ctx.dir.clone(),
-                },
-            );
-        }
+        map_image(
+            ctx,
+            &emulator,
+            &image,
+            self.cargo.as_ref(),
+            self.command.as_ref(),
+        )?;
         let mut args = Vec::new();
         for a in &self.args {
             args.push(ctx.render(a)?);
@@ -79,6 +108,7 @@ impl Handler for Deploy {
         for (k, v) in &self.env {
             env.push((k.clone(), ctx.render(v)?));
         }
+        passed(&self.pass_env, &mut env);
         let spec = DeploySpec {
             service: self.service.clone(),
             image,
@@ -86,7 +116,7 @@ impl Handler for Deploy {
             env,
             revision: self.revision.clone(),
             tag: self.tag.clone(),
-            no_traffic: self.no_traffic == Some(true),
+            no_traffic: self.no_traffic == Some(true) || self.canary.is_some(),
             min_instances: self.min_instances,
             max_instances: self.max_instances,
             concurrency: self.concurrency,
@@ -98,7 +128,7 @@ impl Handler for Deploy {
             .deploy(&spec, timeout)
             .await
             .map_err(|e| StepError::error(format!("deploy {}: {e}", self.service)))?;
-        let doc = summary(&after);
+        let mut doc = summary(&after);
         let want_ready = self.expect.ready.unwrap_or(true);
         let ready = doc["ready"] == true;
         let revision = doc["revision"].as_str().unwrap_or_default().to_owned();
@@ -131,8 +161,155 @@ impl Handler for Deploy {
                 ));
             }
         }
+        if let (Some(c), true) = (&self.canary, ready) {
+            let before = before
+                .as_ref()
+                .map(|b| b["spec"]["traffic"].clone())
+                .unwrap_or_default();
+            let verdict = canary(&emulator, &self.service, &revision, before, c).await?;
+            doc = summary(
+                &emulator
+                    .get_service(&self.service)
+                    .await
+                    .map_err(StepError::error)?
+                    .unwrap_or_default(),
+            );
+            doc["revision"] = json!(revision);
+            let promoted = verdict["decision"] == "promoted";
+            doc["canary"] = verdict;
+            if !promoted {
+                return Err(mismatch(
+                    format!(
+                        "the canary of {revision} was rolled back: {} of its {} answers were 5xx",
+                        doc["canary"]["errors"], doc["canary"]["requests"]
+                    ),
+                    format!(
+                        "an error rate of at most {}",
+                        doc["canary"]["max_error_rate"]
+                    ),
+                    doc["canary"]["error_rate"].to_string(),
+                ));
+            }
+        }
         Ok(Some(doc))
     }
+}
+
+/// The canary analysis: `percent` of the traffic to `revision`, requests through the
+/// service over the window, and a decision from the canary's own answers (the ingress's
+/// request events): promote it to 100 %, or put `before` back.
+async fn canary(
+    emulator: &CloudRun,
+    service: &str,
+    revision: &str,
+    before: Value,
+    c: &harness_scenario::CanaryArgs,
+) -> Result<Value, StepError> {
+    let fail = |e: String| StepError::error(format!("canary of {revision}: {e}"));
+    let svc = emulator
+        .get_service(service)
+        .await
+        .map_err(fail)?
+        .unwrap_or_default();
+    let serving = svc["status"]["traffic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["percent"].as_u64().unwrap_or(0) > 0)
+        .filter_map(|t| t["revisionName"].as_str())
+        .find(|r| *r != revision)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            fail(format!(
+                "a canary needs a revision of {service} that serves already"
+            ))
+        })?;
+    let (rev, pct, base) = (revision.to_owned(), c.percent, serving.clone());
+    emulator
+        .set_traffic(service, SETTLE, move |_, traffic| {
+            let tags: Vec<Value> = traffic
+                .iter()
+                .filter(|t| t["tag"].is_string())
+                .map(|t| json!({"revisionName": t["revisionName"], "tag": t["tag"]}))
+                .collect();
+            *traffic = vec![
+                json!({"revisionName": base, "percent": 100 - pct}),
+                json!({"revisionName": rev, "percent": pct}),
+            ];
+            traffic.extend(tags);
+            Ok(())
+        })
+        .await
+        .map_err(fail)?;
+    emulator.record(
+        "canary_started",
+        json!({"service": service, "revision": revision,
+        "percent": c.percent, "baseline": serving}),
+    );
+    let url = svc["status"]["url"].as_str().unwrap_or_default().to_owned();
+    let path = c.path.clone().unwrap_or_else(|| "/".into());
+    let requests = c.requests.unwrap_or(40).max(1);
+    let window = c.window.map_or(Duration::from_secs(2), |d| d.0);
+    let gap = window / u32::try_from(requests).unwrap_or(u32::MAX);
+    let from = emulator.events().len();
+    let client = reqwest::Client::new();
+    for _ in 0..requests {
+        // Each answer counts through the ingress's request events, whatever it is.
+        let _ = client
+            .get(format!("{url}{path}"))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        tokio::time::sleep(gap).await;
+    }
+    let seen: Vec<Value> = emulator.events()[from..]
+        .iter()
+        .filter(|e| e["event"] == "request" && e["revision"] == revision)
+        .cloned()
+        .collect();
+    let errors = seen
+        .iter()
+        .filter(|e| e["status"].as_u64().unwrap_or(0) >= 500)
+        .count();
+    let rate = if seen.is_empty() {
+        0.0
+    } else {
+        errors as f64 / seen.len() as f64
+    };
+    let max = c.max_error_rate.unwrap_or(0.0);
+    let promoted = rate <= max;
+    let (rev, keep) = (revision.to_owned(), before.clone());
+    emulator
+        .set_traffic(service, SETTLE, move |_, traffic| {
+            let tags: Vec<Value> = traffic
+                .iter()
+                .filter(|t| t["tag"].is_string())
+                .map(|t| json!({"revisionName": t["revisionName"], "tag": t["tag"]}))
+                .collect();
+            if promoted {
+                *traffic = vec![json!({"revisionName": rev, "percent": 100})];
+                traffic.extend(tags);
+            } else {
+                *traffic = keep.as_array().cloned().unwrap_or_default();
+            }
+            Ok(())
+        })
+        .await
+        .map_err(fail)?;
+    let verdict = json!({
+        "decision": if promoted { "promoted" } else { "rolled_back" },
+        "percent": c.percent,
+        "baseline": serving,
+        "requests": seen.len(),
+        "errors": errors,
+        "error_rate": rate,
+        "max_error_rate": max,
+    });
+    let mut event = verdict.clone();
+    event["service"] = json!(service);
+    event["revision"] = json!(revision);
+    emulator.record("canary_decided", event);
+    Ok(verdict)
 }
 
 impl Handler for Traffic {
@@ -276,11 +453,79 @@ impl Handler for Rollback {
     }
 }
 
+impl Handler for Job {
+    type Output = Value;
+
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        let emulator = ctx.cloud_run().await?;
+        let image = ctx.render(&self.image)?;
+        map_image(
+            ctx,
+            &emulator,
+            &image,
+            self.cargo.as_ref(),
+            self.command.as_ref(),
+        )?;
+        let mut args = Vec::new();
+        for a in &self.args {
+            args.push(ctx.render(a)?);
+        }
+        let mut env = Vec::new();
+        for (k, v) in &self.env {
+            env.push((k.clone(), ctx.render(v)?));
+        }
+        passed(&self.pass_env, &mut env);
+        let spec = JobSpec {
+            name: self.name.clone(),
+            image,
+            args,
+            env,
+            tasks: self.tasks,
+            parallelism: self.parallelism,
+            max_retries: self.max_retries,
+            task_timeout: self.task_timeout.map(|d| d.0),
+        };
+        let timeout = self.timeout.map_or(Duration::from_secs(300), |d| d.0);
+        let (execution, tasks) = emulator
+            .run_job(&spec, timeout)
+            .await
+            .map_err(|e| StepError::error(format!("job {}: {e}", self.name)))?;
+        let doc = job_summary(&execution, &tasks);
+        let want = self.expect.succeeded.unwrap_or(true);
+        let got = doc["succeeded"] == true;
+        if want != got {
+            return Err(mismatch(
+                format!(
+                    "execution {} of job {} {}",
+                    doc["execution"].as_str().unwrap_or_default(),
+                    self.name,
+                    if got { "succeeded" } else { "failed" }
+                ),
+                if want {
+                    "every task to succeed"
+                } else {
+                    "the execution to fail"
+                },
+                doc["message"]
+                    .as_str()
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or(if got { "succeeded" } else { "failed" }),
+            ));
+        }
+        Ok(Some(doc))
+    }
+}
+
 /// Starts the scenario's emulator: seeded by the scenario, logs in a folder of its own.
-pub async fn start(seed: u64, id: &str) -> Result<Arc<CloudRun>, StepError> {
+pub async fn start(
+    seed: u64,
+    id: &str,
+    builds: Arc<crate::run::processes::Builds>,
+) -> Result<Arc<CloudRun>, StepError> {
     let dir = std::env::temp_dir().join(format!("harness-cloud-run-{id}"));
     let mut cfg = crate::emulators::cloud_run::Config::new(dir);
     cfg.seed = seed;
+    cfg.builds = Some(builds);
     CloudRun::start(cfg)
         .await
         .map(Arc::new)

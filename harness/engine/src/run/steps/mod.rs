@@ -130,6 +130,7 @@ pub fn run<'a>(
             Action::Deploy(s) => checked(ctx, s).await,
             Action::Traffic(s) => checked(ctx, s).await,
             Action::Rollback(s) => checked(ctx, s).await,
+            Action::Job(s) => checked(ctx, s).await,
             Action::Eventually(e) => return eventually::run(ctx, e, ext).await,
             // The plan refuses these; a runner driven without a plan says so too.
             Action::Reserved(r) => Err(StepError::Error {
