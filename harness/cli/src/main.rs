@@ -549,7 +549,6 @@ fn is_cloud_run(name: &str) -> bool {
     matches!(name.trim(), "cloud-run" | "cloud_run")
 }
 
-#[expect(clippy::too_many_arguments, reason = "one per `harness up` flag")]
 async fn up(
     services: &[String],
     cloud_run_images: Option<&std::path::Path>,

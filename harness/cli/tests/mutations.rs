@@ -57,6 +57,8 @@ macro_rules! caught {
 
 caught! {
     crash_on_start_fails_health: "crash_on_start" in "platform/health.yaml" at "start process api";
+    crashing_v2_fails_revisions: "crash_on_start" in "platform_revisions.yaml" at "v2 takes over all traffic";
+    failing_route_fails_canary: "config_500" in "platform_canary.yaml" at "v2 is promoted after its canary";
     leaked_secret_fails_version: "leak_secret" in "platform/version.yaml" at "version metadata carries no credential";
     leaked_secret_fails_browser_config: "leak_secret" in "platform/browser_config.yaml" at "only the public keys are served";
     rls_bypass_fails_rls: "rls_bypass" in "platform/rls.yaml" at "grace lists only her own deck";

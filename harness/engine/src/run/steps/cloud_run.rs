@@ -26,6 +26,15 @@ fn mismatch(message: String, expected: impl Into<String>, actual: impl Into<Stri
     }
 }
 
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `pass_env`: the variables of harness's own environment that are set.
 fn passed(names: &[String], env: &mut Vec<(String, String)>) {
     for n in names {
@@ -133,11 +142,23 @@ impl Handler for Deploy {
         let ready = doc["ready"] == true;
         let revision = doc["revision"].as_str().unwrap_or_default().to_owned();
         if want_ready && !ready {
+            // The instance's own last words usually say why.
+            let log = emulator
+                .events()
+                .iter()
+                .rev()
+                .find(|e| e["event"] == "instance_failed" && e["revision"] == revision.as_str())
+                .and_then(|e| e["log"].as_str().map(str::to_owned))
+                .filter(|l| !l.trim().is_empty());
+            let mut message = format!(
+                "revision {revision} of {} did not become ready",
+                self.service
+            );
+            if let Some(log) = log {
+                message.push_str(&format!("; its log ends with:\n{}", tail(&log, 10)));
+            }
             return Err(mismatch(
-                format!(
-                    "revision {revision} of {} did not become ready",
-                    self.service
-                ),
+                message,
                 "ready",
                 doc["message"].as_str().unwrap_or("not ready"),
             ));
@@ -162,10 +183,24 @@ impl Handler for Deploy {
             }
         }
         if let (Some(c), true) = (&self.canary, ready) {
-            let before = before
+            // What served before, pinned by revision name: a `latestRevision` target would
+            // now follow the canary itself.
+            let before: Value = before
                 .as_ref()
-                .map(|b| b["spec"]["traffic"].clone())
-                .unwrap_or_default();
+                .and_then(|b| b["status"]["traffic"].as_array().cloned())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    let mut pinned = json!({"revisionName": t["revisionName"]});
+                    if t["percent"].as_u64().unwrap_or(0) > 0 {
+                        pinned["percent"] = t["percent"].clone();
+                    }
+                    if t["tag"].is_string() {
+                        pinned["tag"] = t["tag"].clone();
+                    }
+                    pinned
+                })
+                .collect();
             let verdict = canary(&emulator, &self.service, &revision, before, c).await?;
             doc = summary(
                 &emulator
