@@ -799,3 +799,149 @@ fn googles_client_library_lists_creates_updates_and_deletes_services() {
     let err = emu.fails(&["run", "services", "describe", "made"]);
     assert!(err.contains("made"), "{err}");
 }
+
+/// gcloud pointed at `services.cloud_run` of `harness up --json`.
+fn gcloud_with(env: &Value, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new("gcloud");
+    for (k, v) in env.as_object().expect("gcloud_env") {
+        cmd.env(k, v.as_str().unwrap_or_default());
+    }
+    let out = cmd.args(args).output().expect("run gcloud");
+    (out.status.success(), plain(&out.stderr))
+}
+
+#[test]
+fn harness_up_serves_the_emulator_beside_the_stack_attached_and_detached() {
+    let images = fixtures().join("images.yaml");
+    // Attached: in the `harness up` process, gone with it.
+    let mut child = common::harness()
+        .args(["up", "--services", "postgres,cloud-run", "--json"])
+        .arg("--cloud-run-images")
+        .arg(&images)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn harness up");
+    let mut text = String::new();
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    while !text.trim_end().ends_with('}') || serde_json::from_str::<Value>(&text).is_err() {
+        let mut line = String::new();
+        if out.read_line(&mut line).expect("read") == 0 {
+            break;
+        }
+        text.push_str(&line);
+    }
+    let summary: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let cr = &summary["services"]["cloud_run"];
+    assert!(
+        summary["services"]["postgres"]["port"].is_u64(),
+        "{summary}"
+    );
+    let (ok, err) = gcloud_with(
+        &cr["gcloud_env"],
+        &["run", "deploy", "hello", "--image=example/hello:v1"],
+    );
+    assert!(ok, "{err}");
+    let url = err
+        .lines()
+        .find_map(|l| l.strip_prefix("Service URL: "))
+        .expect("gcloud prints the service URL")
+        .trim()
+        .to_owned();
+    assert_eq!(version(&url)["version"], "v1");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    assert!(child.wait().expect("wait").success());
+    let gone = reqwest::blocking::Client::new()
+        .get(format!("{url}/version"))
+        .timeout(Duration::from_secs(2))
+        .send();
+    assert!(gone.is_err(), "a service outlived the attached stack");
+
+    // Detached: a process of its own, recorded with the stack, stopped by `harness down`.
+    let out = common::harness()
+        .args(["up", "--services", "cloud-run", "--detach", "--json"])
+        .arg("--cloud-run-images")
+        .arg(&images)
+        .output()
+        .expect("harness up --detach");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let run_id = summary["run_id"].as_str().expect("run_id").to_owned();
+    let _down = common::DownOnDrop(run_id.clone());
+    let cr = &summary["services"]["cloud_run"];
+    let api = cr["url"].as_str().expect("url").to_owned();
+    let (ok, err) = gcloud_with(
+        &cr["gcloud_env"],
+        &["run", "deploy", "hello", "--image=example/hello:v2"],
+    );
+    assert!(ok, "{err}");
+    let url = err
+        .lines()
+        .find_map(|l| l.strip_prefix("Service URL: "))
+        .expect("gcloud prints the service URL")
+        .trim()
+        .to_owned();
+    assert_eq!(version(&url)["version"], "v2");
+    let down = common::harness()
+        .args(["down", &run_id])
+        .output()
+        .expect("down");
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for u in [&api, &url] {
+        let gone = reqwest::blocking::Client::new()
+            .get(u.as_str())
+            .timeout(Duration::from_secs(2))
+            .send();
+        assert!(gone.is_err(), "{u} outlived `harness down`");
+    }
+}
+
+#[test]
+fn a_failing_liveness_probe_replaces_the_instance() {
+    let emu = Emulator::start(&[]);
+    let marker = emu.dir.path().join("sick");
+    emu.ok(&[
+        "run", "deploy", "hello", "--image=example/hello:v1", "--min-instances=1",
+        &format!("--update-env-vars=UNHEALTHY_FILE={}", marker.display()),
+        "--liveness-probe=httpGet.path=/healthz,periodSeconds=1,timeoutSeconds=1,failureThreshold=2",
+    ]);
+    let url = emu.describe("hello")["status"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    assert_eq!(version(&url)["version"], "v1");
+    let started = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "instance_started")
+            .count()
+    };
+    let before = started(&emu.events());
+    std::fs::write(&marker, "").expect("mark unhealthy");
+    let mut replaced = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        let events = emu.events();
+        if events.iter().any(|e| e["event"] == "liveness_failed") && started(&events) > before {
+            replaced = true;
+            break;
+        }
+    }
+    assert!(
+        replaced,
+        "no replacement after the liveness probe failed: {:?}",
+        emu.events()
+    );
+    std::fs::remove_file(&marker).expect("heal");
+    assert_eq!(version(&url)["version"], "v1");
+}
