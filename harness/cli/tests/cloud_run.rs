@@ -945,3 +945,74 @@ fn a_failing_liveness_probe_replaces_the_instance() {
     std::fs::remove_file(&marker).expect("heal");
     assert_eq!(version(&url)["version"], "v1");
 }
+
+#[test]
+fn the_instances_of_a_killed_run_are_reaped_by_the_next_start() {
+    // An instance that ignores SIGTERM survives its parent's death signal: only the run's
+    // record (and so the reaper) can stop it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hello = fixtures().join("hello.py");
+    let scenario = dir.path().join("stubborn.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name: stubborn\nsteps:\n  - deploy:\n      service: stubborn\n      image: example/stubborn\n      command: \"trap '' TERM; exec python3 {}\"\n  - exec: {{ command: \"sleep 120\" }}\n",
+            hello.display()
+        ),
+    )
+    .expect("write");
+    let mut child = common::harness()
+        .arg("run")
+        .arg(&scenario)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn harness run");
+    let owner = child.id();
+    let home = std::env::var("HARNESS_HOME").map_or_else(
+        |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/harness"),
+        PathBuf::from,
+    );
+    let record = common::wait_for_run(&home, owner, "a Cloud Run instance", |r| {
+        r["services"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|g| g["name"] == "cloud-run-instance"))
+    });
+    let pgid = record["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|g| g["name"] == "cloud-run-instance"))
+        .and_then(|g| g["pgid"].as_i64())
+        .expect("the instance's group");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(owner).expect("pid")),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        pid_alive(pgid),
+        "the stubborn instance should outlive its parent"
+    );
+    // Any next start reaps.
+    let out = common::harness()
+        .args(["up", "--services", "s3", "--detach", "--json"])
+        .output()
+        .expect("up");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let up: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let _ = common::harness()
+        .args(["down", up["run_id"].as_str().expect("id")])
+        .output();
+    for _ in 0..50 {
+        if !pid_alive(pgid) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!pid_alive(pgid), "instance {pgid} survived the reaper");
+}

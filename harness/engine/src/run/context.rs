@@ -257,8 +257,13 @@ impl Ctx {
         if let Some(c) = &self.cloud_run {
             return Ok(Arc::clone(c));
         }
-        let c = super::steps::cloud_run::start(self.seed, &self.iso.id, Arc::clone(&self.builds))
-            .await?;
+        let c = super::steps::cloud_run::start(
+            self.seed,
+            &self.iso.id,
+            Arc::clone(&self.builds),
+            self.groups.clone(),
+        )
+        .await?;
         self.cloud_run = Some(Arc::clone(&c));
         Ok(c)
     }

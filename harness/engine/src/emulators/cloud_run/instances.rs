@@ -186,6 +186,7 @@ pub struct Pool {
     owed: AtomicUsize,
     idle: Duration,
     closed: CancellationToken,
+    groups: Option<crate::stack::records::Groups>,
 }
 
 impl Pool {
@@ -197,6 +198,7 @@ impl Pool {
         events: Arc<Events>,
         log_dir: PathBuf,
         idle: Duration,
+        groups: Option<crate::stack::records::Groups>,
     ) -> Arc<Self> {
         let pool = Arc::new(Pool {
             service: service.to_owned(),
@@ -212,6 +214,7 @@ impl Pool {
             owed: AtomicUsize::new(0),
             idle,
             closed: CancellationToken::new(),
+            groups,
         });
         tokio::spawn(scale_loop(Arc::downgrade(&pool), pool.closed.clone()));
         pool
@@ -339,6 +342,9 @@ impl Pool {
             .id()
             .and_then(|p| i32::try_from(p).ok())
             .unwrap_or_default();
+        if let (Some(g), Ok(pgid)) = (&self.groups, u32::try_from(pid)) {
+            g.add("cloud-run-instance", pgid);
+        }
         let (tx, rx) = watch::channel(None);
         let instance = Arc::new(Instance {
             id: id.clone(),
@@ -354,8 +360,12 @@ impl Pool {
             let events = Arc::clone(&self.events);
             let (service, revision, id) = (self.service.clone(), self.revision.clone(), id.clone());
             let pool = Arc::downgrade(self);
+            let groups = self.groups.clone();
             tokio::spawn(async move {
                 let status = child.wait().await;
+                if let (Some(g), Ok(pgid)) = (&groups, u32::try_from(pid)) {
+                    g.remove(pgid);
+                }
                 let how = match status {
                     Ok(s) => match s.code() {
                         Some(c) => format!("exit({c})"),

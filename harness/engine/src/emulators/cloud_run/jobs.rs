@@ -700,6 +700,7 @@ async fn run_task(
             let mut cmd = instances::command(launch, &extra, &log)?;
             cmd.kill_on_drop(true);
             let mut child = cmd.spawn().map_err(|e| format!("could not start the program of image '{}': {e}", spec.image))?;
+            let _recorded = Recorded::new(sh.cfg.groups.clone(), child.id());
             tokio::select! {
                 s = child.wait() => s.map(|s| s.code().unwrap_or(-1)).map_err(|e| e.to_string()),
                 () = tokio::time::sleep(spec.timeout) => {
@@ -898,6 +899,27 @@ pub async fn get_task(
             sh.cfg.region, sh.cfg.project
         ))
     })
+}
+
+/// A task's process group in the run's record while it runs.
+struct Recorded(Option<(crate::stack::records::Groups, u32)>);
+
+impl Recorded {
+    fn new(groups: Option<crate::stack::records::Groups>, pid: Option<u32>) -> Self {
+        let both = groups.zip(pid);
+        if let Some((g, pgid)) = &both {
+            g.add("cloud-run-task", *pgid);
+        }
+        Recorded(both)
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        if let Some((g, pgid)) = &self.0 {
+            g.remove(*pgid);
+        }
+    }
 }
 
 /// Waits for every execution's runner after a shutdown cancelled them.

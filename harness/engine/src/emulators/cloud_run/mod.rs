@@ -74,6 +74,9 @@ pub struct Config {
     /// Where `cargo:` images are built (a run's own builds, so a package is built once per
     /// run); default: builds of the emulator's own, using `HARNESS_BIN_DIR` when set.
     pub builds: Option<Arc<Builds>>,
+    /// The run whose record lists every instance's and task's process group, so that the
+    /// reaper stops them after a run that was killed.
+    pub groups: Option<crate::stack::records::Groups>,
 }
 
 impl Config {
@@ -88,6 +91,7 @@ impl Config {
             idle_timeout: Duration::from_secs(60),
             port: 0,
             builds: None,
+            groups: None,
         }
     }
 }

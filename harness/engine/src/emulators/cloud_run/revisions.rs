@@ -167,6 +167,7 @@ impl Revision {
                     Arc::clone(&sh.events),
                     sh.cfg.log_dir.clone(),
                     sh.cfg.idle_timeout,
+                    sh.cfg.groups.clone(),
                 ));
                 rev.spec = spec;
                 Ok(rev)

@@ -556,11 +556,17 @@ pub async fn start(
     seed: u64,
     id: &str,
     builds: Arc<crate::run::processes::Builds>,
+    groups: Option<crate::stack::records::Groups>,
 ) -> Result<Arc<CloudRun>, StepError> {
-    let dir = std::env::temp_dir().join(format!("harness-cloud-run-{id}"));
+    // In the run's folder, beside the processes' logs, when there is one.
+    let dir = match &groups {
+        Some(g) => g.run_dir().join(format!("cloud-run-{id}")),
+        None => std::env::temp_dir().join(format!("harness-cloud-run-{id}")),
+    };
     let mut cfg = crate::emulators::cloud_run::Config::new(dir);
     cfg.seed = seed;
     cfg.builds = Some(builds);
+    cfg.groups = groups;
     CloudRun::start(cfg)
         .await
         .map(Arc::new)
