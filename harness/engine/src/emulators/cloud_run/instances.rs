@@ -190,6 +190,10 @@ pub struct Pool {
 }
 
 impl Pool {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "built in one place, from a revision and the emulator's settings"
+    )]
     pub fn new(
         service: &str,
         revision: &str,
