@@ -53,6 +53,11 @@ impl Builds {
         }
     }
 
+    /// The run id that containers of this run are labelled with, on a Docker-provider stack.
+    pub fn container_run(&self) -> Option<&str> {
+        self.containers.as_deref()
+    }
+
     /// Runs packages that have an image as containers labelled with `run_id`.
     pub fn in_containers(mut self, run_id: Option<String>) -> Self {
         self.containers = run_id;

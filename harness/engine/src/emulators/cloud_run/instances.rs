@@ -41,6 +41,76 @@ pub struct Launch {
     pub argv: Vec<String>,
     pub dir: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Run as a container of this local image instead (`argv` is then its command), on
+    /// the host network, labelled with the run so that the reaper finds it.
+    pub container: Option<Container>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Container {
+    pub image: String,
+    /// The revision's `command`, replacing the image's entrypoint when set; `Launch::argv`
+    /// is then the arguments.
+    pub entrypoint: Vec<String>,
+    /// The run the container belongs to (the Docker provider's run label).
+    pub run_id: String,
+}
+
+/// The `docker run` argv of one instance or task `name`: the environment by name only
+/// (`-e NAME`, the values come from the docker CLI's own environment, so no value is on a
+/// command line), `--init` so that SIGTERM reaches the program.
+pub fn docker_argv(launch: &Launch, c: &Container, name: &str, extra: &[&str]) -> Vec<String> {
+    use crate::stack::docker::{HOME_LABEL, RUN_LABEL, SERVICE_LABEL, home_id};
+    let mut argv: Vec<String> = [
+        "docker",
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "host",
+        "--name",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    argv.push(name.to_owned());
+    for (k, v) in [
+        (RUN_LABEL, c.run_id.clone()),
+        (SERVICE_LABEL, format!("cloud-run:{name}")),
+        (HOME_LABEL, home_id()),
+    ] {
+        argv.push("--label".into());
+        argv.push(format!("{k}={v}"));
+    }
+    for k in launch
+        .env
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .chain(extra.iter().copied())
+    {
+        argv.push("-e".into());
+        argv.push(k.to_owned());
+    }
+    let mut entry = c.entrypoint.iter();
+    if let Some(first) = entry.next() {
+        argv.push("--entrypoint".into());
+        argv.push(first.clone());
+    }
+    argv.push(c.image.clone());
+    argv.extend(entry.cloned());
+    argv.extend(launch.argv.iter().cloned());
+    argv
+}
+
+/// Removes an instance's container (after its docker CLI was killed).
+pub async fn remove_container(name: &str) {
+    let _ = tokio::process::Command::new("docker")
+        .args(["rm", "-f", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
 }
 
 /// The command for one instance or task of `launch`: its own process group, a
@@ -50,13 +120,19 @@ pub fn command(
     launch: &Launch,
     extra: &[(&str, String)],
     log: &std::path::Path,
+    container_name: Option<&str>,
 ) -> Result<tokio::process::Command, String> {
     let out = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
-    let mut cmd = tokio::process::Command::new(&launch.argv[0]);
-    cmd.args(&launch.argv[1..])
-        .current_dir(&launch.dir)
-        .env_clear();
+    let argv = match (&launch.container, container_name) {
+        (Some(c), Some(name)) => {
+            let names: Vec<&str> = extra.iter().map(|(k, _)| *k).collect();
+            docker_argv(launch, c, name, &names)
+        }
+        _ => launch.argv.clone(),
+    };
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]).current_dir(&launch.dir).env_clear();
     for k in ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"] {
         if let Ok(v) = std::env::var(k) {
             cmd.env(k, v);
@@ -93,6 +169,8 @@ pub struct Instance {
     idle_conns: Mutex<Vec<SendRequest<Incoming>>>,
     exited: watch::Receiver<Option<String>>,
     stopping: AtomicBool,
+    /// The container's name, when the instance is a container.
+    container: Option<String>,
 }
 
 impl Instance {
@@ -334,7 +412,17 @@ impl Pool {
         let dir = self.log_dir.join(&self.revision);
         let _ = std::fs::create_dir_all(&dir);
         let log_path = dir.join(format!("{id}.log"));
-        let mut cmd = command(&self.launch, &[("PORT", port.to_string())], &log_path)?;
+        let container = self
+            .launch
+            .container
+            .as_ref()
+            .map(|_| format!("harness-cr-{id}-{}", std::process::id()));
+        let mut cmd = command(
+            &self.launch,
+            &[("PORT", port.to_string())],
+            &log_path,
+            container.as_deref(),
+        )?;
         let t0 = Instant::now();
         let mut child = cmd.spawn().map_err(|e| {
             format!(
@@ -359,6 +447,7 @@ impl Pool {
             idle_conns: Mutex::new(Vec::new()),
             exited: rx,
             stopping: AtomicBool::new(false),
+            container,
         });
         {
             let events = Arc::clone(&self.events);
@@ -448,7 +537,8 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// SIGTERM to the instance's group, then SIGKILL once `grace` has passed.
+/// SIGTERM to the instance's group, then SIGKILL once `grace` has passed (and a container's
+/// removal, since killing its docker CLI does not stop it).
 async fn stop(i: &Instance, grace: Duration) {
     if i.exited.borrow().is_some() || i.pid <= 0 {
         return;
@@ -461,6 +551,9 @@ async fn stop(i: &Instance, grace: Duration) {
         }
     }
     let _ = killpg(group, Signal::SIGKILL);
+    if let Some(name) = &i.container {
+        remove_container(name).await;
+    }
     i.wait_exit(Duration::from_secs(5)).await;
 }
 

@@ -697,7 +697,11 @@ async fn run_task(
             ("CLOUD_RUN_TASK_ATTEMPT", attempt.to_string()),
         ];
         let outcome: Result<i32, String> = async {
-            let mut cmd = instances::command(launch, &extra, &log)?;
+            let name = launch
+                .container
+                .as_ref()
+                .map(|_| format!("harness-crt-{execution}-{index}-{attempt}-{}", std::process::id()));
+            let mut cmd = instances::command(launch, &extra, &log, name.as_deref())?;
             cmd.kill_on_drop(true);
             let mut child = cmd.spawn().map_err(|e| format!("could not start the program of image '{}': {e}", spec.image))?;
             let _recorded = Recorded::new(sh.cfg.groups.clone(), child.id());
@@ -708,6 +712,9 @@ async fn run_task(
                         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
                     }
                     let _ = child.wait().await;
+                    if let Some(n) = &name {
+                        instances::remove_container(n).await;
+                    }
                     Err(format!("The task timed out after {}s.", spec.timeout.as_secs()))
                 }
                 () = cancel.cancelled() => {

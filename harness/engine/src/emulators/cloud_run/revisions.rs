@@ -15,7 +15,7 @@ use super::{
     Shared,
     error::{ApiError, ApiResult},
     images::Program,
-    instances::{Launch, Pool},
+    instances::{Container, Launch, Pool},
     meta::{self, Meta},
     services::{API_VERSION, Cond, selector_of},
     spec::{EnvValue, RunSpec, run_spec},
@@ -62,10 +62,29 @@ pub async fn prepare(sh: &Shared, template: &Value) -> Prepared {
             ));
         }
     };
+    let mut container = None;
     let mut argv = match &image.program {
         Program::Command(argv) => argv.clone(),
-        Program::Cargo(package) => match sh.builds.binary(&image.dir, package).await {
-            Ok(bin) => vec![bin.display().to_string()],
+        // On a Docker-provider run a package with an image runs from that image.
+        Program::Cargo(package) => match sh.builds.image(&image.dir, package).await {
+            Ok(Some(local)) => {
+                container = Some(Container {
+                    entrypoint: Vec::new(),
+                    image: local,
+                    run_id: sh.builds.container_run().unwrap_or_default().to_owned(),
+                });
+                Vec::new()
+            }
+            Ok(None) => match sh.builds.binary(&image.dir, package).await {
+                Ok(bin) => vec![bin.display().to_string()],
+                Err(e) => {
+                    return Err((
+                        Arc::clone(&spec),
+                        "ContainerMissing",
+                        format!("Image '{}' could not be built: {}", spec.image, e.message()),
+                    ));
+                }
+            },
             Err(e) => {
                 return Err((
                     Arc::clone(&spec),
@@ -79,6 +98,11 @@ pub async fn prepare(sh: &Shared, template: &Value) -> Prepared {
         argv = spec.command.clone();
     }
     argv.extend(spec.args.iter().cloned());
+    if let Some(c) = &mut container {
+        // A container keeps its image's entrypoint unless the revision sets `command`.
+        c.entrypoint.clone_from(&spec.command);
+        argv = spec.args.clone();
+    }
     let mut env: Vec<(String, String)> = image.env.clone().into_iter().collect();
     for (k, v) in &spec.env {
         let value = match v {
@@ -106,6 +130,7 @@ pub async fn prepare(sh: &Shared, template: &Value) -> Prepared {
             argv,
             dir: image.dir.clone(),
             env,
+            container,
         },
     ))
 }
