@@ -134,7 +134,6 @@ pub async fn detached(
     port: u16,
     seed: u64,
 ) -> Result<(u32, Value), Error> {
-    use tokio::io::AsyncBufReadExt;
     let all = serde_json::to_value(endpoints).unwrap_or(Value::Null);
     let mut config = Vec::new();
     if let Value::Object(services) = &all {
@@ -152,37 +151,22 @@ pub async fn detached(
     let io = |what: &str, e: std::io::Error| Error::Other(format!("{what}: {e}"));
     std::fs::write(&file, serde_json::to_vec(&config).unwrap_or_default())
         .map_err(|e| io(&format!("write {}", file.display()), e))?;
-    let log = std::fs::File::create(run_dir.join("faults.log"))
-        .map_err(|e| io("create the fault API's log", e))?;
-    let exe = std::env::current_exe().map_err(|e| io("find the harness binary", e))?;
-    let mut child = tokio::process::Command::new(exe)
-        .args(["emulate", "toxiproxy", "--port", &port.to_string()])
-        .args(["--seed", &seed.to_string(), "--config"])
-        .arg(&file)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| io("start the fault control API", e))?;
-    let pid = child.id().unwrap_or_default();
-    let mut line = String::new();
-    let read = match child.stdout.take() {
-        Some(out) => {
-            let mut out = tokio::io::BufReader::new(out);
-            tokio::time::timeout(Duration::from_secs(10), out.read_line(&mut line)).await
-        }
-        None => Ok(Ok(0)),
-    };
-    let url = line.trim().to_owned();
-    if !matches!(read, Ok(Ok(n)) if n > 0) || !url.starts_with("http://127.0.0.1:") {
-        let _ = child.kill().await;
-        let said = std::fs::read_to_string(run_dir.join("faults.log")).unwrap_or_default();
-        return Err(Error::Other(format!(
-            "the fault control API did not start: {}",
-            said.trim()
-        )));
-    }
+    let (pid, url) = announced(
+        &[
+            "emulate",
+            "toxiproxy",
+            "--port",
+            &port.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--config",
+        ],
+        &file,
+        &run_dir.join("faults.log"),
+        "the fault control API",
+        |line| line.starts_with("http://127.0.0.1:"),
+    )
+    .await?;
     let proxies = reqwest::Client::new()
         .get(format!("{url}/proxies"))
         .send()
@@ -376,52 +360,24 @@ pub async fn cloud_run_detached(
     port: u16,
     images: Option<&Path>,
 ) -> Result<(u32, Value), Error> {
-    use tokio::io::AsyncBufReadExt;
-    let io = |what: &str, e: std::io::Error| Error::Other(format!("{what}: {e}"));
     let log_dir = run_dir.join("cloud-run");
     std::fs::create_dir_all(&log_dir)
-        .map_err(|e| io("create the Cloud Run emulator's folder", e))?;
-    let log = std::fs::File::create(run_dir.join("cloud-run.log"))
-        .map_err(|e| io("create the Cloud Run emulator's log", e))?;
-    let exe = std::env::current_exe().map_err(|e| io("find the harness binary", e))?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.args([
-        "emulate",
-        "cloud-run",
-        "--json",
-        "--port",
-        &port.to_string(),
-    ])
-    .arg("--log-dir")
-    .arg(&log_dir);
-    if let Some(f) = images {
-        cmd.arg("--images").arg(f);
+        .map_err(|e| Error::Other(format!("create the Cloud Run emulator's folder: {e}")))?;
+    let port = port.to_string();
+    let mut args = vec!["emulate", "cloud-run", "--json", "--port", &port];
+    if let Some(f) = images.and_then(Path::to_str) {
+        args.extend(["--images", f]);
     }
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| io("start the Cloud Run emulator", e))?;
-    let pid = child.id().unwrap_or_default();
-    let mut line = String::new();
-    let read = match child.stdout.take() {
-        Some(out) => {
-            let mut out = tokio::io::BufReader::new(out);
-            tokio::time::timeout(Duration::from_secs(10), out.read_line(&mut line)).await
-        }
-        None => Ok(Ok(0)),
-    };
-    let info: Option<Value> = serde_json::from_str(line.trim()).ok();
-    let Some(info) = info.filter(|_| matches!(read, Ok(Ok(n)) if n > 0)) else {
-        let _ = child.kill().await;
-        let said = std::fs::read_to_string(run_dir.join("cloud-run.log")).unwrap_or_default();
-        return Err(Error::Other(format!(
-            "the Cloud Run emulator did not start: {}",
-            said.trim()
-        )));
-    };
+    args.push("--log-dir");
+    let (pid, line) = announced(
+        &args,
+        &log_dir,
+        &run_dir.join("cloud-run.log"),
+        "the Cloud Run emulator",
+        |line| serde_json::from_str::<Value>(line).is_ok(),
+    )
+    .await?;
+    let info: Value = serde_json::from_str(&line).unwrap_or_default();
     let field = |k: &str| info[k].as_str().unwrap_or_default().to_owned();
     Ok((
         pid,
@@ -434,4 +390,49 @@ pub async fn cloud_run_detached(
             info["gcloud_env"].clone(),
         ),
     ))
+}
+
+/// Starts `harness ARGS PATH` as a process of its own (its own process group, stdin closed,
+/// stderr in `log`) and waits for the first line it prints, which `ok` must accept. Returns
+/// its pid and that line; on failure it is killed and the error quotes its log.
+async fn announced(
+    args: &[&str],
+    path: &Path,
+    log: &Path,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> Result<(u32, String), Error> {
+    use tokio::io::AsyncBufReadExt;
+    let io = |doing: &str, e: std::io::Error| Error::Other(format!("{doing}: {e}"));
+    let file =
+        std::fs::File::create(log).map_err(|e| io(&format!("create the log of {what}"), e))?;
+    let exe = std::env::current_exe().map_err(|e| io("find the harness binary", e))?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(args)
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| io(&format!("start {what}"), e))?;
+    let pid = child.id().unwrap_or_default();
+    let mut line = String::new();
+    let read = match child.stdout.take() {
+        Some(out) => {
+            let mut out = tokio::io::BufReader::new(out);
+            tokio::time::timeout(Duration::from_secs(10), out.read_line(&mut line)).await
+        }
+        None => Ok(Ok(0)),
+    };
+    let line = line.trim().to_owned();
+    if !matches!(read, Ok(Ok(n)) if n > 0) || !ok(&line) {
+        let _ = child.kill().await;
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        return Err(Error::Other(format!(
+            "{what} did not start: {}",
+            said.trim()
+        )));
+    }
+    Ok((pid, line))
 }

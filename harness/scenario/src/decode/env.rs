@@ -61,3 +61,22 @@ pub(crate) fn env_from(cx: &mut Cx, node: &Node) -> Option<EnvFrom> {
         services: out.into_iter().map(|(s, _)| s).collect(),
     })
 }
+
+/// `env` and `env_from` of a step or process: the variables (`env` wins over a service's
+/// usual names) and the services named.
+pub(crate) fn env_with_from(
+    cx: &mut Cx,
+    f: &Fields<'_>,
+) -> (BTreeMap<String, template::Template>, Vec<Service>) {
+    let env = opt(cx, f, "env", |cx, n| template_map(cx, n, "`env`"));
+    let from = opt(cx, f, "env_from", env_from).unwrap_or_default();
+    let mut env = env.unwrap_or_default();
+    for (key, text, span) in &from.vars {
+        if !env.contains_key(*key)
+            && let Ok(t) = template::Template::new((*text).to_owned(), *span)
+        {
+            env.insert((*key).to_owned(), t);
+        }
+    }
+    (env, from.services)
+}

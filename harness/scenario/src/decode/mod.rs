@@ -751,5 +751,5 @@ mod env;
 mod scenario;
 pub(crate) mod steps;
 
-pub(crate) use self::env::{env_from, service_node};
+pub(crate) use self::env::{env_from, env_with_from, service_node};
 pub use self::scenario::scenario;

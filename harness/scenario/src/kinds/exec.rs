@@ -70,16 +70,7 @@ impl Kind for Exec {
                 ),
             );
         }
-        let env = opt(cx, &f, "env", |cx, n| template_map(cx, n, "`env`"));
-        let env_from = opt(cx, &f, "env_from", env_from).unwrap_or_default();
-        let mut env = env.unwrap_or_default();
-        for (key, text, span) in &env_from.vars {
-            if !env.contains_key(*key)
-                && let Ok(t) = Template::new((*text).to_owned(), *span)
-            {
-                env.insert((*key).to_owned(), t);
-            }
-        }
+        let (env, env_from) = env_with_from(cx, &f);
         let cwd = opt(cx, &f, "cwd", template);
         let stdin = opt(cx, &f, "stdin", template);
         let expect = opt(cx, &f, "expect", |cx, n| {
@@ -104,7 +95,7 @@ impl Kind for Exec {
             cargo,
             args: args.unwrap_or_default(),
             env,
-            env_from: env_from.services,
+            env_from,
             cwd,
             stdin,
             expect: expect.unwrap_or_default(),

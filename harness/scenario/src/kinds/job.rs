@@ -90,16 +90,7 @@ impl Kind for Job {
             list(cx, n, "`args`", |cx, _, n| template(cx, n))
         })
         .unwrap_or_default();
-        let env = opt(cx, &f, "env", |cx, n| template_map(cx, n, "`env`"));
-        let env_from = opt(cx, &f, "env_from", env_from).unwrap_or_default();
-        let mut env = env.unwrap_or_default();
-        for (key, text, span) in &env_from.vars {
-            if !env.contains_key(*key)
-                && let Ok(t) = Template::new((*text).to_owned(), *span)
-            {
-                env.insert((*key).to_owned(), t);
-            }
-        }
+        let (env, env_from) = env_with_from(cx, &f);
         let pass_env = opt(cx, &f, "pass_env", pass_env).unwrap_or_default();
         let tasks = opt(cx, &f, "tasks", uint);
         if tasks == Some(0) {
@@ -124,7 +115,7 @@ impl Kind for Job {
             command: command_node,
             args,
             env,
-            env_from: env_from.services,
+            env_from,
             pass_env,
             tasks,
             parallelism,

@@ -2,7 +2,7 @@
 //! first of them), driven through its API. The steps map their arguments; the emulator's
 //! client does the rest. Each document is the service as it stands afterwards.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use harness_scenario::{Command, Deploy, Job, ProbeArgs, Rollback, Traffic};
 use serde_json::{Value, json};
@@ -96,28 +96,56 @@ fn map_image(
     Ok(())
 }
 
+/// What a `deploy` or `job` step runs, filled in: the image (mapped to the step's `cargo`
+/// or `command`), the arguments and the environment (`env`, then `pass_env`).
+struct Container {
+    image: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+fn container(
+    ctx: &mut Ctx,
+    emulator: &CloudRun,
+    image: &harness_scenario::template::Template,
+    (cargo, command): (Option<&String>, Option<&Command>),
+    args: &[harness_scenario::template::Template],
+    (env, pass_env): (
+        &BTreeMap<String, harness_scenario::template::Template>,
+        &[String],
+    ),
+) -> Result<Container, StepError> {
+    let image = ctx.render(image)?;
+    map_image(ctx, emulator, &image, cargo, command)?;
+    let mut rendered = Vec::new();
+    for a in args {
+        rendered.push(ctx.render(a)?);
+    }
+    let mut vars = Vec::new();
+    for (k, v) in env {
+        vars.push((k.clone(), ctx.render(v)?));
+    }
+    passed(pass_env, &mut vars);
+    Ok(Container {
+        image,
+        args: rendered,
+        env: vars,
+    })
+}
+
 impl Handler for Deploy {
     type Output = Value;
 
     async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
         let emulator = ctx.cloud_run().await?;
-        let image = ctx.render(&self.image)?;
-        map_image(
+        let Container { image, args, env } = container(
             ctx,
             &emulator,
-            &image,
-            self.cargo.as_ref(),
-            self.command.as_ref(),
+            &self.image,
+            (self.cargo.as_ref(), self.command.as_ref()),
+            &self.args,
+            (&self.env, &self.pass_env),
         )?;
-        let mut args = Vec::new();
-        for a in &self.args {
-            args.push(ctx.render(a)?);
-        }
-        let mut env = Vec::new();
-        for (k, v) in &self.env {
-            env.push((k.clone(), ctx.render(v)?));
-        }
-        passed(&self.pass_env, &mut env);
         let spec = DeploySpec {
             service: self.service.clone(),
             image,
@@ -493,23 +521,14 @@ impl Handler for Job {
 
     async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
         let emulator = ctx.cloud_run().await?;
-        let image = ctx.render(&self.image)?;
-        map_image(
+        let Container { image, args, env } = container(
             ctx,
             &emulator,
-            &image,
-            self.cargo.as_ref(),
-            self.command.as_ref(),
+            &self.image,
+            (self.cargo.as_ref(), self.command.as_ref()),
+            &self.args,
+            (&self.env, &self.pass_env),
         )?;
-        let mut args = Vec::new();
-        for a in &self.args {
-            args.push(ctx.render(a)?);
-        }
-        let mut env = Vec::new();
-        for (k, v) in &self.env {
-            env.push((k.clone(), ctx.render(v)?));
-        }
-        passed(&self.pass_env, &mut env);
         let spec = JobSpec {
             name: self.name.clone(),
             image,
