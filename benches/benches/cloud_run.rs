@@ -90,8 +90,11 @@ fn main() {
 
     // One revision serving, and its instance's own port.
     let (url, direct) = rt.block_on(async {
+        // One instance kept (min 1), since requests straight to it do not keep it busy.
+        let mut spec = hello("direct");
+        spec.min_instances = Some(1);
         let (_, after) = emulator
-            .deploy(&hello("direct"), Duration::from_secs(30))
+            .deploy(&spec, Duration::from_secs(30))
             .await
             .expect("deploy");
         let rev = after["status"]["latestReadyRevisionName"]

@@ -39,12 +39,18 @@ impl Events {
         event["event"] = json!(kind);
         event["at"] = json!(super::meta::now());
         let mut text = event.to_string();
+        let mut changed = false;
         for s in self.redact.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             if text.contains(s.as_str()) {
                 text = text.replace(s.as_str(), "[redacted]");
+                changed = true;
             }
         }
-        let event: Value = serde_json::from_str(&text).unwrap_or(event);
+        let event: Value = if changed {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        } else {
+            event
+        };
         if let Some(f) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             let _ = writeln!(f, "{text}");
         }

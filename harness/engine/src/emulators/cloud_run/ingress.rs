@@ -380,6 +380,18 @@ struct Held {
     _lease: Lease,
 }
 
+impl Drop for Held {
+    /// hyper stops polling a body once it reports its end (a known length read whole), so
+    /// the connection is given back here too, when the whole response went through.
+    fn drop(&mut self) {
+        if self.body.is_end_stream()
+            && let Some((i, s)) = self.back.take()
+        {
+            i.give_back(s);
+        }
+    }
+}
+
 impl Body for Held {
     type Data = Bytes;
     type Error = hyper::Error;

@@ -188,7 +188,15 @@ impl Instance {
                 .pop();
             match next {
                 Some(s) if s.is_ready() => return Ok(s),
-                Some(_) => continue,
+                // Given back as its response ended; its connection is a moment from taking
+                // the next request. A closed one errors at once.
+                Some(mut s) => {
+                    if let Ok(Ok(())) =
+                        tokio::time::timeout(Duration::from_millis(50), s.ready()).await
+                    {
+                        return Ok(s);
+                    }
+                }
                 None => break,
             }
         }
