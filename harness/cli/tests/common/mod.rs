@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of it
 
+pub mod cloud_run;
+
 use std::{path::Path, process::Command, time::Duration};
 
 /// The harness binary under test. The sample apps this test run built sit beside it, so

@@ -17,6 +17,7 @@
 pub mod client;
 pub mod error;
 pub mod events;
+mod executions;
 mod iam;
 pub mod images;
 pub mod ingress;
@@ -102,7 +103,7 @@ pub(crate) struct State {
     services: BTreeMap<String, services::Service>,
     revisions: BTreeMap<String, revisions::Revision>,
     jobs: BTreeMap<String, jobs::Job>,
-    executions: BTreeMap<String, jobs::Execution>,
+    executions: BTreeMap<String, executions::Execution>,
     iam: BTreeMap<String, serde_json::Value>,
     operations: BTreeMap<String, v2::Operation>,
 }
@@ -331,7 +332,7 @@ impl CloudRun {
             t.cancel();
         }
         futures::future::join_all(pools.iter().map(|p| p.close(Duration::from_secs(2)))).await;
-        jobs::wait_all(&self.shared).await;
+        executions::wait_all(&self.shared).await;
     }
 }
 
@@ -375,15 +376,18 @@ fn router(shared: Arc<Shared>) -> Router {
                 .delete(jobs::delete)
                 .post(jobs::run),
         )
-        .route(&format!("{run}/executions"), get(jobs::list_executions))
+        .route(
+            &format!("{run}/executions"),
+            get(executions::list_executions),
+        )
         .route(
             &format!("{run}/executions/{{name}}"),
-            get(jobs::get_execution)
-                .delete(jobs::delete_execution)
-                .post(jobs::cancel_execution),
+            get(executions::get_execution)
+                .delete(executions::delete_execution)
+                .post(executions::cancel_execution),
         )
-        .route(&format!("{run}/tasks"), get(jobs::list_tasks))
-        .route(&format!("{run}/tasks/{{name}}"), get(jobs::get_task))
+        .route(&format!("{run}/tasks"), get(executions::list_tasks))
+        .route(&format!("{run}/tasks/{{name}}"), get(executions::get_task))
         .route(
             "/v1/projects/{project}/locations/{location}/{kind}",
             get(iam::list),
