@@ -325,6 +325,52 @@ fn cloud_run_endpoint(
     })
 }
 
+/// `cloud-run` (or `cloud_run`) among `--services`: the Cloud Run emulator.
+pub fn is_cloud_run(name: &str) -> bool {
+    matches!(name.trim(), "cloud-run" | "cloud_run")
+}
+
+/// Whether `harness up --services` asks for the Cloud Run emulator, the runtimes it asks for,
+/// and the emulator's image map, read before anything starts so that a bad one costs nothing.
+pub fn cloud_run_wanted(
+    services: &[String],
+    images: Option<&Path>,
+) -> Result<(bool, Vec<String>, Option<ImageMap>), Error> {
+    let wanted = services.iter().any(|s| is_cloud_run(s));
+    let runtimes = services
+        .iter()
+        .filter(|s| !is_cloud_run(s))
+        .cloned()
+        .collect();
+    if images.is_some() && !wanted {
+        return Err(Error::BadInput(
+            "read --cloud-run-images: it is the Cloud Run emulator's image map, so add cloud-run to --services".into(),
+        ));
+    }
+    let map = images.map(ImageMap::load).transpose()?;
+    Ok((wanted, runtimes, map))
+}
+
+/// The Cloud Run emulator beside a stack of `harness up`: in this process for an attached
+/// stack, as a process of its own, recorded with the stack, for a detached one. Returns the
+/// in-process emulator (attached) and `services.cloud_run`.
+pub async fn cloud_run_beside(
+    stack: &mut harness_engine::stack::Stack,
+    detach: bool,
+    port: u16,
+    images_file: Option<&Path>,
+    images: Option<ImageMap>,
+) -> Result<(Option<CloudRun>, Value), Error> {
+    if detach {
+        let (pid, endpoint) = cloud_run_detached(stack.run_dir(), port, images_file).await?;
+        stack.adopt("cloud-run", pid)?;
+        Ok((None, endpoint))
+    } else {
+        let (c, endpoint) = cloud_run_attached(stack.run_dir(), port, images).await?;
+        Ok((Some(c), endpoint))
+    }
+}
+
 /// The Cloud Run emulator of an attached `harness up`, in this process; its logs in the
 /// stack's run folder.
 pub async fn cloud_run_attached(

@@ -544,11 +544,6 @@ async fn images_command(command: ImagesCommand) -> Result<(), Error> {
     }
 }
 
-/// `cloud-run` (or `cloud_run`) among `--services`: the Cloud Run emulator.
-fn is_cloud_run(name: &str) -> bool {
-    matches!(name.trim(), "cloud-run" | "cloud_run")
-}
-
 async fn up(
     services: &[String],
     cloud_run_images: Option<&std::path::Path>,
@@ -560,22 +555,8 @@ async fn up(
 ) -> Result<(), Error> {
     let mut signals = StopSignals::register();
     let mut builder = Stack::builder().progress(progress()).provider(provider);
-    let want_cloud_run = services.iter().any(|s| is_cloud_run(s));
-    let runtimes: Vec<String> = services
-        .iter()
-        .filter(|s| !is_cloud_run(s))
-        .cloned()
-        .collect();
-    if cloud_run_images.is_some() && !want_cloud_run {
-        return Err(Error::BadInput(
-            "read --cloud-run-images: it is the Cloud Run emulator's image map, so add cloud-run to --services".into(),
-        ));
-    }
-    // The image map is read before anything starts, so a bad one costs nothing.
-    let image_map = match cloud_run_images {
-        Some(f) => Some(harness_engine::emulators::cloud_run::images::ImageMap::load(f)?),
-        None => None,
-    };
+    let (want_cloud_run, runtimes, image_map) =
+        emulate::cloud_run_wanted(services, cloud_run_images)?;
     if !(want_cloud_run && runtimes.is_empty()) {
         for kind in kinds(&runtimes)? {
             builder = builder.service(kind);
@@ -601,7 +582,7 @@ async fn up(
             faults_port = port;
             continue;
         }
-        if is_cloud_run(name) {
+        if emulate::is_cloud_run(name) {
             cloud_run_port = port;
             continue;
         }
@@ -650,21 +631,17 @@ async fn up(
     // own (recorded with the stack) for a detached one.
     let mut cloud_run = None;
     if want_cloud_run {
-        let started = if detach {
-            emulate::cloud_run_detached(stack.run_dir(), cloud_run_port, cloud_run_images)
-                .await
-                .and_then(|(pid, endpoint)| stack.adopt("cloud-run", pid).map(|()| endpoint))
-        } else {
-            match emulate::cloud_run_attached(stack.run_dir(), cloud_run_port, image_map).await {
-                Ok((c, endpoint)) => {
-                    cloud_run = Some(c);
-                    Ok(endpoint)
-                }
-                Err(e) => Err(e),
-            }
-        };
-        match started {
-            Ok(endpoint) => {
+        match emulate::cloud_run_beside(
+            &mut stack,
+            detach,
+            cloud_run_port,
+            cloud_run_images,
+            image_map,
+        )
+        .await
+        {
+            Ok((c, endpoint)) => {
+                cloud_run = c;
                 if let Some(map) = services.as_object_mut() {
                     map.insert("cloud_run".into(), endpoint);
                 }
