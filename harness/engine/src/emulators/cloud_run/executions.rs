@@ -371,8 +371,7 @@ pub async fn list_executions(
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let sel = selector_of(&uri)?;
     let st = sh.lock();
     let mut list: Vec<&Execution> = st
@@ -390,8 +389,7 @@ pub async fn get_execution(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let st = sh.lock();
     let e = st
         .executions
@@ -405,8 +403,7 @@ pub async fn cancel_execution(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let Some(exec) = name.strip_suffix(":cancel") else {
         return Err(ApiError::not_found(format!(
             "The emulator does not serve POST {name}."
@@ -437,8 +434,7 @@ pub async fn delete_execution(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let e = sh
         .lock()
         .executions
@@ -448,10 +444,11 @@ pub async fn delete_execution(
     if let Some(r) = e.runner {
         let _ = r.await;
     }
-    Ok(Json(
-        json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
-                   "details": {"name": name, "group": "run.googleapis.com", "kind": "executions"}}),
-    ))
+    Ok(Json(meta::deleted(
+        &name,
+        "run.googleapis.com",
+        "executions",
+    )))
 }
 
 pub async fn list_tasks(
@@ -460,8 +457,7 @@ pub async fn list_tasks(
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let sel = selector_of(&uri)?;
     let st = sh.lock();
     let items: Vec<Value> = st
@@ -483,8 +479,7 @@ pub async fn get_task(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let st = sh.lock();
     let found = name.rsplit_once("-task").and_then(|(exec, i)| {
         let e = st.executions.get(exec)?;

@@ -174,8 +174,7 @@ pub async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     put_job(sh, parse_body(&body)?, false).await
 }
 
@@ -185,8 +184,7 @@ pub async fn replace(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let body = parse_body(&body)?;
     if body["metadata"]["name"].as_str() != Some(name.as_str()) {
         return Err(ApiError::invalid_field(
@@ -215,8 +213,7 @@ pub async fn get(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     Ok(Json(job_view(&sh, &name)?))
 }
 
@@ -226,8 +223,7 @@ pub async fn list(
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let sel = selector_of(&uri)?;
     let names: Vec<String> = sh.lock().jobs.keys().cloned().collect();
     let items = names
@@ -247,8 +243,7 @@ pub async fn delete(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let runners = {
         let mut st = sh.lock();
         let j = st
@@ -274,10 +269,7 @@ pub async fn delete(
     for r in runners.into_iter().flatten() {
         let _ = r.await;
     }
-    Ok(Json(
-        json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
-                   "details": {"name": name, "group": "run.googleapis.com", "kind": "jobs"}}),
-    ))
+    Ok(Json(meta::deleted(&name, "run.googleapis.com", "jobs")))
 }
 
 /// `POST …/jobs/NAME:run`: a new execution, with the overrides of the body.
@@ -287,8 +279,7 @@ pub async fn run(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let Some(job) = name.strip_suffix(":run") else {
         return Err(ApiError::not_found(format!(
             "The emulator does not serve POST {name}."

@@ -115,6 +115,17 @@ pub fn list(api_version: &str, kind: &str, items: Vec<Value>) -> Value {
     })
 }
 
+/// The `Status` a delete answers with, as Kubernetes-style APIs do.
+pub fn deleted(name: &str, group: &str, kind: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": name, "group": group, "kind": kind},
+    })
+}
+
 /// A condition as the API writes it.
 pub fn condition(kind: &str, state: Option<bool>, reason: &str, message: &str) -> Value {
     let mut c = json!({

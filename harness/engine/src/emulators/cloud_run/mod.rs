@@ -162,6 +162,12 @@ impl Shared {
         }
     }
 
+    /// Checks a v1 request: its namespace and the region of its host.
+    fn scope(&self, ns: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+        self.namespace(ns)?;
+        self.region(headers)
+    }
+
     /// Resolves env values: secrets by name from the emulator's values.
     fn secret(&self, name: &str) -> Option<String> {
         self.cfg.secrets.get(name).cloned()

@@ -277,8 +277,7 @@ pub async fn list(
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let sel = selector_of(&uri)?;
     let st = sh.lock();
     let mut revs: Vec<&Revision> = st
@@ -296,8 +295,7 @@ pub async fn get(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let st = sh.lock();
     let r = st
         .revisions
@@ -311,8 +309,7 @@ pub async fn delete(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let removed = {
         let mut st = sh.lock();
         let r = st
@@ -339,8 +336,9 @@ pub async fn delete(
     if let Some(p) = removed.and_then(|r| r.pool) {
         p.close(super::instances::GRACE).await;
     }
-    Ok(Json(
-        json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
-                   "details": {"name": name, "group": "serving.knative.dev", "kind": "revisions"}}),
-    ))
+    Ok(Json(meta::deleted(
+        &name,
+        "serving.knative.dev",
+        "revisions",
+    )))
 }

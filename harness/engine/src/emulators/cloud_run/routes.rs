@@ -79,8 +79,7 @@ pub async fn list_routes(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let st = sh.lock();
     let items = st.services.values().map(|s| route_of(&sh, s)).collect();
     Ok(Json(meta::list(API_VERSION, "Route", items)))
@@ -91,8 +90,7 @@ pub async fn get_route(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let st = sh.lock();
     let s = st
         .services
@@ -106,8 +104,7 @@ pub async fn list_configurations(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let st = sh.lock();
     let items = st
         .services
@@ -122,8 +119,7 @@ pub async fn get_configuration(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let st = sh.lock();
     let s = st
         .services

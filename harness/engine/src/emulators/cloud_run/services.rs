@@ -629,8 +629,7 @@ pub async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let body = parse_body(&body)?;
     create_or_replace(sh, body, false).await
 }
@@ -641,8 +640,7 @@ pub async fn replace(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let body = parse_body(&body)?;
     if body["metadata"]["name"].as_str() != Some(name.as_str()) {
         return Err(ApiError::invalid_field(
@@ -671,8 +669,7 @@ pub async fn get(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let st = sh.lock();
     let s = st
         .services
@@ -703,8 +700,7 @@ pub async fn list(
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let sel = selector_of(&uri)?;
     let st = sh.lock();
     let items = st
@@ -725,8 +721,7 @@ pub async fn delete(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    sh.namespace(&ns)?;
-    sh.region(&headers)?;
+    sh.scope(&ns, &headers)?;
     let (service, pools) = {
         let mut st = sh.lock();
         let s = st
@@ -749,13 +744,9 @@ pub async fn delete(
     service.ingress.close();
     futures::future::join_all(pools.iter().map(|p| p.close(super::instances::GRACE))).await;
     sh.events.push("service_deleted", json!({"service": name}));
-    Ok(Json(json!({
-        "apiVersion": "v1",
-        "kind": "Status",
-        "metadata": {},
-        "status": "Success",
-        "details": {"name": name, "group": "serving.knative.dev", "kind": "services", "uid": service.meta.uid},
-    })))
+    let mut status = meta::deleted(&name, "serving.knative.dev", "services");
+    status["details"]["uid"] = json!(service.meta.uid);
+    Ok(Json(status))
 }
 
 pub(super) fn revisions_of(sh: &Shared, name: &str) -> Vec<Value> {
