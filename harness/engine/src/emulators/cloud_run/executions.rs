@@ -146,10 +146,7 @@ fn task_json(sh: &Shared, e: &Execution, t: &Task) -> Value {
 }
 
 pub(super) fn execution_not_found(sh: &Shared, name: &str) -> ApiError {
-    ApiError::not_found(format!(
-        "Resource '{name}' of kind 'EXECUTION' in region '{}' in project '{}' does not exist.",
-        sh.cfg.region, sh.cfg.project
-    ))
+    sh.missing("EXECUTION", name)
 }
 
 /// Runs an execution's tasks, `parallelism` at a time (0: all at once).
@@ -486,12 +483,7 @@ pub async fn get_task(
         let t = e.tasks.get(i.parse::<usize>().ok()?)?;
         Some(task_json(&sh, e, t))
     });
-    found.map(Json).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "Resource '{name}' of kind 'TASK' in region '{}' in project '{}' does not exist.",
-            sh.cfg.region, sh.cfg.project
-        ))
-    })
+    found.map(Json).ok_or_else(|| sh.missing("TASK", &name))
 }
 
 /// A task's process group in the run's record while it runs.

@@ -36,12 +36,7 @@ fn exists(sh: &Shared, kind: &str, name: &str) -> ApiResult<()> {
     if found {
         Ok(())
     } else {
-        Err(ApiError::not_found(format!(
-            "Resource '{name}' of kind '{}' in region '{}' in project '{}' does not exist.",
-            kind.trim_end_matches('s').to_uppercase(),
-            sh.cfg.region,
-            sh.cfg.project
-        )))
+        Err(sh.missing(&kind.trim_end_matches('s').to_uppercase(), name))
     }
 }
 

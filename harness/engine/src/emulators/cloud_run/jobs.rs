@@ -18,7 +18,7 @@ use super::{
     executions::{Execution, Task, TaskState, execute, execution_json, execution_not_found},
     meta::{self, Meta},
     revisions,
-    services::{Cond, parse_body, selector_of},
+    services::{Cond, named_body, parse_body, selector_of},
     spec::{self, known_keys},
 };
 
@@ -61,10 +61,7 @@ fn job_json(sh: &Shared, j: &Job) -> Value {
 }
 
 fn job_not_found(sh: &Shared, name: &str) -> ApiError {
-    ApiError::not_found(format!(
-        "Resource '{name}' of kind 'JOB' in region '{}' in project '{}' does not exist.",
-        sh.cfg.region, sh.cfg.project
-    ))
+    sh.missing("JOB", name)
 }
 
 /// Checks a Job body and fills the defaults of its task template.
@@ -185,13 +182,7 @@ pub async fn replace(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     sh.scope(&ns, &headers)?;
-    let body = parse_body(&body)?;
-    if body["metadata"]["name"].as_str() != Some(name.as_str()) {
-        return Err(ApiError::invalid_field(
-            "metadata.name",
-            format!("metadata.name: the name in the body must be \"{name}\", as in the path"),
-        ));
-    }
+    let body = named_body(&body, &name)?;
     put_job(sh, body, true).await
 }
 

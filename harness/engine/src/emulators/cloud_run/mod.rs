@@ -162,6 +162,14 @@ impl Shared {
         }
     }
 
+    /// A 404 for a `kind` (`SERVICE`, `JOB`, …) named `name`, worded as the real API words it.
+    fn missing(&self, kind: &str, name: &str) -> ApiError {
+        ApiError::not_found(format!(
+            "Resource '{name}' of kind '{kind}' in region '{}' in project '{}' does not exist.",
+            self.cfg.region, self.cfg.project
+        ))
+    }
+
     /// Checks a v1 request: its namespace and the region of its host.
     fn scope(&self, ns: &str, headers: &HeaderMap) -> Result<(), ApiError> {
         self.namespace(ns)?;

@@ -265,10 +265,7 @@ pub fn json_of(sh: &Shared, r: &Revision) -> Value {
 }
 
 fn not_found(sh: &Shared, name: &str) -> ApiError {
-    ApiError::not_found(format!(
-        "Resource '{name}' of kind 'REVISION' in region '{}' in project '{}' does not exist.",
-        sh.cfg.region, sh.cfg.project
-    ))
+    sh.missing("REVISION", name)
 }
 
 pub async fn list(

@@ -285,10 +285,7 @@ async fn apply(
             )));
         }
         None if existing => {
-            return Err(ApiError::not_found(format!(
-                "Resource '{name}' of kind 'SERVICE' in region '{}' in project '{}' does not exist.",
-                sh.cfg.region, sh.cfg.project
-            )));
+            return Err(sh.missing("SERVICE", &name));
         }
         None => (None, Vec::new(), 0),
     };
@@ -641,14 +638,20 @@ pub async fn replace(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     sh.scope(&ns, &headers)?;
-    let body = parse_body(&body)?;
-    if body["metadata"]["name"].as_str() != Some(name.as_str()) {
+    let body = named_body(&body, &name)?;
+    create_or_replace(sh, body, true).await
+}
+
+/// A replace's body, whose `metadata.name` must be the name in the path.
+pub fn named_body(bytes: &[u8], name: &str) -> ApiResult<Value> {
+    let body = parse_body(bytes)?;
+    if body["metadata"]["name"].as_str() != Some(name) {
         return Err(ApiError::invalid_field(
             "metadata.name",
             format!("metadata.name: the name in the body must be \"{name}\", as in the path"),
         ));
     }
-    create_or_replace(sh, body, true).await
+    Ok(body)
 }
 
 /// A request body as JSON; bad JSON is a 400 worded like Google's decoder.
@@ -658,10 +661,7 @@ pub fn parse_body(bytes: &[u8]) -> ApiResult<Value> {
 }
 
 pub fn not_found(sh: &Shared, name: &str) -> ApiError {
-    ApiError::not_found(format!(
-        "Resource '{name}' of kind 'SERVICE' in region '{}' in project '{}' does not exist.",
-        sh.cfg.region, sh.cfg.project
-    ))
+    sh.missing("SERVICE", name)
 }
 
 pub async fn get(

@@ -695,9 +695,6 @@ pub async fn revision(
     let found = services::revisions_of(&sh, &name)
         .into_iter()
         .find(|r| r["metadata"]["name"] == rev.as_str())
-        .ok_or_else(|| ApiError::not_found(format!(
-            "Resource '{rev}' of kind 'REVISION' in region '{}' in project '{}' does not exist.",
-            sh.cfg.region, sh.cfg.project
-        )))?;
+        .ok_or_else(|| sh.missing("REVISION", &rev))?;
     Ok(Json(revision_v2(&sh, &found)))
 }
