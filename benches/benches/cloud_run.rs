@@ -5,8 +5,9 @@
 //! - `cloud_run/request/direct` and `cloud_run/request/ingress`: one GET of `/version` on a
 //!   kept-alive connection, straight to the instance and through the service's ingress.
 //! - `cloud_run/split_50_50`: 200 GETs from 4 clients at once through a 50/50 split.
-//! - After criterion, a percentile pass prints p50 and p99 of 2,000 GETs direct and through
-//!   the ingress, for docs/benchmarks.md (target: ingress p50 ≤ 1.2× direct p50).
+//! - After criterion, a percentile pass prints p50 and p99 of 2,500 GETs direct and 2,500 through
+//!   the ingress, and through toxiproxy-server relaying to the instance (the reference),
+//!   alternating, for docs/benchmarks.md (target: ingress p50 ≤ 1.2× direct p50).
 
 use std::{
     path::Path,
@@ -127,16 +128,40 @@ fn main() {
     }
     g.finish();
 
-    let (p50d, p99d, p50i, p99i) = rt.block_on(async {
-        let d = times(&client, &direct, 2000).await;
-        let i = times(&client, &url, 2000).await;
-        (
-            percentile(d.clone(), 0.5),
-            percentile(d, 0.99),
-            percentile(i.clone(), 0.5),
-            percentile(i, 0.99),
+    // The reference: toxiproxy-server relaying TCP to the same instance, the floor of one
+    // more hop on this machine (no HTTP parsing, no routing, no events).
+    let (api, mut toxiproxy) = rt.block_on(harness_benches::toxiproxy());
+    let relayed = rt.block_on(async {
+        let port: u16 = direct
+            .trim_start_matches("http://127.0.0.1:")
+            .trim_end_matches("/version")
+            .parse()
+            .expect("port");
+        let at = harness_benches::proxy(
+            &client,
+            &api,
+            "instance",
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         )
+        .await;
+        format!("http://{at}/version")
     });
+    // Alternating, so the machine's drift (a VM's neighbours, a frequency step) lands on
+    // every path alike.
+    let [d, t, i] = rt.block_on(async {
+        let mut all: [Vec<Duration>; 3] = Default::default();
+        for _ in 0..2500 {
+            for (k, target) in [&direct, &relayed, &url].into_iter().enumerate() {
+                all[k].extend(times(&client, target, 1).await);
+            }
+        }
+        all
+    });
+    let _ = toxiproxy.kill();
+    let _ = toxiproxy.wait();
+    let (p50d, p99d) = (percentile(d.clone(), 0.5), percentile(d, 0.99));
+    let (p50t, p99t) = (percentile(t.clone(), 0.5), percentile(t, 0.99));
+    let (p50i, p99i) = (percentile(i.clone(), 0.5), percentile(i, 0.99));
 
     // A 50/50 split between this revision and a new one.
     rt.block_on(async {
@@ -192,10 +217,15 @@ fn main() {
 
     println!("\n| path | p50 | p99 |\n|---|---|---|");
     println!("| direct to the instance | {p50d:.2?} | {p99d:.2?} |");
+    println!("| through toxiproxy-server (TCP relay) | {p50t:.2?} | {p99t:.2?} |");
     println!("| through the ingress | {p50i:.2?} | {p99i:.2?} |");
+    let ratio = |a: Duration| a.as_secs_f64() / p50d.as_secs_f64();
     println!(
-        "ingress p50 / direct p50 = {:.2}×",
-        p50i.as_secs_f64() / p50d.as_secs_f64()
+        "p50 ÷ direct p50: ingress {:.2}×, toxiproxy {:.2}×; added p50: ingress {:.1?}, toxiproxy {:.1?}",
+        ratio(p50i),
+        ratio(p50t),
+        p50i.saturating_sub(p50d),
+        p50t.saturating_sub(p50d),
     );
     rt.block_on(emulator.shutdown());
 }

@@ -14,8 +14,7 @@
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -155,27 +154,6 @@ impl Drop for Server {
     }
 }
 
-fn toxiproxy_server() -> PathBuf {
-    let home = std::env::var_os("HARNESS_HOME").map_or_else(
-        || PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/harness"),
-        PathBuf::from,
-    );
-    let bin = home.join("tools/toxiproxy-2.12.0/server");
-    assert!(
-        bin.is_file(),
-        "{} is missing: `bash .ci/run --setup-only` builds it",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 fn start(which: &str, load: &Runtime) -> (String, Server) {
     if which == "harness" {
         // Its own runtime of two workers, as the Go server gets both cores.
@@ -197,40 +175,9 @@ fn start(which: &str, load: &Runtime) -> (String, Server) {
             },
         )
     } else {
-        let port = free_port();
-        let child = Command::new(toxiproxy_server())
-            .args(["-host", "127.0.0.1", "-port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("toxiproxy-server");
-        let url = format!("http://127.0.0.1:{port}");
-        load.block_on(async {
-            for _ in 0..200 {
-                if reqwest::get(format!("{url}/version")).await.is_ok() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        });
+        let (url, child) = load.block_on(harness_benches::toxiproxy());
         (url, Server::Toxiproxy(child))
     }
-}
-
-async fn proxy(http: &reqwest::Client, api: &str, name: &str, upstream: SocketAddr) -> SocketAddr {
-    let r: serde_json::Value = http
-        .post(format!("{api}/proxies"))
-        .json(&json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string()}))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    r["listen"]
-        .as_str()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or_else(|| panic!("no listen address in {r}"))
 }
 
 async fn latency(http: &reqwest::Client, api: &str, name: &str, ms: u64) {
@@ -266,9 +213,9 @@ fn main() {
     for which in ["harness", "toxiproxy"] {
         let (api, server) = start(which, &rt);
         let (pull, ping, slow) = rt.block_on(async {
-            let pull = proxy(&http, &api, "pull", src).await;
-            let ping = proxy(&http, &api, "ping", ech).await;
-            let slow = proxy(&http, &api, "slow", ech).await;
+            let pull = harness_benches::proxy(&http, &api, "pull", src).await;
+            let ping = harness_benches::proxy(&http, &api, "ping", ech).await;
+            let slow = harness_benches::proxy(&http, &api, "slow", ech).await;
             latency(&http, &api, "slow", 10).await;
             (pull, ping, slow)
         });

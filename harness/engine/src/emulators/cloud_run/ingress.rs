@@ -20,7 +20,6 @@ use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::{
     Request, Response, StatusCode,
     body::{Body, Frame, Incoming},
-    client::conn::http1::SendRequest,
     header::{CONTENT_TYPE, HeaderValue},
     service::service_fn,
 };
@@ -32,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     events::Events,
-    instances::{Instance, Lease, Pool, Unavailable},
+    instances::{Instance, Lease, Pool, Unavailable, Upstream},
 };
 
 type Out = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -331,11 +330,7 @@ async fn handle(
         }
     };
     let limit = pool.spec.timeout;
-    let sent = tokio::time::timeout(limit, async {
-        sender.ready().await?;
-        sender.send_request(req).await
-    })
-    .await;
+    let sent = tokio::time::timeout(limit, sender.send(req)).await;
     match sent {
         Ok(Ok(resp)) => {
             record(resp.status().as_u16(), Some(&lease), None);
@@ -376,7 +371,7 @@ async fn handle(
 /// connection back.
 struct Held {
     body: Incoming,
-    back: Option<(Arc<Instance>, SendRequest<Incoming>)>,
+    back: Option<(Arc<Instance>, Upstream)>,
     _lease: Lease,
 }
 
@@ -400,6 +395,9 @@ impl Body for Held {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some((_, up)) = self.back.as_mut() {
+            up.poll_conn(cx);
+        }
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if let Poll::Ready(None) = polled
             && let Some((i, s)) = self.back.take()

@@ -8,16 +8,24 @@
 //! the grace period, SIGKILL.
 
 use std::{
+    future::Future,
     path::PathBuf,
+    pin::Pin,
     process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
-use hyper::{body::Incoming, client::conn::http1::SendRequest};
+use hyper::{
+    Request, Response,
+    body::Incoming,
+    client::conn::http1::{Connection, SendRequest},
+};
+use hyper_util::rt::TokioIo;
 use nix::{
     sys::signal::{Signal, killpg},
     unistd::Pid,
@@ -166,7 +174,7 @@ pub struct Instance {
     pid: i32,
     inflight: AtomicUsize,
     last_used: Mutex<Instant>,
-    idle_conns: Mutex<Vec<SendRequest<Incoming>>>,
+    idle_conns: Mutex<Vec<Upstream>>,
     exited: watch::Receiver<Option<String>>,
     stopping: AtomicBool,
     /// The container's name, when the instance is a container.
@@ -179,7 +187,7 @@ impl Instance {
     }
 
     /// An idle connection to the instance, or a new one.
-    pub async fn connection(&self) -> std::io::Result<SendRequest<Incoming>> {
+    pub async fn connection(&self) -> std::io::Result<Upstream> {
         loop {
             let next = self
                 .idle_conns
@@ -187,14 +195,13 @@ impl Instance {
                 .unwrap_or_else(|p| p.into_inner())
                 .pop();
             match next {
-                Some(s) if s.is_ready() => return Ok(s),
-                // Given back as its response ended; its connection is a moment from taking
-                // the next request. A closed one errors at once.
-                Some(mut s) => {
+                // Given back as its response ended: its connection may be a poll away from
+                // taking the next request, and a closed one errors at once.
+                Some(mut up) => {
                     if let Ok(Ok(())) =
-                        tokio::time::timeout(Duration::from_millis(50), s.ready()).await
+                        tokio::time::timeout(Duration::from_millis(50), up.ready()).await
                     {
-                        return Ok(s);
+                        return Ok(up);
                     }
                 }
                 None => break,
@@ -206,19 +213,19 @@ impl Instance {
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
                 .map_err(std::io::Error::other)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(sender)
+        Ok(Upstream {
+            sender,
+            conn: Some(Box::pin(conn)),
+        })
     }
 
     /// Gives back a connection whose response has been read to its end.
-    pub fn give_back(&self, sender: SendRequest<Incoming>) {
-        if !sender.is_closed() {
+    pub fn give_back(&self, up: Upstream) {
+        if up.conn.is_some() && !up.sender.is_closed() {
             self.idle_conns
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(sender);
+                .push(up);
         }
     }
 
@@ -227,6 +234,82 @@ impl Instance {
         tokio::time::timeout(limit, rx.wait_for(Option::is_some))
             .await
             .is_ok()
+    }
+}
+
+/// The half of a connection to an instance that does its I/O.
+type Driver = Connection<TokioIo<TcpStream>, Incoming>;
+
+/// A kept-alive connection to an instance, driven by whichever request task holds it rather
+/// than by a task of its own: a request through the ingress then costs no hand-over between
+/// tasks (and threads) on its way to the instance and back.
+pub struct Upstream {
+    sender: SendRequest<Incoming>,
+    /// `None` once the connection has ended.
+    conn: Option<Pin<Box<Driver>>>,
+}
+
+impl Upstream {
+    /// Drives the connection; an error or its end leaves it `None`.
+    fn drive(&mut self, cx: &mut Context<'_>) -> Option<hyper::Error> {
+        let conn = self.conn.as_mut()?;
+        match conn.as_mut().poll(cx) {
+            Poll::Pending => None,
+            Poll::Ready(r) => {
+                self.conn = None;
+                r.err()
+            }
+        }
+    }
+
+    /// Waits until the connection can take a request.
+    pub async fn ready(&mut self) -> std::io::Result<()> {
+        std::future::poll_fn(|cx| {
+            let failed = self.drive(cx);
+            match self.sender.poll_ready(cx) {
+                Poll::Ready(r) => Poll::Ready(r.map_err(std::io::Error::other)),
+                Poll::Pending => match failed {
+                    Some(e) => Poll::Ready(Err(std::io::Error::other(e))),
+                    None if self.conn.is_none() => Poll::Ready(Err(std::io::Error::other(
+                        "the connection to the instance ended",
+                    ))),
+                    None => Poll::Pending,
+                },
+            }
+        })
+        .await
+    }
+
+    /// Sends one request and waits for the head of its response.
+    pub async fn send(&mut self, req: Request<Incoming>) -> std::io::Result<Response<Incoming>> {
+        self.ready().await?;
+        let sent = self.sender.send_request(req);
+        tokio::pin!(sent);
+        let conn = &mut self.conn;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = sent.as_mut().poll(cx) {
+                return Poll::Ready(r.map_err(std::io::Error::other));
+            }
+            if let Some(c) = conn.as_mut() {
+                match c.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(r) => {
+                        *conn = None;
+                        if let Err(e) = r {
+                            return Poll::Ready(Err(std::io::Error::other(e)));
+                        }
+                    }
+                }
+            }
+            // The connection ended, so the request has its answer or its error now.
+            sent.as_mut().poll(cx).map_err(std::io::Error::other)
+        })
+        .await
+    }
+
+    /// Drives the connection while a response body is read from it.
+    pub fn poll_conn(&mut self, cx: &mut Context<'_>) {
+        let _ = self.drive(cx);
     }
 }
 
