@@ -446,24 +446,107 @@ fn jobs_run_their_tasks_with_the_contract_and_retries() {
     assert_eq!(by_count, [(3, 0, 0), (3, 0, 1), (2, 1, 1)], "oldest first");
 }
 
+/// `tests/cloud_run_client.py` (Google's client library) in `phase` against the emulator;
+/// what it saw.
+fn library(emu: &Emulator, phase: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cloud_run_client.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([emu.url().as_str(), "demo", "us-central1", phase])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "the client library failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script's json")
+}
+
+#[test]
+fn googles_client_library_creates_runs_lists_and_deletes_jobs() {
+    let emu = Emulator::start(&[]);
+    let seen = library(&emu, "jobs");
+    let p = "projects/demo/locations/us-central1";
+    let job = format!("{p}/jobs/lib-job");
+    assert_eq!(seen["job"]["name"], job.as_str());
+    assert_eq!(seen["job"]["task_count"], 3);
+    assert_eq!(seen["job"]["timeout"], 30);
+    assert_eq!(seen["job"]["terminal"], "CONDITION_SUCCEEDED");
+    // run_job's operation ends when the execution has: all three tasks succeeded.
+    let run = &seen["run"];
+    assert_eq!(run["job"], "lib-job");
+    assert_eq!(run["task_count"], 3);
+    assert_eq!(run["succeeded"], 3);
+    assert_eq!(run["failed"], 0);
+    assert_eq!(run["completed"], true);
+    let first = run["name"].as_str().expect("execution name");
+    assert!(
+        first.starts_with(&format!("{job}/executions/lib-job-")),
+        "{first}"
+    );
+    // A run whose task fails ends the operation with an error naming the task.
+    let failed = &seen["failed_run"];
+    assert_eq!(failed["code"], 400, "{seen}");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("-task0 failed"),
+        "{seen}"
+    );
+    // Both executions are listed, newest first, with their counts.
+    let listed = seen["executions"].as_array().expect("executions");
+    assert_eq!(listed.len(), 2, "{seen}");
+    assert_eq!(listed[1]["name"], first);
+    assert_eq!(listed[1]["succeeded"], 3);
+    assert_eq!(listed[0]["failed"], 1);
+    assert_eq!(seen["execution_get"], 3);
+    assert_eq!(seen["job_after"]["execution_count"], 2);
+    assert_eq!(seen["job_after"]["latest"], listed[0]["name"]);
+    assert_eq!(seen["listed_jobs"], serde_json::json!([job]));
+    assert!(
+        seen["bad_id"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("job_id: Resource name must use only lowercase letters"),
+        "{seen}"
+    );
+    assert!(
+        seen["missing_job"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("'nothere'"),
+        "{seen}"
+    );
+    // gcloud (the v1 surface) sees the same job and executions, and the tasks really ran
+    // with the library's task count.
+    let described: Value =
+        serde_json::from_str(&emu.ok(&["run", "jobs", "describe", "lib-job", "--format=json"]))
+            .expect("json");
+    assert_eq!(described["status"]["executionCount"], 2);
+    let listed_by_gcloud = emu.ok(&["run", "jobs", "executions", "list", "--job=lib-job"]);
+    let short = first.rsplit('/').next().expect("short name");
+    assert!(listed_by_gcloud.contains(short), "{listed_by_gcloud}");
+    let log = std::fs::read_to_string(
+        emu.dir
+            .path()
+            .join(format!("logs/{short}/task2-attempt0.log")),
+    )
+    .expect("task 2's log");
+    assert!(log.contains("CLOUD_RUN_TASK_COUNT=3"), "{log}");
+    let deleted = library(&emu, "jobs-delete");
+    assert_eq!(deleted["deleted"], job.as_str());
+    assert_eq!(deleted["after_delete"], serde_json::json!([]));
+    let err = emu.fails(&["run", "jobs", "describe", "lib-job"]);
+    assert!(err.contains("lib-job"), "{err}");
+}
+
 #[test]
 fn googles_client_library_lists_creates_updates_and_deletes_services() {
     let emu = Emulator::start(&[]);
     emu.ok(&["run", "deploy", "hello", "--image=example/hello:v1"]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cloud_run_client.py");
-    let client = |phase: &str| -> Value {
-        let out = Command::new("python3")
-            .arg(&script)
-            .args([emu.url().as_str(), "demo", "us-central1", phase])
-            .output()
-            .expect("run python3");
-        assert!(
-            out.status.success(),
-            "the client library failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("the script's json")
-    };
+    let client = |phase: &str| library(&emu, phase);
     let seen = client("make");
     let p = "projects/demo/locations/us-central1";
     // What gcloud deployed, the library lists.

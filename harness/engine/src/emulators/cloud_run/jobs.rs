@@ -124,7 +124,8 @@ fn job_template(body: &Value) -> ApiResult<(String, Value)> {
     Ok((name, template))
 }
 
-async fn put_job(sh: Arc<Shared>, body: Value, existing: bool) -> ApiResult<Json<Value>> {
+/// Creates or replaces a job from its v1 body.
+pub(super) async fn put(sh: Arc<Shared>, body: Value, existing: bool) -> ApiResult<Json<Value>> {
     let (name, template) = job_template(&body)?;
     let labels = meta::string_map(&body["metadata"], "labels");
     let annotations = meta::string_map(&body["metadata"], "annotations");
@@ -162,7 +163,7 @@ async fn put_job(sh: Arc<Shared>, body: Value, existing: bool) -> ApiResult<Json
     }
     drop(st);
     sh.events.push("job_saved", json!({"job": name}));
-    Ok(Json(job_view(&sh, &name)?))
+    Ok(Json(view(&sh, &name)?))
 }
 
 pub async fn create(
@@ -172,7 +173,7 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     sh.scope(&ns, &headers)?;
-    put_job(sh, parse_body(&body)?, false).await
+    put(sh, parse_body(&body)?, false).await
 }
 
 pub async fn replace(
@@ -183,10 +184,11 @@ pub async fn replace(
 ) -> ApiResult<Json<Value>> {
     sh.scope(&ns, &headers)?;
     let body = named_body(&body, &name)?;
-    put_job(sh, body, true).await
+    put(sh, body, true).await
 }
 
-fn job_view(sh: &Shared, name: &str) -> ApiResult<Value> {
+/// The v1 view of job `name`.
+pub(super) fn view(sh: &Shared, name: &str) -> ApiResult<Value> {
     let st = sh.lock();
     let j = st.jobs.get(name).ok_or_else(|| job_not_found(sh, name))?;
     let view = Job {
@@ -205,7 +207,7 @@ pub async fn get(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     sh.scope(&ns, &headers)?;
-    Ok(Json(job_view(&sh, &name)?))
+    Ok(Json(view(&sh, &name)?))
 }
 
 pub async fn list(
@@ -219,7 +221,7 @@ pub async fn list(
     let names: Vec<String> = sh.lock().jobs.keys().cloned().collect();
     let items = names
         .iter()
-        .filter_map(|n| job_view(&sh, n).ok())
+        .filter_map(|n| view(&sh, n).ok())
         .filter(|v| {
             v["metadata"]["labels"]
                 .as_object()

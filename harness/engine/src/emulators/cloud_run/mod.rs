@@ -30,6 +30,7 @@ mod services;
 pub mod spec;
 pub mod traffic;
 mod v2;
+mod v2_jobs;
 
 use std::{
     collections::BTreeMap,
@@ -427,6 +428,27 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/v2/projects/{project}/locations/{location}/services/{name}/revisions/{rev}",
             get(v2::revision),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/jobs",
+            get(v2_jobs::list_jobs).post(v2_jobs::create_job),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/jobs/{name}",
+            get(v2_jobs::job)
+                .patch(v2_jobs::update_job)
+                .delete(v2_jobs::delete_job)
+                .post(v2_jobs::run_job),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/jobs/{job}/executions",
+            get(v2_jobs::list_executions),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/jobs/{job}/executions/{name}",
+            get(v2_jobs::execution)
+                .delete(v2_jobs::delete_execution)
+                .post(v2_jobs::cancel_execution),
         )
         .route(
             "/v2/projects/{project}/locations/{location}/operations/{id}",

@@ -1,4 +1,5 @@
-//! The v2 REST surface (`/v2/projects/{p}/locations/{l}/services|revisions|operations`)
+//! The v2 REST surface of services (`/v2/projects/{p}/locations/{l}/services|revisions|operations`;
+//! jobs and executions are in `v2_jobs.rs`)
 //! that Google's client libraries use (`google-cloud-run` with the REST transport). It is a
 //! translation over the same model as the v1 surface: a v2 Service is turned into the v1
 //! body the model applies, and the model's v1 view is turned back into a v2 Service. Writes
@@ -23,21 +24,27 @@ use super::{
 
 const SERVICE_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Service";
 
-/// A write the client polls: done when the service's generation is observed and Ready is
-/// decided.
+/// A write the client polls.
 #[derive(Clone, Debug)]
-pub struct Operation {
-    pub service: String,
-    pub generation: i64,
-    /// Set when the answer is known up front (a delete).
-    pub result: Option<Value>,
+pub enum OpTarget {
+    /// Done when the service's generation is observed and Ready is decided.
+    Service { name: String, generation: i64 },
+    /// Done when the execution has ended (a job's run).
+    Execution { job: String, name: String },
+    /// Known up front (a delete, a job's write): the type of the response and the response.
+    Done(&'static str, Value),
 }
 
-fn prefix(sh: &Shared) -> String {
+#[derive(Clone, Debug)]
+pub struct Operation {
+    pub target: OpTarget,
+}
+
+pub(super) fn prefix(sh: &Shared) -> String {
     format!("projects/{}/locations/{}", sh.cfg.project, sh.cfg.region)
 }
 
-fn location(sh: &Shared, project: &str, location: &str) -> ApiResult<()> {
+pub(super) fn location(sh: &Shared, project: &str, location: &str) -> ApiResult<()> {
     sh.namespace(project)?;
     if location != sh.cfg.region && location != "-" {
         return Err(ApiError::not_found(format!(
@@ -48,7 +55,7 @@ fn location(sh: &Shared, project: &str, location: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn condition_v2(c: &Value) -> Value {
+pub(super) fn condition_v2(c: &Value) -> Value {
     let state = match c["status"].as_str() {
         Some("True") => "CONDITION_SUCCEEDED",
         Some("False") => "CONDITION_FAILED",
@@ -69,7 +76,7 @@ fn find<'a>(conditions: &'a Value, kind: &str) -> Option<&'a Value> {
     conditions.as_array()?.iter().find(|c| c["type"] == kind)
 }
 
-fn container_v2(c: &Value) -> Value {
+pub(super) fn container_v2(c: &Value) -> Value {
     let mut out = json!({"image": c["image"]});
     for k in [
         "name",
@@ -338,7 +345,7 @@ const CONTAINER_KEYS: &[&str] = &[
     "buildInfo",
 ];
 
-fn container_v1(c: &Value, at: &str) -> ApiResult<Value> {
+pub(super) fn container_v1(c: &Value, at: &str) -> ApiResult<Value> {
     let Some(obj) = c.as_object() else {
         return Err(ApiError::invalid_field(
             at,
@@ -483,16 +490,21 @@ fn service_v1(name: &str, v2: &Value, existing: Option<&Value>) -> ApiResult<Val
     Ok(body)
 }
 
-fn operation_json(sh: &Shared, id: &str, done: Option<Result<Value, ApiError>>) -> Value {
+fn operation_json(
+    sh: &Shared,
+    id: &str,
+    kind: &str,
+    done: Option<Result<Value, ApiError>>,
+) -> Value {
     let mut op = json!({
         "name": format!("{}/operations/{id}", prefix(sh)),
-        "metadata": {"@type": SERVICE_TYPE},
+        "metadata": {"@type": kind},
         "done": done.is_some(),
     });
     match done {
-        Some(Ok(svc)) => {
-            let mut r = svc;
-            r["@type"] = json!(SERVICE_TYPE);
+        Some(Ok(found)) => {
+            let mut r = found;
+            r["@type"] = json!(kind);
             op["response"] = r;
         }
         Some(Err(e)) => {
@@ -514,17 +526,18 @@ fn grpc_code(e: &ApiError) -> u16 {
     }
 }
 
-fn new_operation(sh: &Shared, service: &str, generation: i64, result: Option<Value>) -> String {
+pub(super) fn new_operation(sh: &Shared, target: OpTarget) -> String {
     let id = meta::uid(&mut sh.rng());
-    sh.lock().operations.insert(
-        id.clone(),
-        Operation {
-            service: service.to_owned(),
-            generation,
-            result,
-        },
-    );
+    sh.lock()
+        .operations
+        .insert(id.clone(), Operation { target });
     id
+}
+
+/// A new operation that is done already, answering `response` of type `kind`.
+pub(super) fn done_operation(sh: &Shared, kind: &'static str, response: Value) -> Value {
+    let id = new_operation(sh, OpTarget::Done(kind, response.clone()));
+    operation_json(sh, &id, kind, Some(Ok(response)))
 }
 
 fn current_v1(sh: &Shared, name: &str) -> Option<Value> {
@@ -532,9 +545,10 @@ fn current_v1(sh: &Shared, name: &str) -> Option<Value> {
     st.services.get(name).map(|s| services::json_of(sh, s))
 }
 
-fn service_id(name: &str) -> ApiResult<()> {
+/// Checks the id a create names (`serviceId`, `jobId`), as the real API words it.
+pub(super) fn resource_id(field: &str, name: &str, max: usize) -> ApiResult<()> {
     let ok = !name.is_empty()
-        && name.len() <= 49
+        && name.len() <= max
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
         && name
@@ -544,9 +558,9 @@ fn service_id(name: &str) -> ApiResult<()> {
         Ok(())
     } else {
         Err(ApiError::invalid_field(
-            "service_id",
+            field,
             format!(
-                "service_id: Resource name must use only lowercase letters, numbers and '-'. Must begin with a letter and cannot end with a '-'. Maximum length is 49 characters. Got \"{name}\"."
+                "{field}: Resource name must use only lowercase letters, numbers and '-'. Must begin with a letter and cannot end with a '-'. Maximum length is {max} characters. Got \"{name}\"."
             ),
         ))
     }
@@ -577,13 +591,19 @@ pub async fn create_service(
         .find(|(k, _)| k == "serviceId")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    service_id(&id)?;
+    resource_id("service_id", &id, 49)?;
     let v2 = services::parse_body(&body)?;
     let v1 = service_v1(&id, &v2, None)?;
     let Json(made) = services::create_or_replace(Arc::clone(&sh), v1, false).await?;
     let generation = made["metadata"]["generation"].as_i64().unwrap_or(1);
-    let op = new_operation(&sh, &id, generation, None);
-    Ok(Json(operation_json(&sh, &op, None)))
+    let op = new_operation(
+        &sh,
+        OpTarget::Service {
+            name: id,
+            generation,
+        },
+    );
+    Ok(Json(operation_now(&sh, &op)))
 }
 
 pub async fn service(
@@ -606,8 +626,8 @@ pub async fn update_service(
     let v1 = service_v1(&name, &v2, Some(&existing))?;
     let Json(made) = services::create_or_replace(Arc::clone(&sh), v1, true).await?;
     let generation = made["metadata"]["generation"].as_i64().unwrap_or(1);
-    let op = new_operation(&sh, &name, generation, None);
-    Ok(Json(operation_json(&sh, &op, None)))
+    let op = new_operation(&sh, OpTarget::Service { name, generation });
+    Ok(Json(operation_now(&sh, &op)))
 }
 
 pub async fn delete_service(
@@ -623,9 +643,11 @@ pub async fn delete_service(
         headers,
     )
     .await?;
-    let gone = service_v2(&sh, &last);
-    let op = new_operation(&sh, &name, 0, Some(gone.clone()));
-    Ok(Json(operation_json(&sh, &op, Some(Ok(gone)))))
+    Ok(Json(done_operation(
+        &sh,
+        SERVICE_TYPE,
+        service_v2(&sh, &last),
+    )))
 }
 
 pub async fn operation(
@@ -633,39 +655,74 @@ pub async fn operation(
     Path((project, loc, id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     location(&sh, &project, &loc)?;
-    let op = sh
-        .lock()
-        .operations
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("Operation {id} was not found.")))?;
-    if let Some(r) = op.result {
-        return Ok(Json(operation_json(&sh, &id, Some(Ok(r)))));
-    }
-    let Some(v1) = current_v1(&sh, &op.service) else {
-        return Ok(Json(operation_json(
-            &sh,
-            &id,
-            Some(Err(services::not_found(&sh, &op.service))),
+    if !sh.lock().operations.contains_key(&id) {
+        return Err(ApiError::not_found(format!(
+            "Operation {id} was not found."
         )));
+    }
+    Ok(Json(operation_now(&sh, &id)))
+}
+
+/// Operation `id` as it stands now.
+pub(super) fn operation_now(sh: &Shared, id: &str) -> Value {
+    let Some(op) = sh.lock().operations.get(id).cloned() else {
+        return json!({"name": format!("{}/operations/{id}", prefix(sh))});
     };
-    let fresh = v1["status"]["observedGeneration"].as_i64().unwrap_or(0) >= op.generation;
-    let ready = find(&v1["status"]["conditions"], "Ready")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let done = match ready["status"].as_str() {
-        _ if !fresh => None,
-        Some("True") => Some(Ok(service_v2(&sh, &v1))),
-        Some("False") => Some(Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            ready["message"]
-                .as_str()
-                .unwrap_or("the service is not ready")
-                .to_owned(),
-        ))),
-        _ => None,
-    };
-    Ok(Json(operation_json(&sh, &id, done)))
+    match op.target {
+        OpTarget::Done(kind, r) => operation_json(sh, id, kind, Some(Ok(r))),
+        OpTarget::Service { name, generation } => {
+            let done = match current_v1(sh, &name) {
+                None => Some(Err(services::not_found(sh, &name))),
+                Some(v1) => {
+                    let fresh =
+                        v1["status"]["observedGeneration"].as_i64().unwrap_or(0) >= generation;
+                    let ready = find(&v1["status"]["conditions"], "Ready")
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    match ready["status"].as_str() {
+                        _ if !fresh => None,
+                        Some("True") => Some(Ok(service_v2(sh, &v1))),
+                        Some("False") => Some(Err(ApiError::new(
+                            StatusCode::PRECONDITION_FAILED,
+                            ready["message"]
+                                .as_str()
+                                .unwrap_or("the service is not ready")
+                                .to_owned(),
+                        ))),
+                        _ => None,
+                    }
+                }
+            };
+            operation_json(sh, id, SERVICE_TYPE, done)
+        }
+        // Done once the execution has ended: with the execution, or, when its tasks failed,
+        // with the Completed condition's message as the error (a cancelled one ends without
+        // an error, its counts tell).
+        OpTarget::Execution { job, name } => {
+            let kind = super::v2_jobs::EXECUTION_TYPE;
+            let done = match super::v2_jobs::execution_of(sh, &job, &name) {
+                None => Some(Err(super::executions::execution_not_found(sh, &name))),
+                Some(v1) if v1["status"]["completionTime"].is_string() => {
+                    let completed = find(&v1["status"]["conditions"], "Completed")
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    if completed["status"] == "False" && completed["reason"] != "Cancelled" {
+                        Some(Err(ApiError::new(
+                            StatusCode::PRECONDITION_FAILED,
+                            completed["message"]
+                                .as_str()
+                                .unwrap_or("The execution failed.")
+                                .to_owned(),
+                        )))
+                    } else {
+                        Some(Ok(super::v2_jobs::execution_v2(sh, &v1)))
+                    }
+                }
+                Some(_) => None,
+            };
+            operation_json(sh, id, kind, done)
+        }
+    }
 }
 
 pub async fn list_revisions(
