@@ -199,7 +199,9 @@ pub struct CloudRunArgs {
     /// The region it serves.
     #[arg(long, default_value = "us-central1")]
     region: String,
-    /// Where revisions run: only `native` (host processes from the image map) so far.
+    /// Where revisions run: `native` (host processes from the image map) or `docker` (an
+    /// image the map does not have runs from the local Docker image of that reference, as a
+    /// container on the host network; mapped `cargo:` packages with an image run from it).
     #[arg(long, default_value = "native")]
     provider: String,
     /// The image map: which program runs for each image reference (YAML or JSON,
@@ -226,13 +228,27 @@ pub struct CloudRunArgs {
 
 /// `harness emulate cloud-run`: until Ctrl-C; then every instance and task is stopped.
 pub async fn cloud_run(a: CloudRunArgs) -> Result<(), Error> {
-    if a.provider != "native" {
-        return Err(Error::BadInput(format!(
-            "--provider {}: the Cloud Run emulator runs revisions on the native provider only so far",
-            a.provider
-        )));
+    let docker = match a.provider.as_str() {
+        "native" => false,
+        "docker" => true,
+        other => {
+            return Err(Error::BadInput(format!(
+                "--provider {other}: the Cloud Run emulator runs revisions on `native` (host processes from the image map) or `docker` (local images, and the map)"
+            )));
+        }
+    };
+    if docker {
+        harness_engine::stack::docker::connect().await?;
     }
     let mut signals = StopSignals::register();
+    // What a killed emulator or run left goes first; this one's containers are recorded,
+    // so that the next start removes them if it is killed in turn.
+    let _ = harness_engine::stack::reaper::reap().await;
+    let groups = if docker {
+        Some(harness_engine::stack::records::Groups::create()?.with_containers())
+    } else {
+        None
+    };
     let seed = a.seed.unwrap_or_else(crate::scenarios::rand_seed);
     let log_dir = match a.log_dir {
         Some(d) => d,
@@ -250,7 +266,23 @@ pub async fn cloud_run(a: CloudRunArgs) -> Result<(), Error> {
     if let Some(file) = &a.secrets {
         cfg.secrets = read_secrets(file)?;
     }
-    let emulator = CloudRun::start(cfg).await?;
+    if let Some(g) = &groups {
+        let bin_dir = std::env::var_os("HARNESS_BIN_DIR").map(PathBuf::from);
+        cfg.builds = Some(Arc::new(
+            harness_engine::run::processes::Builds::new(bin_dir).in_containers(Some(g.run_id())),
+        ));
+        cfg.groups = Some(g.clone());
+    }
+    let started = CloudRun::start(cfg).await;
+    let emulator = match started {
+        Ok(e) => e,
+        Err(e) => {
+            if let Some(g) = &groups {
+                g.finish();
+            }
+            return Err(e);
+        }
+    };
     let gcloud_dir = log_dir.join("gcloud");
     let env = emulator.gcloud_env(&gcloud_dir);
     if a.json {
@@ -282,6 +314,11 @@ pub async fn cloud_run(a: CloudRunArgs) -> Result<(), Error> {
     signals.wait().await;
     eprintln!("stopping every instance …");
     emulator.shutdown().await;
+    if let Some(g) = &groups {
+        // Whatever a stop did not reach (a container whose CLI was killed) goes by label.
+        let _ = harness_engine::stack::docker::remove_run(&g.run_id()).await;
+        g.finish();
+    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The Docker provider end to end through the CLI: the reaper after a SIGKILL removes a
 //! run's containers and their volumes; a missing engine or image names its fix; the
 //! compose stack can be attached to with the external provider; local images are rebuilt
-//! only when their recipe changes.
+//! only when their recipe changes; the standalone Cloud Run emulator runs revisions from
+//! local images.
 //!
 //! These tests need a Docker engine with the local images (`harness images build`);
 //! `.ci/run` provides both.
@@ -445,4 +446,99 @@ fn a_start_in_another_harness_home_leaves_this_homes_containers_alone() {
         !exists("container", &id),
         "Ctrl-C must remove the container"
     );
+}
+
+/// The containers of this `HARNESS_HOME`'s Cloud Run instances.
+fn instance_containers() -> Vec<String> {
+    let out = docker(&[
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        "label=dev.harness.service",
+        "--filter",
+        "name=harness-cr-hello-",
+    ]);
+    text(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_standalone_cloud_run_emulator_runs_local_images_on_the_docker_provider() {
+    use common::cloud_run::{Emulator, version};
+    // A local image of a Perl server (the debian-base image has Perl), built here.
+    let context = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/images/docker");
+    let built = docker(&[
+        "build",
+        "-q",
+        "-t",
+        "harness.local/test-hello:dev",
+        context.to_str().expect("path"),
+    ]);
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let home = tempfile::tempdir().expect("home");
+    let mut emu = Emulator::start_in(Some(home.path()), &["--provider", "docker"]);
+    emu.ok(&[
+        "run",
+        "deploy",
+        "hello",
+        "--image=harness.local/test-hello:dev",
+        "--set-env-vars=APP_VERSION=d1",
+    ]);
+    let svc = emu.describe("hello");
+    let rev = svc["status"]["latestReadyRevisionName"]
+        .as_str()
+        .expect("ready revision")
+        .to_owned();
+    let url = svc["status"]["url"].as_str().expect("url").to_owned();
+    // Served by the container, with the contract's environment.
+    let v = version(&url);
+    assert_eq!(v["version"], "d1", "{v}");
+    assert_eq!(v["revision"], rev.as_str());
+    assert_eq!(v["service"], "hello");
+    let running = instance_containers();
+    assert_eq!(running.len(), 1, "one instance container: {running:?}");
+    let labels = text(
+        &docker(&[
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            &running[0],
+        ])
+        .stdout,
+    );
+    assert!(labels.contains("cloud-run:harness-cr-hello-"), "{labels}");
+    // Neither the map nor the engine has this one: Cloud Run's missing-image failure.
+    let err = emu.fails(&["run", "deploy", "hello", "--image=harness.local/nothere:v1"]);
+    assert!(
+        err.contains("Image 'harness.local/nothere:v1' not found.")
+            && err.contains("no local image"),
+        "{err}"
+    );
+    // The failed revision left the traffic alone.
+    assert_eq!(version(&url)["revision"], rev.as_str());
+    // Killed with no chance to clean up: its container outlives it ...
+    emu.kill();
+    assert_eq!(
+        instance_containers().len(),
+        1,
+        "the container outlives a SIGKILL"
+    );
+    // ... until the next start reaps the run it recorded.
+    let mut next = Emulator::start_in(Some(home.path()), &["--provider", "docker"]);
+    let left = instance_containers();
+    assert!(left.is_empty(), "the next start removed {left:?}");
+    // A normal stop removes its instances' containers too.
+    next.ok(&[
+        "run",
+        "deploy",
+        "hello",
+        "--image=harness.local/test-hello:dev",
+    ]);
+    assert_eq!(instance_containers().len(), 1);
+    next.stop();
+    assert!(instance_containers().is_empty());
+    let runs: Vec<_> = std::fs::read_dir(home.path().join("runs"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(runs.is_empty(), "records or folders left: {runs:?}");
 }

@@ -24,8 +24,17 @@ pub fn fixtures() -> PathBuf {
 
 impl Emulator {
     pub fn start(extra: &[&str]) -> Emulator {
+        Self::start_in(None, extra)
+    }
+
+    /// Started with `HARNESS_HOME` at `home` when given.
+    pub fn start_in(home: Option<&Path>, extra: &[&str]) -> Emulator {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = super::harness()
+        let mut cmd = super::harness();
+        if let Some(h) = home {
+            cmd.env("HARNESS_HOME", h);
+        }
+        let mut child = cmd
             .args([
                 "emulate",
                 "cloud-run",
@@ -96,6 +105,12 @@ impl Emulator {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// Kills it with SIGKILL (no cleanup of its own), and waits.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops it as Ctrl-C does, and waits.

@@ -156,6 +156,24 @@ impl Groups {
         })
     }
 
+    /// The run's id (the label of its containers, when it has some).
+    pub fn run_id(&self) -> String {
+        self.record
+            .lock()
+            .map(|r| r.run_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records that the run starts containers labelled with its id, so that the reaper
+    /// removes them too after a run that was killed.
+    pub fn with_containers(self) -> Self {
+        if let Ok(mut r) = self.record.lock() {
+            r.provider = ProviderKind::Docker;
+            let _ = r.save();
+        }
+        self
+    }
+
     /// The folder for the run's logs.
     pub fn run_dir(&self) -> PathBuf {
         self.record

@@ -2,7 +2,7 @@
 //! with its own instances. Read, listed by label (gcloud lists a service's revisions with
 //! `serving.knative.dev/service=NAME`) and deleted when no traffic or tag points at them.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use axum::{
     Json,
@@ -47,14 +47,32 @@ pub async fn prepare(sh: &Shared, template: &Value) -> Prepared {
             .cloned()
             .ok_or_else(|| images.references().map(str::to_owned).collect::<Vec<_>>())
     };
-    let image = match found {
-        Ok(image) => image,
-        Err(mapped) => {
-            let hint = if mapped.is_empty() {
+    // With the Docker provider, a reference the map does not have runs from the local image
+    // of that name, if there is one.
+    let local = match (&found, sh.builds.container_run()) {
+        (Err(_), Some(run)) if local_image(&spec.image).await => Some(run.to_owned()),
+        _ => None,
+    };
+    let image = match (found, local) {
+        (_, Some(run)) => {
+            let container = Container {
+                entrypoint: Vec::new(),
+                image: spec.image.clone(),
+                run_id: run,
+            };
+            let dir = sh.cfg.log_dir.clone();
+            return launch(sh, spec, Vec::new(), &BTreeMap::new(), dir, Some(container));
+        }
+        (Ok(image), None) => image,
+        (Err(mapped), None) => {
+            let mut hint = if mapped.is_empty() {
                 " The emulator has no image map (`--images FILE`).".to_owned()
             } else {
                 format!(" The image map has: {}.", mapped.join(", "))
             };
+            if sh.builds.container_run().is_some() {
+                hint.push_str(" The Docker engine has no local image of that reference either.");
+            }
             return Err((
                 Arc::clone(&spec),
                 "ContainerMissing",
@@ -63,7 +81,7 @@ pub async fn prepare(sh: &Shared, template: &Value) -> Prepared {
         }
     };
     let mut container = None;
-    let mut argv = match &image.program {
+    let argv = match &image.program {
         Program::Command(argv) => argv.clone(),
         // On a Docker-provider run a package with an image runs from that image.
         Program::Cargo(package) => match sh.builds.image(&image.dir, package).await {
@@ -94,6 +112,20 @@ pub async fn prepare(sh: &Shared, template: &Value) -> Prepared {
             }
         },
     };
+    launch(sh, spec, argv, &image.env, image.dir.clone(), container)
+}
+
+/// How a revision's instances start: the program's argv (replaced by the revision's
+/// `command`, followed by its `args`), the image's env under the revision's (secrets
+/// resolved), in `dir`, or as `container`.
+fn launch(
+    sh: &Shared,
+    spec: Arc<RunSpec>,
+    mut argv: Vec<String>,
+    image_env: &BTreeMap<String, String>,
+    dir: PathBuf,
+    mut container: Option<Container>,
+) -> Prepared {
     if !spec.command.is_empty() {
         argv = spec.command.clone();
     }
@@ -103,7 +135,7 @@ pub async fn prepare(sh: &Shared, template: &Value) -> Prepared {
         c.entrypoint.clone_from(&spec.command);
         argv = spec.args.clone();
     }
-    let mut env: Vec<(String, String)> = image.env.clone().into_iter().collect();
+    let mut env: Vec<(String, String)> = image_env.clone().into_iter().collect();
     for (k, v) in &spec.env {
         let value = match v {
             EnvValue::Plain(s) => s.clone(),
@@ -128,7 +160,7 @@ pub async fn prepare(sh: &Shared, template: &Value) -> Prepared {
         spec,
         Launch {
             argv,
-            dir: image.dir.clone(),
+            dir,
             env,
             container,
         },
@@ -338,4 +370,15 @@ pub async fn delete(
         "serving.knative.dev",
         "revisions",
     )))
+}
+
+/// Whether the Docker engine has an image of this reference.
+async fn local_image(reference: &str) -> bool {
+    tokio::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", reference])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
 }
