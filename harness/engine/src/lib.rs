@@ -15,6 +15,7 @@
 //! # }
 //! ```
 
+pub mod drills;
 pub mod emulators;
 pub mod error;
 pub mod faults;

@@ -252,6 +252,7 @@ fn script(broken: &str, jobs: usize) -> Vec<Event> {
             rollback_failures: vec![rollback],
             kept: None,
             fault_decisions: Vec::new(),
+            drill: None,
         },
         Event::ScenarioFinished {
             scenario: 0,
@@ -264,6 +265,7 @@ fn script(broken: &str, jobs: usize) -> Vec<Event> {
             rollback_failures: Vec::new(),
             kept: Some("postgres database h_orders_1".to_owned()),
             fault_decisions: Vec::new(),
+            drill: None,
         },
         Event::ScenarioStarted {
             scenario: 2,
@@ -297,6 +299,7 @@ fn script(broken: &str, jobs: usize) -> Vec<Event> {
             rollback_failures: Vec::new(),
             kept: None,
             fault_decisions: Vec::new(),
+            drill: None,
         },
         Event::RunFinished {
             passed: 1,

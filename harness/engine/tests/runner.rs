@@ -361,21 +361,7 @@ fn a_handlers_document_gets_the_same_expect_and_capture_as_every_kind() {
 }
 
 #[test]
-fn reserved_kinds_are_refused_at_plan_time_pointing_at_the_step() {
-    let dir = scenarios(&[(
-        "ahead.yaml",
-        "name: ahead\nsteps:\n  - exec: { command: \"true\" }\n  - name: back up\n    backup: { store: postgres }\n",
-    )]);
-    let err = refused(dir.path());
-    assert!(
-        err.contains("step kind `backup` is not available yet"),
-        "{err}"
-    );
-    assert!(err.contains("reserved for restore drills"), "{err}");
-    // The step's own line, not the top of the file.
-    assert!(err.contains("ahead.yaml:4:5"), "{err}");
-
-    // An `x-` kind nobody registered is refused the same way.
+fn an_unregistered_experimental_kind_is_refused_at_plan_time() {
     let dir = scenarios(&[("x.yaml", "name: x\nsteps:\n  - x-unknown: { a: 1 }\n")]);
     let err = refused(dir.path());
     assert!(
@@ -475,4 +461,92 @@ fn a_rollback_whose_capture_was_never_taken_is_skipped_with_a_note() {
         _ => None,
     });
     assert_eq!(rollback_failures, Some(0), "{}", out.console);
+}
+
+#[test]
+fn a_drill_that_loses_more_than_its_rpo_fails_with_both_numbers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(corpus("pass/_drill.sql"), dir.path().join("_drill.sql")).expect("copy");
+    let file = dir.path().join("drill.yaml");
+    std::fs::write(
+        &file,
+        r#"name: a drill whose RPO objective is 1ms
+stack: [postgres]
+fixtures:
+  - sql: _drill.sql
+steps:
+  - backup:
+      postgres: { method: logical }
+      writer: { rate: 100, lead: 100ms }
+  - exec: { command: "sleep 0.3" }
+  - disaster:
+      postgres: { truncate: cards }
+  - restore:
+      postgres: { method: logical }
+  - verify:
+      postgres: { tables: [decks, cards] }
+      rpo_max: 1ms
+"#,
+    )
+    .expect("write");
+    let out = support::run_files(&[file], 1).expect("run");
+    assert_eq!(out.summary.failed, 1, "{}", out.console);
+    let failure = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::ScenarioFinished {
+                failed_step: Some(f),
+                ..
+            } => Some(f.failure.clone()),
+            _ => None,
+        })
+        .expect("a failed step");
+    assert!(
+        failure.message.contains("committed records were lost")
+            && failure.message.contains("over the objective of 0.001 s"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(failure.expected.as_deref(), Some("RPO ≤ 0.001 s"));
+    assert!(
+        failure
+            .actual
+            .as_deref()
+            .unwrap_or_default()
+            .contains("RPO "),
+        "{failure:?}"
+    );
+}
+
+#[test]
+fn a_drills_rto_rpo_and_phases_are_in_the_console_the_json_report_and_junit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (json, junit) = (dir.path().join("r.json"), dir.path().join("r.xml"));
+    let out = support::run_files_with_reports(
+        &[corpus("pass/drill_postgres_logical.yaml")],
+        &json,
+        &junit,
+    )
+    .expect("run");
+    assert_eq!(out.summary.passed, 1, "{}", out.console);
+    assert!(
+        out.console.contains("drill met: RTO ")
+            && out.console.contains("(objective 60.000 s): detect ")
+            && out.console.contains("committed records lost"),
+        "{}",
+        out.console
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    let drill = &report["scenarios"][0]["drill"];
+    assert_eq!(drill["met"], true, "{report}");
+    assert_eq!(drill["rto_max_ms"], 60000.0);
+    assert!(drill["rto_ms"].as_f64().is_some_and(|v| v > 0.0), "{drill}");
+    assert!(drill["lost"].as_u64().is_some_and(|v| v > 0), "{drill}");
+    for phase in ["detect", "provision", "restore", "replay", "verify"] {
+        assert!(drill["phases_ms"][phase].is_number(), "{phase}: {drill}");
+    }
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(xml.contains("<system-out>drill met: RTO "), "{xml}");
 }

@@ -229,18 +229,28 @@ fn every_step_kind_is_in_the_schema() {
 }
 
 #[test]
-fn a_reserved_kind_parses_as_reserved_with_the_span_of_its_key() {
-    let text = "name: r\nsteps:\n  - backup: { store: postgres, name: \"b-${vars.tag}\" }\nvars: { tag: v1 }\n";
-    let s = parse("t.yaml", text).expect("valid ahead of its capability");
-    let Action::Reserved(r) = &s.steps[0].action else {
-        panic!("a reserved step: {:?}", s.steps[0].action)
+fn the_drill_kinds_are_typed_and_their_old_placeholder_keys_are_errors() {
+    // `backup` and `restore` were reserved, with free-form arguments; now they are typed.
+    let text = "name: r\nsteps:\n  - backup: { postgres: { method: logical, jobs: 2 }, writer: { rate: 10 } }\n";
+    let s = parse("t.yaml", text).expect("a typed backup step");
+    let Action::Backup(b) = &s.steps[0].action else {
+        panic!("a backup step: {:?}", s.steps[0].action)
     };
-    assert_eq!(r.kind, "backup");
-    assert_eq!(r.capability, "restore drills");
-    assert_eq!(&text[r.span.offset..r.span.offset + r.span.len], "backup");
-    // Its data is still checked.
-    let p = problems("name: r\nsteps:\n  - fault: { latency: .inf }\n");
-    assert!(p.contains("t.yaml:3:23"), "{p}");
+    assert_eq!(b.postgres.jobs, Some(2));
+    assert_eq!(b.writer.as_ref().map(|w| w.rate), Some(10));
+    let p = problems("name: r\nsteps:\n  - backup: { store: postgres }\n");
+    assert!(
+        p.contains("t.yaml:3:15") && p.contains("unknown key `store` in a `backup` step"),
+        "{p}"
+    );
+    let p =
+        problems("name: r\nsteps:\n  - disaster: { postgres: { drop_table: a, truncate: b } }\n");
+    assert!(
+        p.contains("needs exactly one of `drop_table`, `truncate`"),
+        "{p}"
+    );
+    let p = problems("name: r\nsteps:\n  - restore: { postgres: { method: logcal } }\n");
+    assert!(p.contains("did you mean `logical`?"), "{p}");
 }
 
 #[test]

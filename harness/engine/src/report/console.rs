@@ -301,8 +301,12 @@ impl Reporter for Console {
                 failed_step,
                 rollback_failures,
                 kept,
+                drill,
                 ..
             } => {
+                if let Some(d) = drill {
+                    self.write(&format!("    {}\n", d.line()));
+                }
                 let summary = Summary {
                     status: *status,
                     duration_ms: *duration_ms,

@@ -45,6 +45,9 @@ pub struct ScenarioDoc {
     /// Every random choice of the scenario's fault proxies, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fault_decisions: Vec<crate::faults::Decision>,
+    /// A restore drill's RTO, RPO and phases against its objectives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<Box<crate::drills::DrillReport>>,
     /// Whether `ScenarioFinished` was seen (not written: `status` says `error` otherwise).
     #[serde(skip)]
     pub finished: bool,
@@ -112,6 +115,7 @@ impl Collector {
             kept: None,
             steps: Vec::new(),
             fault_decisions: Vec::new(),
+            drill: None,
             finished: false,
         })
     }
@@ -164,6 +168,7 @@ impl Collector {
                 rollback_failures,
                 kept,
                 fault_decisions,
+                drill,
             } => {
                 let doc = self.scenario(*scenario);
                 doc.name.clone_from(name);
@@ -175,6 +180,7 @@ impl Collector {
                 doc.rollback_failures.clone_from(rollback_failures);
                 doc.kept.clone_from(kept);
                 doc.fault_decisions.clone_from(fault_decisions);
+                doc.drill.clone_from(drill);
                 doc.finished = true;
             }
             Event::RunFinished {

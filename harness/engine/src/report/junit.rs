@@ -90,6 +90,9 @@ fn test_case(s: &ScenarioDoc) -> TestCase {
     if !s.rollback_failures.is_empty() {
         case.set_system_err(rollback_text(&s.rollback_failures));
     }
+    if let Some(d) = &s.drill {
+        case.set_system_out(d.line());
+    }
     case
 }
 

@@ -107,6 +107,8 @@ pub struct Ctx {
     /// The scenario's Cloud Run emulator, started by its first `deploy`, `traffic` or
     /// `rollback` step and stopped with its processes.
     pub cloud_run: Option<Arc<crate::emulators::cloud_run::CloudRun>>,
+    /// The scenario's restore drill: its backups, writer, disaster and restore.
+    pub drill: crate::drills::Drill,
     pub seed: u64,
     pub update_snapshots: bool,
     rng: StdRng,
@@ -147,6 +149,7 @@ impl Ctx {
             running: Vec::new(),
             process_faults: Arc::default(),
             cloud_run: None,
+            drill: crate::drills::Drill::default(),
             seed,
             update_snapshots,
             rng: StdRng::seed_from_u64(seed),

@@ -137,6 +137,9 @@ pub enum Event {
         /// seed and traffic make the same ones.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         fault_decisions: Vec<crate::faults::Decision>,
+        /// A restore drill's RTO, RPO and phases against its objectives.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drill: Option<Box<crate::drills::DrillReport>>,
     },
     RunFinished {
         passed: usize,

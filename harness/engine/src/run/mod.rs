@@ -524,6 +524,7 @@ fn crashed(index: usize, loaded: &Loaded, e: tokio::task::JoinError) -> Event {
         rollback_failures: Vec::new(),
         kept: None,
         fault_decisions: Vec::new(),
+        drill: None,
     }
 }
 

@@ -88,6 +88,7 @@ impl ScenarioRun {
                 Some(self.setup_failure(failure)),
                 Vec::new(),
                 None,
+                None,
             );
         }
         let setup_started = Instant::now();
@@ -102,6 +103,7 @@ impl ScenarioRun {
                     setup_ms,
                     Some(self.setup_failure(failure)),
                     Vec::new(),
+                    None,
                     None,
                 );
             }
@@ -322,6 +324,9 @@ impl ScenarioRun {
             f.failure.message.push_str(&notes);
         }
         processes::stop(std::mem::take(&mut ctx.running), logs_in.as_deref()).await;
+        // A drill's writer stops before the database goes; its backups go with the drill.
+        ctx.drill.stop_writer().await;
+        let drill = ctx.drill.report.take().map(Box::new);
         if let Some(c) = ctx.cloud_run.take() {
             c.shutdown().await;
             let dir = c.log_dir().to_path_buf();
@@ -338,7 +343,7 @@ impl ScenarioRun {
             None
         };
         iso_guard.disarm();
-        self.finish(started, setup_ms, failed, rollback_failures, kept)
+        self.finish(started, setup_ms, failed, rollback_failures, kept, drill)
     }
 
     /// A process that does not start is a failure of the system under test, not of the
@@ -400,6 +405,7 @@ impl ScenarioRun {
         failed: Option<FailedStep>,
         rollback_failures: Vec<FailedStep>,
         kept: Option<String>,
+        drill: Option<Box<crate::drills::DrillReport>>,
     ) -> Status {
         let status = match &failed {
             // Harness could not set the scenario up: an environment error. A process that
@@ -429,6 +435,7 @@ impl ScenarioRun {
             fault_decisions: std::mem::take(
                 &mut *self.decisions.lock().unwrap_or_else(|e| e.into_inner()),
             ),
+            drill,
         });
         status
     }

@@ -9,7 +9,7 @@
 mod neo4j;
 mod object_store;
 mod otel;
-mod postgres;
+pub(crate) mod postgres;
 
 use std::{
     fs,

@@ -10,13 +10,16 @@
 //! engine's `run/steps/`. The runner applies `expect.json` and `capture` to every kind
 //! alike, through [`Kind::json_expect`] and [`Kind::captures`].
 
+pub mod backup;
 pub mod cypher;
 pub mod deploy;
+pub mod disaster;
 pub mod eventually;
 pub mod exec;
 pub mod fault;
 pub mod http;
 pub mod job;
+pub mod restore;
 pub mod rollback;
 pub mod s3;
 pub mod schedule;
@@ -24,6 +27,7 @@ pub mod snapshot;
 pub mod sql;
 pub mod telemetry;
 pub mod traffic;
+pub mod verify;
 
 use std::collections::BTreeMap;
 
@@ -170,6 +174,14 @@ kinds! {
     Rollback(rollback::Rollback),
     /// Create or update a Cloud Run job on the scenario's emulator, run it and wait.
     Job(job::Job),
+    /// Back up a store under test (a restore drill's first step), optionally with a writer.
+    Backup(backup::Backup),
+    /// Damage a store under test on purpose; the drill's recovery time starts here.
+    Disaster(disaster::Disaster),
+    /// Restore the latest backup into a fresh database that takes the damaged one's place.
+    Restore(restore::Restore),
+    /// Check the restored data, measure RTO and RPO, and hold them to their objectives.
+    Verify(verify::Verify),
 }
 
 impl Action {
@@ -195,8 +207,7 @@ impl Action {
 /// Step kinds reserved for capabilities that have not landed yet, and which capability
 /// brings each. A step of one of them parses, so `harness validate` accepts a file written
 /// ahead of time, and is refused when the run is planned, pointing at the step.
-pub const RESERVED_KINDS: [(&str, &str); 2] =
-    [("backup", "restore drills"), ("restore", "restore drills")];
+pub const RESERVED_KINDS: [(&str, &str); 0] = [];
 
 /// Prefix of experimental kinds, which a handler registered with the runner provides.
 pub const EXTENSION_PREFIX: &str = "x-";

@@ -8,6 +8,7 @@
 
 pub mod cloud_run;
 pub mod cypher;
+pub mod drill;
 pub mod eventually;
 pub mod exec;
 pub mod fault;
@@ -131,6 +132,10 @@ pub fn run<'a>(
             Action::Traffic(s) => checked(ctx, s).await,
             Action::Rollback(s) => checked(ctx, s).await,
             Action::Job(s) => checked(ctx, s).await,
+            Action::Backup(s) => checked(ctx, s).await,
+            Action::Disaster(s) => checked(ctx, s).await,
+            Action::Restore(s) => checked(ctx, s).await,
+            Action::Verify(s) => checked(ctx, s).await,
             Action::Eventually(e) => return eventually::run(ctx, e, ext).await,
             // The plan refuses these; a runner driven without a plan says so too.
             Action::Reserved(r) => Err(StepError::Error {

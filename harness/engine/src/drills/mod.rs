@@ -1,0 +1,186 @@
+//! Restore drills: back a store up, damage it on purpose, restore it, and verify what came
+//! back, measuring how long recovery took (RTO) and how much committed data was lost (RPO).
+//!
+//! One file per store and method: `postgres.rs` (logical: `pg_dump` / `pg_restore`), and
+//! `writer.rs`, the writer of sequence-numbered records whose losses are the RPO. The
+//! scenario steps `backup`, `disaster`, `restore` and `verify` (`run/steps/drill.rs`) drive
+//! them over one [`Drill`] per scenario.
+
+pub mod postgres;
+pub mod writer;
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant, SystemTime},
+};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// What one scenario's drill has done so far.
+#[derive(Default)]
+pub struct Drill {
+    /// Backups taken, the latest last.
+    pub backups: Vec<postgres::Backup>,
+    pub writer: Option<writer::Writer>,
+    /// The writer's acknowledged records once it stopped at the disaster.
+    pub acknowledged: Option<Vec<writer::Record>>,
+    pub disaster: Option<Disaster>,
+    pub restore: Option<Restored>,
+    /// The verdict's numbers, once a `verify` step measured them (in the reports).
+    pub report: Option<DrillReport>,
+    /// The folder of the backups, removed with the drill.
+    dir: Option<std::path::PathBuf>,
+}
+
+impl Drop for Drill {
+    /// The backups do not outlive their scenario.
+    fn drop(&mut self) {
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// When the store was damaged, and how.
+#[derive(Clone, Debug)]
+pub struct Disaster {
+    pub at: Instant,
+    pub wall: SystemTime,
+    pub what: String,
+}
+
+/// When the restore ran, phase by phase.
+#[derive(Clone, Debug)]
+pub struct Restored {
+    /// From the disaster to the start of the restore: how long it took to act.
+    pub detect: Duration,
+    pub phases: Vec<(&'static str, Duration)>,
+    pub ended: Instant,
+}
+
+/// What a drill lost: records committed before the disaster and missing after the restore.
+#[derive(Clone, Debug, Default)]
+pub struct Loss {
+    pub acknowledged: usize,
+    pub lost: Vec<writer::Record>,
+}
+
+impl Loss {
+    /// The commit time lost: from the first lost record's commit to the disaster.
+    pub fn rpo(&self, disaster: SystemTime) -> Duration {
+        self.lost
+            .first()
+            .and_then(|r| disaster.duration_since(r.committed).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn json(&self, disaster: SystemTime) -> Value {
+        let span = match (self.lost.first(), self.lost.last()) {
+            (Some(a), Some(b)) => b.committed.duration_since(a.committed).unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        json!({
+            "acknowledged": self.acknowledged,
+            "lost": self.lost.len(),
+            "first_lost": self.lost.first().map(|r| r.seq),
+            "last_lost": self.lost.last().map(|r| r.seq),
+            "lost_span_ms": ms(span),
+            "rpo_ms": ms(self.rpo(disaster)),
+        })
+    }
+}
+
+/// A drill's numbers against its objectives, as the reports show them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrillReport {
+    /// What the disaster did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disaster: Option<String>,
+    /// From the disaster to the verification's verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_max_ms: Option<f64>,
+    /// Commit time lost: from the first lost record to the disaster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_max_ms: Option<f64>,
+    /// detect, provision, restore, replay, verify.
+    #[serde(default)]
+    pub phases_ms: BTreeMap<String, f64>,
+    /// The writer's records committed before the disaster, and how many were not restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<usize>,
+    /// Whether the verification passed and every objective was met.
+    pub met: bool,
+}
+
+impl DrillReport {
+    /// One line for the console and JUnit: `RTO 1.234 s ≤ 60 s (detect …) · RPO …`.
+    pub fn line(&self) -> String {
+        let s = |ms: f64| format!("{:.3} s", ms / 1000.0);
+        let mut parts = Vec::new();
+        if let Some(rto) = self.rto_ms {
+            let mut p = format!("RTO {}", s(rto));
+            if let Some(max) = self.rto_max_ms {
+                p.push_str(&format!(" (objective {})", s(max)));
+            }
+            let phases: Vec<String> = ["detect", "provision", "restore", "replay", "verify"]
+                .iter()
+                .filter_map(|k| self.phases_ms.get(*k).map(|v| format!("{k} {}", s(*v))))
+                .collect();
+            if !phases.is_empty() {
+                p.push_str(&format!(": {}", phases.join(", ")));
+            }
+            parts.push(p);
+        }
+        if let Some(rpo) = self.rpo_ms {
+            let mut p = format!("RPO {}", s(rpo));
+            if let Some(max) = self.rpo_max_ms {
+                p.push_str(&format!(" (objective {})", s(max)));
+            }
+            if let (Some(a), Some(l)) = (self.acknowledged, self.lost) {
+                p.push_str(&format!(", {l} of {a} committed records lost"));
+            }
+            parts.push(p);
+        }
+        let verdict = if self.met { "met" } else { "NOT met" };
+        format!("drill {verdict}: {}", parts.join("; "))
+    }
+}
+
+/// Milliseconds with a microsecond's precision, for documents.
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Each table's row count and checksum.
+pub type Tables = BTreeMap<String, TableState>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableState {
+    pub rows: i64,
+    pub checksum: String,
+}
+
+impl Drill {
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+
+    pub fn set_dir(&mut self, dir: std::path::PathBuf) {
+        self.dir = Some(dir);
+    }
+
+    /// Stops the writer (its last record is then before the disaster) and keeps what it
+    /// committed.
+    pub async fn stop_writer(&mut self) {
+        if let Some(w) = self.writer.take() {
+            self.acknowledged = Some(w.stop().await);
+        }
+    }
+}

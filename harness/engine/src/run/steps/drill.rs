@@ -1,0 +1,349 @@
+//! The steps of a restore drill: `backup`, `disaster`, `restore`, `verify`, over the
+//! scenario's [`Drill`](crate::drills::Drill) (`harness/engine/src/drills/`).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use harness_scenario::kinds::{
+    backup::{Backup, PgMethod},
+    disaster::Disaster,
+    restore::Restore,
+    verify::Verify,
+};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use super::{Ctx, Handler, StepError};
+use crate::{
+    drills::{self, Loss, ms, postgres, writer::Writer},
+    stack::native::postgres::PostgresEndpoint,
+};
+
+/// The stack's Postgres, the scenario's database and its pool.
+fn scenario_db(ctx: &Ctx) -> Result<(PostgresEndpoint, String, PgPool), StepError> {
+    let pg = ctx
+        .endpoints
+        .postgres
+        .clone()
+        .ok_or_else(|| StepError::error("the stack has no Postgres"))?;
+    let db = ctx
+        .iso
+        .database
+        .clone()
+        .ok_or_else(|| StepError::error("the scenario has no database"))?;
+    let pool = ctx
+        .iso
+        .pool
+        .clone()
+        .ok_or_else(|| StepError::error("the scenario has no database"))?;
+    Ok((pg, db, pool))
+}
+
+/// Where the scenario's backups go: in the run's folder when there is one.
+fn drill_dir(ctx: &mut Ctx) -> std::path::PathBuf {
+    if let Some(d) = ctx.drill.dir() {
+        return d.to_owned();
+    }
+    let dir = match &ctx.groups {
+        Some(g) => g.run_dir().join(format!("drill-{}", ctx.iso.id)),
+        None => std::env::temp_dir().join(format!(
+            "harness-drill-{}-{}",
+            std::process::id(),
+            ctx.iso.id
+        )),
+    };
+    ctx.drill.set_dir(dir.clone());
+    dir
+}
+
+fn tables_json(t: &drills::Tables) -> Value {
+    t.iter()
+        .map(|(k, v)| (k.clone(), json!({"rows": v.rows, "checksum": v.checksum})))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+impl Handler for Backup {
+    type Output = Value;
+
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        let (pg, db, pool) = scenario_db(ctx)?;
+        if let (Some(w), None) = (&self.writer, &ctx.drill.writer) {
+            let writer = Writer::start(pg.connect_options().database(&db), w.rate)
+                .await
+                .map_err(StepError::error)?;
+            ctx.drill.writer = Some(writer);
+            let lead = w.lead.map_or(Duration::from_millis(500), |d| d.0);
+            tokio::time::sleep(lead).await;
+        }
+        let dir = drill_dir(ctx).join(format!("backup-{}", ctx.drill.backups.len() + 1));
+        let jobs = self.postgres.jobs.unwrap_or(2);
+        let PgMethod::Logical = self.postgres.method;
+        let b = postgres::backup(&pg, &pool, &db, &dir, jobs, &self.postgres.exclude_tables)
+            .await
+            .map_err(StepError::error)?;
+        let writer = ctx
+            .drill
+            .writer
+            .as_ref()
+            .map(|w| json!({"rate": w.rate, "acknowledged": w.acknowledged()}));
+        let doc = json!({
+            "store": "postgres",
+            "method": "logical",
+            "backup": b.id,
+            "path": b.path,
+            "bytes": b.bytes,
+            "duration_ms": ms(b.took),
+            "tables": tables_json(&b.tables),
+            "writer": writer,
+        });
+        ctx.drill.backups.push(b);
+        Ok(Some(doc))
+    }
+}
+
+impl Handler for Disaster {
+    type Output = Value;
+
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        let (_, _, pool) = scenario_db(ctx)?;
+        // The writer stops first: its last acknowledged record precedes the disaster.
+        ctx.drill.stop_writer().await;
+        let at = Instant::now();
+        let wall = SystemTime::now();
+        let p = &self.postgres;
+        let what = postgres::damage(&pool, p.drop_table.as_deref(), p.truncate.as_deref())
+            .await
+            .map_err(StepError::error)?;
+        ctx.drill.disaster = Some(drills::Disaster {
+            at,
+            wall,
+            what: what.clone(),
+        });
+        Ok(Some(json!({
+            "store": "postgres",
+            "what": what,
+            "table": p.drop_table.as_ref().or(p.truncate.as_ref()),
+            "acknowledged": ctx.drill.acknowledged.as_ref().map(Vec::len),
+        })))
+    }
+}
+
+impl Handler for Restore {
+    type Output = Value;
+
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        let started = Instant::now();
+        let (pg, db, pool) = scenario_db(ctx)?;
+        let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
+            StepError::error("there is no backup to restore: a `backup` step comes first")
+        })?;
+        // A restore without a disaster step still stops the writer: what it restores is
+        // compared with what had been committed.
+        ctx.drill.stop_writer().await;
+        let detect = ctx
+            .drill
+            .disaster
+            .as_ref()
+            .map_or(Duration::ZERO, |d| started.duration_since(d.at));
+        let jobs = self.postgres.jobs.unwrap_or(backup.jobs);
+        // The scenario's pool goes first: the switch drops the damaged database.
+        pool.close().await;
+        ctx.iso.pool = None;
+        let restored = postgres::restore(&pg, &db, &backup, jobs).await;
+        // Whatever happened, the scenario gets a pool again.
+        if let Ok(p) = postgres::reconnect(&pg, &db).await {
+            ctx.iso.pool = Some(p);
+        }
+        let phases = restored.map_err(StepError::error)?;
+        let doc = json!({
+            "store": "postgres",
+            "method": "logical",
+            "backup": backup.id,
+            "phases_ms": phases.iter().map(|(k, d)| ((*k).to_owned(), json!(ms(*d)))).collect::<serde_json::Map<_, _>>(),
+            "duration_ms": ms(started.elapsed()),
+        });
+        ctx.drill.restore = Some(drills::Restored {
+            detect,
+            phases,
+            ended: Instant::now(),
+        });
+        Ok(Some(doc))
+    }
+}
+
+impl Handler for Verify {
+    type Output = Value;
+
+    async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        let started = Instant::now();
+        let (_, _, pool) = scenario_db(ctx)?;
+        let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
+            StepError::error("there is nothing to verify against: a `backup` step comes first")
+        })?;
+        let mut problems = Vec::new();
+        let mut tables = serde_json::Map::new();
+        for name in &self.postgres.tables {
+            let key = name.trim_start_matches("public.").to_owned();
+            let Some(expected) = backup.tables.get(&key) else {
+                return Err(StepError::error(format!(
+                    "table {name} was not in the database when backup {} was taken",
+                    backup.id
+                )));
+            };
+            match postgres::table_state(&pool, name)
+                .await
+                .map_err(StepError::error)?
+            {
+                None => problems.push(format!(
+                    "table {name} is missing from the restored database"
+                )),
+                Some(got) => {
+                    if got.rows != expected.rows {
+                        problems.push(format!(
+                            "table {name} has {} rows; it had {} when backed up",
+                            got.rows, expected.rows
+                        ));
+                    } else if got.checksum != expected.checksum {
+                        problems.push(format!(
+                            "table {name} has its {} rows but not their contents (checksum {} instead of {})",
+                            got.rows, got.checksum, expected.checksum
+                        ));
+                    }
+                    tables.insert(
+                        key,
+                        json!({"rows": got.rows, "checksum": got.checksum,
+                               "expected_rows": expected.rows}),
+                    );
+                }
+            }
+        }
+        if !problems.is_empty() {
+            ctx.drill.report = Some(drills::DrillReport {
+                disaster: ctx.drill.disaster.as_ref().map(|d| d.what.clone()),
+                rto_max_ms: self.rto_max.map(|d| ms(d.0)),
+                rpo_max_ms: self.rpo_max.map(|d| ms(d.0)),
+                met: false,
+                ..Default::default()
+            });
+            return Err(StepError::Failed {
+                message: format!("the restore lost data: {}", problems.join("; ")),
+                expected: Some(format!("{} as backed up", self.postgres.tables.join(", "))),
+                actual: Some(problems.join("; ")),
+                span: None,
+            });
+        }
+        // The writer's records, one by one.
+        let disaster_wall = ctx
+            .drill
+            .disaster
+            .as_ref()
+            .map_or_else(SystemTime::now, |d| d.wall);
+        let loss = match &ctx.drill.acknowledged {
+            Some(acked) => {
+                let found: std::collections::BTreeSet<i64> = postgres::written(&pool)
+                    .await
+                    .map_err(StepError::error)?
+                    .into_iter()
+                    .collect();
+                Some(Loss {
+                    acknowledged: acked.len(),
+                    lost: acked
+                        .iter()
+                        .filter(|r| !found.contains(&r.seq))
+                        .copied()
+                        .collect(),
+                })
+            }
+            None => None,
+        };
+        let verify = started.elapsed();
+        let rto = ctx.drill.disaster.as_ref().map(|d| d.at.elapsed());
+        let mut phases = serde_json::Map::new();
+        if let Some(r) = &ctx.drill.restore {
+            phases.insert("detect".into(), json!(ms(r.detect)));
+            let mut restore = Duration::ZERO;
+            for (k, d) in &r.phases {
+                match *k {
+                    "provision" | "replay" => {
+                        phases.insert((*k).into(), json!(ms(*d)));
+                    }
+                    _ => restore += *d,
+                }
+            }
+            phases.insert("restore".into(), json!(ms(restore)));
+            // From the restore's end to this verdict: the steps in between count too.
+            phases.insert("verify".into(), json!(ms(r.ended.elapsed().max(verify))));
+        }
+        let rpo = loss.as_ref().map(|l| l.rpo(disaster_wall));
+        let doc = json!({
+            "tables": tables,
+            "rto_ms": rto.map(ms),
+            "phases_ms": phases,
+            "rpo_ms": rpo.map(ms),
+            "rpo": loss.as_ref().map(|l| l.json(disaster_wall)),
+            "disaster": ctx.drill.disaster.as_ref().map(|d| d.what.clone()),
+        });
+        let mut report = drills::DrillReport {
+            disaster: ctx.drill.disaster.as_ref().map(|d| d.what.clone()),
+            rto_ms: rto.map(ms),
+            rto_max_ms: self.rto_max.map(|d| ms(d.0)),
+            rpo_ms: rpo.map(ms),
+            rpo_max_ms: self.rpo_max.map(|d| ms(d.0)),
+            phases_ms: phases
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                .collect(),
+            acknowledged: loss.as_ref().map(|l| l.acknowledged),
+            lost: loss.as_ref().map(|l| l.lost.len()),
+            met: true,
+        };
+        let mut missed = Vec::new();
+        if let (Some(max), Some(rto)) = (self.rto_max, rto)
+            && rto > max.0
+        {
+            missed.push(format!(
+                "the recovery took {:.3} s (RTO), over the objective of {:.3} s",
+                rto.as_secs_f64(),
+                max.0.as_secs_f64()
+            ));
+        }
+        if let (Some(max), Some(rpo), Some(l)) = (self.rpo_max, rpo, &loss)
+            && rpo > max.0
+        {
+            missed.push(format!(
+                "{} committed records were lost, {:.3} s of commits (RPO), over the objective of {:.3} s (records {} to {})",
+                l.lost.len(),
+                rpo.as_secs_f64(),
+                max.0.as_secs_f64(),
+                l.lost.first().map_or(0, |r| r.seq),
+                l.lost.last().map_or(0, |r| r.seq),
+            ));
+        }
+        report.met = missed.is_empty();
+        ctx.drill.report = Some(report);
+        if !missed.is_empty() {
+            return Err(StepError::Failed {
+                message: format!("the drill missed its objectives: {}", missed.join("; ")),
+                expected: Some(
+                    [
+                        self.rto_max
+                            .map(|d| format!("RTO ≤ {:.3} s", d.0.as_secs_f64())),
+                        self.rpo_max
+                            .map(|d| format!("RPO ≤ {:.3} s", d.0.as_secs_f64())),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ),
+                actual: Some(format!(
+                    "RTO {:.3} s, RPO {:.3} s",
+                    rto.unwrap_or_default().as_secs_f64(),
+                    rpo.unwrap_or_default().as_secs_f64()
+                )),
+                span: None,
+            });
+        }
+        Ok(Some(doc))
+    }
+}

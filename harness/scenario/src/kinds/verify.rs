@@ -1,0 +1,79 @@
+//! `verify`: check the restored data and give the drill's verdict, its last step.
+
+use super::{
+    backup::table_name,
+    traffic::{JsonExpect, json_expect},
+    *,
+};
+
+/// Check the restored database against what the backup captured, measure the drill, and
+/// hold it to its objectives. Each of `tables` must be present with the row count and
+/// checksum it had at the backup; a missing or different table fails the step, naming it.
+/// The writer's records are looked up one by one: those committed before the disaster and
+/// not found are the data lost (RPO). The recovery time (RTO) runs from the disaster to the
+/// moment this verification passed, in phases.
+///
+/// The document: `{tables: {NAME: {rows, checksum, expected_rows}}, rto_ms, phases_ms:
+/// {detect, provision, restore, replay, verify}, rpo_ms, rpo: {acknowledged, lost,
+/// first_lost, last_lost, lost_span_ms}}`.
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    pub postgres: PgVerify,
+    /// The recovery time objective: the drill fails when the RTO is longer.
+    #[serde(default)]
+    pub rto_max: Option<Dur>,
+    /// The recovery point objective: the drill fails when more commit time was lost.
+    #[serde(default)]
+    pub rpo_max: Option<Dur>,
+    #[serde(default)]
+    pub expect: JsonExpect,
+    #[serde(default)]
+    pub capture: BTreeMap<String, Capture>,
+}
+
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct PgVerify {
+    /// Tables compared with the backup's capture (row count and checksum).
+    pub tables: Vec<String>,
+}
+
+impl Kind for Verify {
+    const KEY: &'static str = "verify";
+    const WHAT: &'static str = "a `verify` step";
+    const SERVICE: Option<Service> = Some(Service::Postgres);
+
+    fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
+        let f = kind_fields::<Self>(cx, node)?;
+        let postgres = req(cx, &f, "postgres", Self::WHAT, |cx, n| {
+            let what = "`postgres` of a `verify` step";
+            let g = fields(cx, n, what, PgVerify::KEYS)?;
+            let tables = req(cx, &g, "tables", what, |cx, n| {
+                list(cx, n, "`tables`", |cx, _, n| table_name(cx, n))
+            });
+            Some(PgVerify { tables: tables? })
+        });
+        let rto_max = opt(cx, &f, "rto_max", duration);
+        let rpo_max = opt(cx, &f, "rpo_max", duration);
+        let expect = opt(cx, &f, "expect", |cx, n| {
+            json_expect(cx, n, "`expect` of a `verify` step")
+        });
+        let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
+        Some(Verify {
+            postgres: postgres?,
+            rto_max,
+            rpo_max,
+            expect: expect.unwrap_or_default(),
+            capture: capture.unwrap_or_default(),
+        })
+    }
+
+    fn json_expect(&self) -> &BTreeMap<String, Matcher> {
+        &self.expect.json
+    }
+
+    fn captures(&self) -> &BTreeMap<String, Capture> {
+        &self.capture
+    }
+}
