@@ -550,3 +550,62 @@ fn a_drills_rto_rpo_and_phases_are_in_the_console_the_json_report_and_junit() {
     let xml = std::fs::read_to_string(&junit).expect("junit");
     assert!(xml.contains("<system-out>drill met: RTO "), "{xml}");
 }
+
+/// A drill of `decks` and `cards`, with `extra` steps just before its restore; its
+/// verdict's RTO and restore phase, in milliseconds.
+fn drill_rto(extra: &str) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(corpus("pass/_drill.sql"), dir.path().join("_drill.sql")).expect("copy");
+    let file = dir.path().join("drill.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: a drill
+stack: [postgres]
+fixtures:
+  - sql: _drill.sql
+steps:
+  - backup:
+      postgres: {{ method: logical, jobs: 1 }}
+  - disaster:
+      postgres: {{ drop_table: cards }}
+{extra}
+  - restore:
+      postgres: {{ method: logical }}
+  - verify:
+      postgres: {{ tables: [decks, cards] }}
+"#
+        ),
+    )
+    .expect("write");
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let json = dir2.path().join("r.json");
+    let out =
+        support::run_files_with_reports(&[file], &json, &dir2.path().join("r.xml")).expect("run");
+    assert_eq!(out.summary.passed, 1, "{}", out.console);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    let drill = &report["scenarios"][0]["drill"];
+    (
+        drill["rto_ms"].as_f64().expect("rto"),
+        drill["phases_ms"]["restore"]
+            .as_f64()
+            .expect("restore phase"),
+    )
+}
+
+#[test]
+fn a_latency_fault_on_the_restore_path_makes_the_rto_longer_by_at_least_the_delay() {
+    let (rto, restore) = drill_rto("");
+    // 200 ms on every chunk the server sends to the restore's tools (through the scenario's
+    // proxy of Postgres, which a network fault on it brings in).
+    let (slow_rto, slow_restore) = drill_rto("  - fault: { target: postgres, latency: 200ms }");
+    assert!(
+        slow_restore >= restore + 200.0,
+        "restore phase {restore} ms, with 200 ms of latency {slow_restore} ms"
+    );
+    assert!(
+        slow_rto >= rto + 200.0,
+        "RTO {rto} ms, with 200 ms of latency {slow_rto} ms"
+    );
+}

@@ -227,6 +227,18 @@ fn parse_source(
                 }
             }
         }
+        // A drill's backups and restores reach the store through its proxy when the scenario
+        // puts a network fault on it: the fault then acts on the backup and restore path.
+        let steps = s.steps.iter().chain(&s.rollbacks);
+        let drills = steps
+            .clone()
+            .any(|st| matches!(st.action, Action::Backup(_) | Action::Restore(_)));
+        let pg_network_fault = steps
+            .flat_map(|st| st.action.faults(st.span))
+            .any(|(f, _)| f.is_network() && f.target == Some(Service::Postgres));
+        if drills && pg_network_fault {
+            s.fault_targets.insert(Service::Postgres);
+        }
         validate::check_fault_targets(s, &mut problems);
         for r in &cx.refs {
             if let decode::Scope::Step { phase, index } = r.scope

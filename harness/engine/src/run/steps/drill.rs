@@ -18,13 +18,23 @@ use crate::{
     stack::native::postgres::PostgresEndpoint,
 };
 
-/// The stack's Postgres, the scenario's database and its pool.
+/// The stack's Postgres, the scenario's database and its pool. When the scenario has a
+/// fault proxy of Postgres, the endpoint is the proxy's: the drill's tools then take the
+/// path a network fault acts on.
 fn scenario_db(ctx: &Ctx) -> Result<(PostgresEndpoint, String, PgPool), StepError> {
-    let pg = ctx
+    let mut pg = ctx
         .endpoints
         .postgres
         .clone()
         .ok_or_else(|| StepError::error("the stack has no Postgres"))?;
+    if let Some(proxy) = ctx.faults.as_ref().and_then(|f| {
+        f.shared_of(harness_scenario::Service::Postgres)
+            .into_iter()
+            .next()
+    }) {
+        pg.host = "127.0.0.1".into();
+        pg.port = proxy.listen_addr().port();
+    }
     let db = ctx
         .iso
         .database
@@ -150,8 +160,9 @@ impl Handler for Restore {
         pool.close().await;
         ctx.iso.pool = None;
         let restored = postgres::restore(&pg, &db, &backup, jobs).await;
-        // Whatever happened, the scenario gets a pool again.
-        if let Ok(p) = postgres::reconnect(&pg, &db).await {
+        // Whatever happened, the scenario gets a pool again, straight to the server.
+        let direct = ctx.endpoints.postgres.clone().unwrap_or_else(|| pg.clone());
+        if let Ok(p) = postgres::reconnect(&direct, &db).await {
             ctx.iso.pool = Some(p);
         }
         let phases = restored.map_err(StepError::error)?;
