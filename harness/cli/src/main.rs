@@ -184,6 +184,10 @@ struct RunArgs {
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write a self-contained HTML report here: each scenario's steps on a timeline, and a
+    /// restore drill's writer, disaster and recovery time.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
     /// Seed for `${fake.*}` values (default: random, printed so a run can be repeated).
     #[arg(long)]
     seed: Option<u64>,

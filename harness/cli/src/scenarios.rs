@@ -5,7 +5,10 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use harness_engine::{
     Error,
-    report::{Fanout, console::Console, json::JsonReport, junit::JunitReport, trace::TraceReport},
+    report::{
+        Fanout, console::Console, html::HtmlReport, json::JsonReport, junit::JunitReport,
+        trace::TraceReport,
+    },
     run::{
         Reporter, RunOptions,
         session::{SessionError, StackSource, load_paths, run_loaded},
@@ -157,7 +160,7 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
     let color = args
         .color
         .unwrap_or_else(|| std::io::stderr().is_terminal());
-    let (junit, json) = (args.junit.clone(), args.json.clone());
+    let (junit, json, html) = (args.junit.clone(), args.json.clone(), args.report.clone());
     let make =
         move |endpoints: &harness_engine::stack::Endpoints| -> Result<Box<dyn Reporter>, Error> {
             let mut reporters: Vec<Box<dyn Reporter>> =
@@ -167,6 +170,9 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
             }
             if let Some(path) = json {
                 reporters.push(Box::new(JsonReport::new(path)));
+            }
+            if let Some(path) = html {
+                reporters.push(Box::new(HtmlReport::new(path)));
             }
             match trace {
                 Some("stdout") => reporters.push(Box::new(TraceReport::stdout())),

@@ -396,3 +396,67 @@ fn down_removes_a_stack_whose_owner_was_killed() {
         run_dir.display()
     );
 }
+
+/// `harness run FILE --report F.html`: the page and the run's exit code.
+fn html_report_of(file: &str) -> (String, Option<i32>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = dir.path().join("out/report.html");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let out = harness()
+        .arg("run")
+        .arg(&path)
+        .arg("--report")
+        .arg(&page)
+        .output()
+        .expect("harness run");
+    let html = std::fs::read_to_string(&page)
+        .unwrap_or_else(|e| panic!("no report ({e}):\n{}", String::from_utf8_lossy(&out.stderr)));
+    (html, out.status.code())
+}
+
+#[test]
+fn the_html_report_draws_a_drills_timeline_with_its_writer_disaster_and_rto() {
+    let (html, code) = html_report_of("../engine/tests/corpus/pass/drill_postgres_logical.yaml");
+    assert_eq!(code, Some(0));
+    assert!(
+        html.starts_with("<!doctype html>") && html.contains("<svg"),
+        "{html}"
+    );
+    // Self-contained: nothing is fetched.
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http"),
+        "{html}"
+    );
+    // Each step is a bar, drill steps in their own colours.
+    for step in [
+        "backup, with a writer",
+        "cards are truncated",
+        "restore",
+        "verify",
+    ] {
+        assert!(html.contains(step), "{step} missing");
+    }
+    assert!(html.contains("drill met: RTO "), "{html}");
+    // The writer's records as ticks, the lost ones apart; the disaster and the RTO.
+    let lost = html.matches("class=\"lost\"").count();
+    let kept = html.matches("class=\"kept\"").count();
+    assert!(lost > 0 && kept > 0, "kept {kept}, lost {lost}");
+    assert!(html.contains(&format!(", {lost} lost</text>")), "{html}");
+    assert!(html.contains("class=\"disaster\"") && html.contains("class=\"rto\""));
+}
+
+#[test]
+fn the_html_report_of_a_failed_drill_names_the_failure() {
+    let (html, code) =
+        html_report_of("../engine/tests/corpus/fail/drill_backup_skips_a_table.yaml");
+    assert_eq!(code, Some(1));
+    assert!(
+        html.contains("<span class=\"badge failed\">FAIL</span>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("table cards is missing from the restored database"),
+        "{html}"
+    );
+    assert!(html.contains("drill NOT met"), "{html}");
+}

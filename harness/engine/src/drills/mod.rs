@@ -117,6 +117,27 @@ pub struct DrillReport {
     pub lost: Option<usize>,
     /// Whether the verification passed and every objective was met.
     pub met: bool,
+    /// When the disaster struck (ms since the Unix epoch), for the timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disaster_unix_ms: Option<f64>,
+    /// The writer's records (at most 10,000), for the HTML report's strip; the JSON report
+    /// leaves them out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<StripRecord>,
+}
+
+/// One of the writer's records on the timeline.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StripRecord {
+    pub seq: i64,
+    pub committed_unix_ms: f64,
+    pub lost: bool,
+}
+
+/// Ms since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 impl DrillReport {

@@ -224,9 +224,16 @@ impl JsonReport {
         }
     }
 
-    /// The document as it stands: complete once `RunFinished` has been seen.
+    /// The document as it stands: complete once `RunFinished` has been seen. A drill's
+    /// records are for the HTML timeline: its counts are here.
     pub fn report(&self) -> Document {
-        self.collector.document()
+        let mut doc = self.collector.document();
+        for s in &mut doc.scenarios {
+            if let Some(d) = &mut s.drill {
+                d.records.clear();
+            }
+        }
+        doc
     }
 
     /// The document as a JSON value.

@@ -18,11 +18,13 @@
 //! index, and reporters that need per-scenario state key it on that index.
 
 pub mod console;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod trace;
 
 pub use console::Console;
+pub use html::HtmlReport;
 pub use json::JsonReport;
 pub use junit::JunitReport;
 pub use trace::TraceReport;

@@ -72,6 +72,29 @@ fn tables_json(t: &drills::Tables) -> Value {
         .into()
 }
 
+/// The writer's records for the timeline, lost ones marked (at most 10,000, evenly taken).
+fn strip(
+    acked: Option<&[drills::writer::Record]>,
+    loss: Option<&Loss>,
+) -> Vec<drills::StripRecord> {
+    let Some(acked) = acked else {
+        return Vec::new();
+    };
+    let lost: std::collections::BTreeSet<i64> = loss
+        .map(|l| l.lost.iter().map(|r| r.seq).collect())
+        .unwrap_or_default();
+    let every = acked.len().div_ceil(10_000).max(1);
+    acked
+        .iter()
+        .step_by(every)
+        .map(|r| drills::StripRecord {
+            seq: r.seq,
+            committed_unix_ms: drills::unix_ms(r.committed),
+            lost: lost.contains(&r.seq),
+        })
+        .collect()
+}
+
 impl Handler for Backup {
     type Output = Value;
 
@@ -234,6 +257,7 @@ impl Handler for Verify {
                 rto_max_ms: self.rto_max.map(|d| ms(d.0)),
                 rpo_max_ms: self.rpo_max.map(|d| ms(d.0)),
                 met: false,
+                disaster_unix_ms: ctx.drill.disaster.as_ref().map(|d| drills::unix_ms(d.wall)),
                 ..Default::default()
             });
             return Err(StepError::Failed {
@@ -307,6 +331,8 @@ impl Handler for Verify {
             acknowledged: loss.as_ref().map(|l| l.acknowledged),
             lost: loss.as_ref().map(|l| l.lost.len()),
             met: true,
+            disaster_unix_ms: ctx.drill.disaster.as_ref().map(|d| drills::unix_ms(d.wall)),
+            records: strip(ctx.drill.acknowledged.as_deref(), loss.as_ref()),
         };
         let mut missed = Vec::new();
         if let (Some(max), Some(rto)) = (self.rto_max, rto)
