@@ -236,7 +236,7 @@ fn the_drill_kinds_are_typed_and_their_old_placeholder_keys_are_errors() {
     let Action::Backup(b) = &s.steps[0].action else {
         panic!("a backup step: {:?}", s.steps[0].action)
     };
-    assert_eq!(b.postgres.jobs, Some(2));
+    assert_eq!(b.postgres.as_ref().and_then(|p| p.jobs), Some(2));
     assert_eq!(b.writer.as_ref().map(|w| w.rate), Some(10));
     let p = problems("name: r\nsteps:\n  - backup: { store: postgres }\n");
     assert!(

@@ -6,6 +6,7 @@
 //! scenario steps `backup`, `disaster`, `restore` and `verify` (`run/steps/drill.rs`) drive
 //! them over one [`Drill`] per scenario.
 
+pub mod object_store;
 pub mod postgres;
 pub mod writer;
 
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 pub struct Drill {
     /// Backups taken, the latest last.
     pub backups: Vec<postgres::Backup>,
+    pub s3_backups: Vec<object_store::Backup>,
     pub writer: Option<writer::Writer>,
     /// The writer's acknowledged records once it stopped at the disaster.
     pub acknowledged: Option<Vec<writer::Record>>,

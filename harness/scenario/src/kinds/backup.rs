@@ -5,19 +5,25 @@ use super::{
     *,
 };
 
-/// Back up the scenario's database (the only store drills cover so far), and keep what a
-/// restore of it must reproduce: each table's row count and checksum at the moment of the
-/// backup. With `writer`, a writer starts first and keeps committing numbered records to
-/// the database until the `disaster` step, so that the restore's data loss (RPO) is
-/// measured rather than assumed.
+/// Back up one store under test, `postgres` (the scenario's database) or `s3` (its bucket),
+/// and keep what a restore of it must reproduce: each table's row count and checksum, or
+/// each object's checksum and version, at the moment of the backup. With `writer`
+/// (Postgres), a writer starts first and keeps committing numbered records to the database
+/// until the `disaster` step, so that the restore's data loss (RPO) is measured rather than
+/// assumed.
 ///
 /// The document: `{store, method, backup, path, bytes, duration_ms, tables: {NAME: {rows,
-/// checksum}}, writer: {rate, acknowledged}}`.
+/// checksum}}, writer: {rate, acknowledged}}`, or for `s3` `{store, method, backup, path,
+/// bytes, duration_ms, objects: {KEY: {sha256, size, version_id}}}`.
 #[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct Backup {
     /// The scenario's Postgres database.
-    pub postgres: PgBackup,
+    #[serde(default)]
+    pub postgres: Option<PgBackup>,
+    /// The scenario's bucket.
+    #[serde(default)]
+    pub s3: Option<S3Backup>,
     /// A writer of sequence-numbered records, started before the backup.
     #[serde(default)]
     pub writer: Option<Writer>,
@@ -40,6 +46,25 @@ pub struct PgBackup {
     /// --exclude-table`); a drill's `verify` must then fail, naming them.
     #[serde(default)]
     pub exclude_tables: Vec<String>,
+}
+
+/// How the bucket is backed up.
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct S3Backup {
+    /// `mirror`: every current object copied to a folder, with its SHA-256 and version.
+    pub method: S3Method,
+}
+
+/// An object store backup method.
+#[derive(Clone, Copy, Debug, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum S3Method {
+    /// A copy of every current object (restored by putting them back).
+    Mirror,
+    /// The bucket's own versions (restored by making each backed-up version current again,
+    /// a deleted object's delete markers removed).
+    Versions,
 }
 
 /// A backup and restore method.
@@ -65,18 +90,41 @@ pub struct Writer {
 impl Kind for Backup {
     const KEY: &'static str = "backup";
     const WHAT: &'static str = "a `backup` step";
-    const SERVICE: Option<Service> = Some(Service::Postgres);
+
+    fn service(&self) -> Option<Service> {
+        Some(store_of(self.postgres.is_some()))
+    }
 
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
         let f = kind_fields::<Self>(cx, node)?;
-        let postgres = req(cx, &f, "postgres", Self::WHAT, pg_backup);
+        one_store(cx, &f, node, Self::WHAT)?;
+        let postgres = opt(cx, &f, "postgres", pg_backup);
+        let s3 = opt(cx, &f, "s3", |cx, n| {
+            let what = "`s3` of a `backup` step";
+            let g = fields(cx, n, what, S3Backup::KEYS)?;
+            let method = req(cx, &g, "method", what, s3_method);
+            Some(S3Backup { method: method? })
+        });
+        if f.get("writer").is_some() && f.get("postgres").is_none() {
+            cx.error(
+                f.get("writer").map_or(node.span, |n| n.span),
+                "a `writer` commits to Postgres: it goes with `postgres`",
+            );
+            return None;
+        }
         let writer = opt(cx, &f, "writer", writer);
         let expect = opt(cx, &f, "expect", |cx, n| {
             json_expect(cx, n, "`expect` of a `backup` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
+        if f.get("postgres").is_some() && postgres.is_none()
+            || f.get("s3").is_some() && s3.is_none()
+        {
+            return None;
+        }
         Some(Backup {
-            postgres: postgres?,
+            postgres,
+            s3,
             writer,
             expect: expect.unwrap_or_default(),
             capture: capture.unwrap_or_default(),
@@ -89,6 +137,47 @@ impl Kind for Backup {
 
     fn captures(&self) -> &BTreeMap<String, Capture> {
         &self.capture
+    }
+}
+
+/// Postgres when the step names it, else the object store.
+pub(crate) fn store_of(postgres: bool) -> Service {
+    if postgres {
+        Service::Postgres
+    } else {
+        Service::S3
+    }
+}
+
+/// Exactly one of `postgres` and `s3`.
+pub(crate) fn one_store(cx: &mut Cx, f: &Fields<'_>, node: &Node, what: &str) -> Option<()> {
+    let given = usize::from(f.get("postgres").is_some()) + usize::from(f.get("s3").is_some());
+    if given == 1 {
+        return Some(());
+    }
+    cx.push(
+        Problem::new(
+            node.span,
+            format!("{what} names exactly one store: `postgres` or `s3`"),
+        )
+        .label(if given == 0 { "no store" } else { "two stores" }),
+    );
+    None
+}
+
+pub(crate) fn s3_method(cx: &mut Cx, n: &Node) -> Option<S3Method> {
+    match n.as_str() {
+        Some("mirror") => Some(S3Method::Mirror),
+        Some("versions") => Some(S3Method::Versions),
+        _ => {
+            let mut p = Problem::new(n.span, "unknown object store method").label("not a method");
+            p = match n.as_str().and_then(|s| did_you_mean(s, ["mirror", "versions"])) {
+                Some(s) => p.help(format!("did you mean `{s}`?")),
+                None => p.help("methods: `mirror` (a copy of every object), `versions` (the bucket's own versions)"),
+            };
+            cx.push(p);
+            None
+        }
     }
 }
 

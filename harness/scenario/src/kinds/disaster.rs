@@ -1,21 +1,26 @@
 //! `disaster`: damage a store under test on purpose, the second step of a restore drill.
 
 use super::{
-    backup::table_name,
+    backup::{one_store, store_of, table_name},
     traffic::{JsonExpect, json_expect},
     *,
 };
 
-/// Damage the scenario's database on purpose. The drill's recovery time (RTO) is counted
-/// from this moment, and the writer a `backup` started stops here: every record it had
-/// committed by now must be found again after the restore, or counts as lost (RPO).
+/// Damage the scenario's database or bucket on purpose. The drill's recovery time (RTO) is
+/// counted from this moment, and the writer a `backup` started stops here: every record it
+/// had committed by now must be found again after the restore, or counts as lost (RPO).
 ///
-/// The document: `{store, what, table, acknowledged}` (the writer's records so far).
+/// The document: `{store, what, table, acknowledged}` (the writer's records so far), or
+/// for `s3` `{store, what, keys}`.
 #[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct Disaster {
     /// What happens to the scenario's Postgres database: exactly one of the keys.
-    pub postgres: PgDisaster,
+    #[serde(default)]
+    pub postgres: Option<PgDisaster>,
+    /// What happens to the scenario's bucket: exactly one of the keys.
+    #[serde(default)]
+    pub s3: Option<S3Disaster>,
     #[serde(default)]
     pub expect: JsonExpect,
     #[serde(default)]
@@ -33,14 +38,76 @@ pub struct PgDisaster {
     pub truncate: Option<String>,
 }
 
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct S3Disaster {
+    /// Deletes these objects (a versioned bucket keeps their versions behind delete markers).
+    #[serde(default)]
+    pub delete: Vec<String>,
+    /// `true`: deletes every object.
+    #[serde(default)]
+    pub delete_all: bool,
+    /// Replaces these objects' bodies with the given text.
+    #[serde(default)]
+    pub overwrite: BTreeMap<String, String>,
+}
+
 impl Kind for Disaster {
     const KEY: &'static str = "disaster";
     const WHAT: &'static str = "a `disaster` step";
-    const SERVICE: Option<Service> = Some(Service::Postgres);
+
+    fn service(&self) -> Option<Service> {
+        Some(store_of(self.postgres.is_some()))
+    }
 
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
         let f = kind_fields::<Self>(cx, node)?;
-        let postgres = req(cx, &f, "postgres", Self::WHAT, |cx, n| {
+        one_store(cx, &f, node, Self::WHAT)?;
+        let s3 = opt(cx, &f, "s3", |cx, n| {
+            let what = "`s3` of a `disaster` step";
+            let g = fields(cx, n, what, S3Disaster::KEYS)?;
+            let delete = opt(cx, &g, "delete", |cx, n| {
+                list(cx, n, "`delete`", |cx, _, n| name(cx, n))
+            });
+            let delete_all = opt(cx, &g, "delete_all", boolean);
+            let overwrite = opt(cx, &g, "overwrite", |cx, n| {
+                string_map(cx, n, "`overwrite`")
+            });
+            let given = usize::from(g.get("delete").is_some())
+                + usize::from(g.get("delete_all").is_some())
+                + usize::from(g.get("overwrite").is_some());
+            if given != 1 {
+                cx.push(
+                    Problem::new(
+                        n.span,
+                        format!("{what} needs exactly one of `delete`, `delete_all`, `overwrite`"),
+                    )
+                    .label(if given == 0 {
+                        "nothing to do"
+                    } else {
+                        "more than one"
+                    }),
+                );
+                return None;
+            }
+            if delete_all == Some(false) {
+                cx.error(n.span, "`delete_all: false` does nothing; leave it out");
+                return None;
+            }
+            let bad = |k: &str, ok: bool| g.get(k).is_some() && !ok;
+            if bad("delete", delete.is_some())
+                || bad("delete_all", delete_all.is_some())
+                || bad("overwrite", overwrite.is_some())
+            {
+                return None;
+            }
+            Some(S3Disaster {
+                delete: delete.unwrap_or_default(),
+                delete_all: delete_all.unwrap_or(false),
+                overwrite: overwrite.unwrap_or_default(),
+            })
+        });
+        let postgres = opt(cx, &f, "postgres", |cx, n| {
             let what = "`postgres` of a `disaster` step";
             let g = fields(cx, n, what, PgDisaster::KEYS)?;
             let drop_table = opt(cx, &g, "drop_table", table_name);
@@ -70,8 +137,14 @@ impl Kind for Disaster {
             json_expect(cx, n, "`expect` of a `disaster` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
+        if f.get("postgres").is_some() && postgres.is_none()
+            || f.get("s3").is_some() && s3.is_none()
+        {
+            return None;
+        }
         Some(Disaster {
-            postgres: postgres?,
+            postgres,
+            s3,
             expect: expect.unwrap_or_default(),
             capture: capture.unwrap_or_default(),
         })

@@ -1,23 +1,27 @@
 //! `restore`: restore the latest backup, the third step of a restore drill.
 
 use super::{
-    backup::{PgMethod, pg_method},
+    backup::{PgMethod, S3Method, one_store, pg_method, s3_method, store_of},
     traffic::{JsonExpect, json_expect},
     *,
 };
 
-/// Restore the scenario's database from the latest `backup` step's backup, into a fresh
-/// database that then takes the damaged one's place under the same name (so
+/// Restore the latest `backup` step's backup of the store. Postgres: into a fresh database
+/// that then takes the damaged one's place under the same name (so
 /// `${scenario.database_url}` and every process that holds it reach the restored data).
-/// Each phase is timed: `provision` (the fresh database), `restore` (`pg_restore`),
-/// `replay` (none for a logical backup) and `switch`.
+/// The bucket: each backed-up object put back (`mirror`), or its backed-up version made
+/// current again (`versions`). Each phase is timed: `provision` (the fresh database),
+/// `restore`, `replay` (none for a logical backup) and `switch`.
 ///
 /// The document: `{store, method, backup, phases_ms: {provision, restore, replay, switch},
-/// duration_ms}`.
+/// duration_ms}`, for `s3` also `restored` (the keys put back).
 #[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct Restore {
-    pub postgres: PgRestore,
+    #[serde(default)]
+    pub postgres: Option<PgRestore>,
+    #[serde(default)]
+    pub s3: Option<S3Restore>,
     #[serde(default)]
     pub expect: JsonExpect,
     #[serde(default)]
@@ -34,14 +38,31 @@ pub struct PgRestore {
     pub jobs: Option<u64>,
 }
 
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct S3Restore {
+    /// The backup's method.
+    pub method: S3Method,
+}
+
 impl Kind for Restore {
     const KEY: &'static str = "restore";
     const WHAT: &'static str = "a `restore` step";
-    const SERVICE: Option<Service> = Some(Service::Postgres);
+
+    fn service(&self) -> Option<Service> {
+        Some(store_of(self.postgres.is_some()))
+    }
 
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
         let f = kind_fields::<Self>(cx, node)?;
-        let postgres = req(cx, &f, "postgres", Self::WHAT, |cx, n| {
+        one_store(cx, &f, node, Self::WHAT)?;
+        let s3 = opt(cx, &f, "s3", |cx, n| {
+            let what = "`s3` of a `restore` step";
+            let g = fields(cx, n, what, S3Restore::KEYS)?;
+            let method = req(cx, &g, "method", what, s3_method);
+            Some(S3Restore { method: method? })
+        });
+        let postgres = opt(cx, &f, "postgres", |cx, n| {
             let what = "`postgres` of a `restore` step";
             let g = fields(cx, n, what, PgRestore::KEYS)?;
             let method = req(cx, &g, "method", what, pg_method);
@@ -63,8 +84,14 @@ impl Kind for Restore {
             json_expect(cx, n, "`expect` of a `restore` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
+        if f.get("postgres").is_some() && postgres.is_none()
+            || f.get("s3").is_some() && s3.is_none()
+        {
+            return None;
+        }
         Some(Restore {
-            postgres: postgres?,
+            postgres,
+            s3,
             expect: expect.unwrap_or_default(),
             capture: capture.unwrap_or_default(),
         })

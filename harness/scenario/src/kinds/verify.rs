@@ -1,7 +1,7 @@
 //! `verify`: check the restored data and give the drill's verdict, its last step.
 
 use super::{
-    backup::table_name,
+    backup::{one_store, store_of, table_name},
     traffic::{JsonExpect, json_expect},
     *,
 };
@@ -13,13 +13,20 @@ use super::{
 /// not found are the data lost (RPO). The recovery time (RTO) runs from the disaster to the
 /// moment this verification passed, in phases.
 ///
+/// For `s3`, every backed-up object (or the `keys` given) must be current with the
+/// checksum it had; an object missing or changed fails the step, naming it.
+///
 /// The document: `{tables: {NAME: {rows, checksum, expected_rows}}, rto_ms, phases_ms:
 /// {detect, provision, restore, replay, verify}, rpo_ms, rpo: {acknowledged, lost,
-/// first_lost, last_lost, lost_span_ms}}`.
+/// first_lost, last_lost, lost_span_ms}}`; for `s3`, `objects: {KEY: {sha256, size}}` in
+/// place of `tables`.
 #[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct Verify {
-    pub postgres: PgVerify,
+    #[serde(default)]
+    pub postgres: Option<PgVerify>,
+    #[serde(default)]
+    pub s3: Option<S3Verify>,
     /// The recovery time objective: the drill fails when the RTO is longer.
     #[serde(default)]
     pub rto_max: Option<Dur>,
@@ -39,14 +46,37 @@ pub struct PgVerify {
     pub tables: Vec<String>,
 }
 
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct S3Verify {
+    /// Objects compared with the backup (default: every backed-up object).
+    #[serde(default)]
+    pub keys: Option<Vec<String>>,
+}
+
 impl Kind for Verify {
     const KEY: &'static str = "verify";
     const WHAT: &'static str = "a `verify` step";
-    const SERVICE: Option<Service> = Some(Service::Postgres);
+
+    fn service(&self) -> Option<Service> {
+        Some(store_of(self.postgres.is_some()))
+    }
 
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
         let f = kind_fields::<Self>(cx, node)?;
-        let postgres = req(cx, &f, "postgres", Self::WHAT, |cx, n| {
+        one_store(cx, &f, node, Self::WHAT)?;
+        let s3 = opt(cx, &f, "s3", |cx, n| {
+            let what = "`s3` of a `verify` step";
+            let g = fields(cx, n, what, S3Verify::KEYS)?;
+            let keys = opt(cx, &g, "keys", |cx, n| {
+                list(cx, n, "`keys`", |cx, _, n| name(cx, n))
+            });
+            if g.get("keys").is_some() && keys.is_none() {
+                return None;
+            }
+            Some(S3Verify { keys })
+        });
+        let postgres = opt(cx, &f, "postgres", |cx, n| {
             let what = "`postgres` of a `verify` step";
             let g = fields(cx, n, what, PgVerify::KEYS)?;
             let tables = req(cx, &g, "tables", what, |cx, n| {
@@ -60,8 +90,21 @@ impl Kind for Verify {
             json_expect(cx, n, "`expect` of a `verify` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
+        if f.get("postgres").is_some() && postgres.is_none()
+            || f.get("s3").is_some() && s3.is_none()
+        {
+            return None;
+        }
+        if s3.is_some() && f.get("rpo_max").is_some() {
+            cx.error(
+                f.get("rpo_max").map_or(node.span, |n| n.span),
+                "`rpo_max` needs a writer, which commits to Postgres: the object store's drills measure no RPO yet",
+            );
+            return None;
+        }
         Some(Verify {
-            postgres: postgres?,
+            postgres,
+            s3,
             rto_max,
             rpo_max,
             expect: expect.unwrap_or_default(),

@@ -4,17 +4,17 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use harness_scenario::kinds::{
-    backup::{Backup, PgMethod},
+    backup::{Backup, PgBackup, PgMethod, S3Backup, S3Method},
     disaster::Disaster,
     restore::Restore,
-    verify::Verify,
+    verify::{PgVerify, S3Verify, Verify},
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use super::{Ctx, Handler, StepError};
 use crate::{
-    drills::{self, Loss, ms, postgres, writer::Writer},
+    drills::{self, Loss, ms, object_store, postgres, writer::Writer},
     stack::native::postgres::PostgresEndpoint,
 };
 
@@ -99,51 +99,116 @@ impl Handler for Backup {
     type Output = Value;
 
     async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
-        let (pg, db, pool) = scenario_db(ctx)?;
-        if let (Some(w), None) = (&self.writer, &ctx.drill.writer) {
-            let writer = Writer::start(pg.connect_options().database(&db), w.rate)
-                .await
-                .map_err(StepError::error)?;
-            ctx.drill.writer = Some(writer);
-            let lead = w.lead.map_or(Duration::from_millis(500), |d| d.0);
-            tokio::time::sleep(lead).await;
+        match (&self.postgres, &self.s3) {
+            (Some(p), _) => backup_pg(self, p, ctx).await,
+            (None, Some(s)) => backup_s3(s, ctx).await,
+            (None, None) => Err(StepError::error("a `backup` step names no store")),
         }
-        let dir = drill_dir(ctx).join(format!("backup-{}", ctx.drill.backups.len() + 1));
-        let jobs = self.postgres.jobs.unwrap_or(2);
-        let PgMethod::Logical = self.postgres.method;
-        let b = postgres::backup(&pg, &pool, &db, &dir, jobs, &self.postgres.exclude_tables)
+    }
+}
+
+async fn backup_pg(step: &Backup, p: &PgBackup, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+    let (pg, db, pool) = scenario_db(ctx)?;
+    if let (Some(w), None) = (&step.writer, &ctx.drill.writer) {
+        let writer = Writer::start(pg.connect_options().database(&db), w.rate)
             .await
             .map_err(StepError::error)?;
-        let writer = ctx
-            .drill
-            .writer
-            .as_ref()
-            .map(|w| json!({"rate": w.rate, "acknowledged": w.acknowledged()}));
-        let doc = json!({
-            "store": "postgres",
-            "method": "logical",
-            "backup": b.id,
-            "path": b.path,
-            "bytes": b.bytes,
-            "duration_ms": ms(b.took),
-            "tables": tables_json(&b.tables),
-            "writer": writer,
-        });
-        ctx.drill.backups.push(b);
-        Ok(Some(doc))
+        ctx.drill.writer = Some(writer);
+        let lead = w.lead.map_or(Duration::from_millis(500), |d| d.0);
+        tokio::time::sleep(lead).await;
     }
+    let dir = drill_dir(ctx).join(format!("backup-{}", ctx.drill.backups.len() + 1));
+    let jobs = p.jobs.unwrap_or(2);
+    let PgMethod::Logical = p.method;
+    let b = postgres::backup(&pg, &pool, &db, &dir, jobs, &p.exclude_tables)
+        .await
+        .map_err(StepError::error)?;
+    let writer = ctx
+        .drill
+        .writer
+        .as_ref()
+        .map(|w| json!({"rate": w.rate, "acknowledged": w.acknowledged()}));
+    let doc = json!({
+        "store": "postgres",
+        "method": "logical",
+        "backup": b.id,
+        "path": b.path,
+        "bytes": b.bytes,
+        "duration_ms": ms(b.took),
+        "tables": tables_json(&b.tables),
+        "writer": writer,
+    });
+    ctx.drill.backups.push(b);
+    Ok(Some(doc))
+}
+
+/// The scenario's bucket and the client that reaches it.
+fn scenario_bucket(ctx: &Ctx) -> Result<(aws_sdk_s3::Client, String), StepError> {
+    match (&ctx.iso.s3, &ctx.iso.bucket) {
+        (Some(c), Some(b)) => Ok((c.clone(), b.clone())),
+        _ => Err(StepError::error(
+            "the scenario has no bucket (is `s3` in its `stack`?)",
+        )),
+    }
+}
+
+async fn backup_s3(s: &S3Backup, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+    let (client, bucket) = scenario_bucket(ctx)?;
+    let n = ctx.drill.backups.len() + ctx.drill.s3_backups.len() + 1;
+    let dir = drill_dir(ctx).join(format!("backup-{n}"));
+    let mirror = s.method == S3Method::Mirror;
+    let b = object_store::backup(&client, &bucket, &dir, mirror)
+        .await
+        .map_err(StepError::error)?;
+    let objects: serde_json::Map<String, Value> = b
+        .objects
+        .iter()
+        .map(|(k, o)| {
+            (
+                k.clone(),
+                json!({"sha256": o.sha256, "size": o.size, "version_id": o.version_id}),
+            )
+        })
+        .collect();
+    let doc = json!({
+        "store": "s3",
+        "method": if mirror { "mirror" } else { "versions" },
+        "backup": b.id,
+        "path": b.path,
+        "bytes": b.bytes,
+        "duration_ms": ms(b.took),
+        "objects": objects,
+    });
+    ctx.drill.s3_backups.push(b);
+    Ok(Some(doc))
 }
 
 impl Handler for Disaster {
     type Output = Value;
 
     async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
-        let (_, _, pool) = scenario_db(ctx)?;
         // The writer stops first: its last acknowledged record precedes the disaster.
         ctx.drill.stop_writer().await;
         let at = Instant::now();
         let wall = SystemTime::now();
-        let p = &self.postgres;
+        if let (None, Some(s)) = (&self.postgres, &self.s3) {
+            let (client, bucket) = scenario_bucket(ctx)?;
+            let (what, keys) =
+                object_store::damage(&client, &bucket, &s.delete, s.delete_all, &s.overwrite)
+                    .await
+                    .map_err(StepError::error)?;
+            ctx.drill.disaster = Some(drills::Disaster {
+                at,
+                wall,
+                what: what.clone(),
+            });
+            return Ok(Some(json!({"store": "s3", "what": what, "keys": keys})));
+        }
+        let p = self
+            .postgres
+            .as_ref()
+            .ok_or_else(|| StepError::error("a `disaster` step names no store"))?;
+        let (_, _, pool) = scenario_db(ctx)?;
         let what = postgres::damage(&pool, p.drop_table.as_deref(), p.truncate.as_deref())
             .await
             .map_err(StepError::error)?;
@@ -166,6 +231,42 @@ impl Handler for Restore {
 
     async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
         let started = Instant::now();
+        let detect = ctx
+            .drill
+            .disaster
+            .as_ref()
+            .map_or(Duration::ZERO, |d| started.duration_since(d.at));
+        if let (None, Some(_)) = (&self.postgres, &self.s3) {
+            let (client, bucket) = scenario_bucket(ctx)?;
+            let backup = ctx.drill.s3_backups.last().cloned().ok_or_else(|| {
+                StepError::error("there is no backup of the bucket to restore: a `backup` step with `s3` comes first")
+            })?;
+            let restored = object_store::restore(&client, &bucket, &backup)
+                .await
+                .map_err(StepError::error)?;
+            let took = started.elapsed();
+            ctx.drill.restore = Some(drills::Restored {
+                detect,
+                phases: vec![
+                    ("provision", Duration::ZERO),
+                    ("restore", took),
+                    ("replay", Duration::ZERO),
+                ],
+                ended: Instant::now(),
+            });
+            return Ok(Some(json!({
+                "store": "s3",
+                "method": if backup.mirror { "mirror" } else { "versions" },
+                "backup": backup.id,
+                "restored": restored,
+                "phases_ms": {"provision": 0.0, "restore": ms(took), "replay": 0.0},
+                "duration_ms": ms(took),
+            })));
+        }
+        let p = self
+            .postgres
+            .as_ref()
+            .ok_or_else(|| StepError::error("a `restore` step names no store"))?;
         let (pg, db, pool) = scenario_db(ctx)?;
         let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
             StepError::error("there is no backup to restore: a `backup` step comes first")
@@ -173,12 +274,7 @@ impl Handler for Restore {
         // A restore without a disaster step still stops the writer: what it restores is
         // compared with what had been committed.
         ctx.drill.stop_writer().await;
-        let detect = ctx
-            .drill
-            .disaster
-            .as_ref()
-            .map_or(Duration::ZERO, |d| started.duration_since(d.at));
-        let jobs = self.postgres.jobs.unwrap_or(backup.jobs);
+        let jobs = p.jobs.unwrap_or(backup.jobs);
         // The scenario's pool goes first: the switch drops the damaged database.
         pool.close().await;
         ctx.iso.pool = None;
@@ -210,144 +306,218 @@ impl Handler for Verify {
 
     async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
         let started = Instant::now();
-        let (_, _, pool) = scenario_db(ctx)?;
-        let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
-            StepError::error("there is nothing to verify against: a `backup` step comes first")
-        })?;
-        let mut problems = Vec::new();
-        let mut tables = serde_json::Map::new();
-        for name in &self.postgres.tables {
-            let key = name.trim_start_matches("public.").to_owned();
-            let Some(expected) = backup.tables.get(&key) else {
-                return Err(StepError::error(format!(
-                    "table {name} was not in the database when backup {} was taken",
-                    backup.id
-                )));
-            };
-            match postgres::table_state(&pool, name)
-                .await
-                .map_err(StepError::error)?
-            {
-                None => problems.push(format!(
-                    "table {name} is missing from the restored database"
-                )),
-                Some(got) => {
-                    if got.rows != expected.rows {
-                        problems.push(format!(
-                            "table {name} has {} rows; it had {} when backed up",
-                            got.rows, expected.rows
-                        ));
-                    } else if got.checksum != expected.checksum {
-                        problems.push(format!(
+        match (&self.postgres, &self.s3) {
+            (Some(p), _) => verify_pg(self, p, ctx, started).await,
+            (None, Some(s)) => verify_s3(self, s, ctx, started).await,
+            (None, None) => Err(StepError::error("a `verify` step names no store")),
+        }
+    }
+}
+
+/// The drill's report when verification found data missing.
+fn lost_data(step: &Verify, ctx: &mut Ctx, what: &str, problems: &[String]) -> StepError {
+    ctx.drill.report = Some(drills::DrillReport {
+        disaster: ctx.drill.disaster.as_ref().map(|d| d.what.clone()),
+        rto_max_ms: step.rto_max.map(|d| ms(d.0)),
+        rpo_max_ms: step.rpo_max.map(|d| ms(d.0)),
+        met: false,
+        disaster_unix_ms: ctx.drill.disaster.as_ref().map(|d| drills::unix_ms(d.wall)),
+        ..Default::default()
+    });
+    StepError::Failed {
+        message: format!("the restore lost data: {}", problems.join("; ")),
+        expected: Some(format!("{what} as backed up")),
+        actual: Some(problems.join("; ")),
+        span: None,
+    }
+}
+
+async fn verify_s3(
+    step: &Verify,
+    s: &S3Verify,
+    ctx: &mut Ctx,
+    started: Instant,
+) -> Result<Option<Value>, StepError> {
+    let (client, bucket) = scenario_bucket(ctx)?;
+    let backup = ctx.drill.s3_backups.last().cloned().ok_or_else(|| {
+        StepError::error(
+            "there is nothing to verify against: a `backup` step with `s3` comes first",
+        )
+    })?;
+    let keys: Vec<String> = match &s.keys {
+        Some(k) => k.clone(),
+        None => backup.objects.keys().cloned().collect(),
+    };
+    let mut problems = Vec::new();
+    let mut objects = serde_json::Map::new();
+    for key in &keys {
+        let Some(expected) = backup.objects.get(key) else {
+            return Err(StepError::error(format!(
+                "object {key} was not in the bucket when backup {} was taken",
+                backup.id
+            )));
+        };
+        match object_store::state(&client, &bucket, key)
+            .await
+            .map_err(StepError::error)?
+        {
+            None => problems.push(format!("object {key} is missing from the restored bucket")),
+            Some((sha, size)) => {
+                if sha != expected.sha256 {
+                    problems.push(format!(
+                        "object {key} is not as backed up ({size} bytes, SHA-256 {sha} instead of {} bytes, {})",
+                        expected.size, expected.sha256
+                    ));
+                }
+                objects.insert(key.clone(), json!({"sha256": sha, "size": size}));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(lost_data(step, ctx, &keys.join(", "), &problems));
+    }
+    verdict(step, ctx, started, json!({"objects": objects}), None)
+}
+
+async fn verify_pg(
+    step: &Verify,
+    p: &PgVerify,
+    ctx: &mut Ctx,
+    started: Instant,
+) -> Result<Option<Value>, StepError> {
+    let (_, _, pool) = scenario_db(ctx)?;
+    let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
+        StepError::error("there is nothing to verify against: a `backup` step comes first")
+    })?;
+    let mut problems = Vec::new();
+    let mut tables = serde_json::Map::new();
+    for name in &p.tables {
+        let key = name.trim_start_matches("public.").to_owned();
+        let Some(expected) = backup.tables.get(&key) else {
+            return Err(StepError::error(format!(
+                "table {name} was not in the database when backup {} was taken",
+                backup.id
+            )));
+        };
+        match postgres::table_state(&pool, name)
+            .await
+            .map_err(StepError::error)?
+        {
+            None => problems.push(format!(
+                "table {name} is missing from the restored database"
+            )),
+            Some(got) => {
+                if got.rows != expected.rows {
+                    problems.push(format!(
+                        "table {name} has {} rows; it had {} when backed up",
+                        got.rows, expected.rows
+                    ));
+                } else if got.checksum != expected.checksum {
+                    problems.push(format!(
                             "table {name} has its {} rows but not their contents (checksum {} instead of {})",
                             got.rows, got.checksum, expected.checksum
                         ));
-                    }
-                    tables.insert(
-                        key,
-                        json!({"rows": got.rows, "checksum": got.checksum,
+                }
+                tables.insert(
+                    key,
+                    json!({"rows": got.rows, "checksum": got.checksum,
                                "expected_rows": expected.rows}),
-                    );
+                );
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(lost_data(step, ctx, &p.tables.join(", "), &problems));
+    }
+    // The writer's records, one by one.
+    let loss = match &ctx.drill.acknowledged {
+        Some(acked) => {
+            let found: std::collections::BTreeSet<i64> = postgres::written(&pool)
+                .await
+                .map_err(StepError::error)?
+                .into_iter()
+                .collect();
+            Some(Loss {
+                acknowledged: acked.len(),
+                lost: acked
+                    .iter()
+                    .filter(|r| !found.contains(&r.seq))
+                    .copied()
+                    .collect(),
+            })
+        }
+        None => None,
+    };
+    verdict(step, ctx, started, json!({"tables": tables}), loss)
+}
+
+/// RTO by phase and RPO, held to the step's objectives; `doc` gets them.
+fn verdict(
+    step: &Verify,
+    ctx: &mut Ctx,
+    started: Instant,
+    mut doc: Value,
+    loss: Option<Loss>,
+) -> Result<Option<Value>, StepError> {
+    let disaster_wall = ctx
+        .drill
+        .disaster
+        .as_ref()
+        .map_or_else(SystemTime::now, |d| d.wall);
+    let verify = started.elapsed();
+    let rto = ctx.drill.disaster.as_ref().map(|d| d.at.elapsed());
+    let mut phases = serde_json::Map::new();
+    if let Some(r) = &ctx.drill.restore {
+        phases.insert("detect".into(), json!(ms(r.detect)));
+        let mut restore = Duration::ZERO;
+        for (k, d) in &r.phases {
+            match *k {
+                "provision" | "replay" => {
+                    phases.insert((*k).into(), json!(ms(*d)));
                 }
+                _ => restore += *d,
             }
         }
-        if !problems.is_empty() {
-            ctx.drill.report = Some(drills::DrillReport {
-                disaster: ctx.drill.disaster.as_ref().map(|d| d.what.clone()),
-                rto_max_ms: self.rto_max.map(|d| ms(d.0)),
-                rpo_max_ms: self.rpo_max.map(|d| ms(d.0)),
-                met: false,
-                disaster_unix_ms: ctx.drill.disaster.as_ref().map(|d| drills::unix_ms(d.wall)),
-                ..Default::default()
-            });
-            return Err(StepError::Failed {
-                message: format!("the restore lost data: {}", problems.join("; ")),
-                expected: Some(format!("{} as backed up", self.postgres.tables.join(", "))),
-                actual: Some(problems.join("; ")),
-                span: None,
-            });
-        }
-        // The writer's records, one by one.
-        let disaster_wall = ctx
-            .drill
-            .disaster
-            .as_ref()
-            .map_or_else(SystemTime::now, |d| d.wall);
-        let loss = match &ctx.drill.acknowledged {
-            Some(acked) => {
-                let found: std::collections::BTreeSet<i64> = postgres::written(&pool)
-                    .await
-                    .map_err(StepError::error)?
-                    .into_iter()
-                    .collect();
-                Some(Loss {
-                    acknowledged: acked.len(),
-                    lost: acked
-                        .iter()
-                        .filter(|r| !found.contains(&r.seq))
-                        .copied()
-                        .collect(),
-                })
-            }
-            None => None,
-        };
-        let verify = started.elapsed();
-        let rto = ctx.drill.disaster.as_ref().map(|d| d.at.elapsed());
-        let mut phases = serde_json::Map::new();
-        if let Some(r) = &ctx.drill.restore {
-            phases.insert("detect".into(), json!(ms(r.detect)));
-            let mut restore = Duration::ZERO;
-            for (k, d) in &r.phases {
-                match *k {
-                    "provision" | "replay" => {
-                        phases.insert((*k).into(), json!(ms(*d)));
-                    }
-                    _ => restore += *d,
-                }
-            }
-            phases.insert("restore".into(), json!(ms(restore)));
-            // From the restore's end to this verdict: the steps in between count too.
-            phases.insert("verify".into(), json!(ms(r.ended.elapsed().max(verify))));
-        }
-        let rpo = loss.as_ref().map(|l| l.rpo(disaster_wall));
-        let doc = json!({
-            "tables": tables,
-            "rto_ms": rto.map(ms),
-            "phases_ms": phases,
-            "rpo_ms": rpo.map(ms),
-            "rpo": loss.as_ref().map(|l| l.json(disaster_wall)),
-            "disaster": ctx.drill.disaster.as_ref().map(|d| d.what.clone()),
-        });
-        let mut report = drills::DrillReport {
-            disaster: ctx.drill.disaster.as_ref().map(|d| d.what.clone()),
-            rto_ms: rto.map(ms),
-            rto_max_ms: self.rto_max.map(|d| ms(d.0)),
-            rpo_ms: rpo.map(ms),
-            rpo_max_ms: self.rpo_max.map(|d| ms(d.0)),
-            phases_ms: phases
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                .collect(),
-            acknowledged: loss.as_ref().map(|l| l.acknowledged),
-            lost: loss.as_ref().map(|l| l.lost.len()),
-            met: true,
-            disaster_unix_ms: ctx.drill.disaster.as_ref().map(|d| drills::unix_ms(d.wall)),
-            records: strip(ctx.drill.acknowledged.as_deref(), loss.as_ref()),
-        };
-        let mut missed = Vec::new();
-        if let (Some(max), Some(rto)) = (self.rto_max, rto)
-            && rto > max.0
-        {
-            missed.push(format!(
-                "the recovery took {:.3} s (RTO), over the objective of {:.3} s",
-                rto.as_secs_f64(),
-                max.0.as_secs_f64()
-            ));
-        }
-        if let (Some(max), Some(rpo), Some(l)) = (self.rpo_max, rpo, &loss)
-            && rpo > max.0
-        {
-            missed.push(format!(
+        phases.insert("restore".into(), json!(ms(restore)));
+        // From the restore's end to this verdict: the steps in between count too.
+        phases.insert("verify".into(), json!(ms(r.ended.elapsed().max(verify))));
+    }
+    let rpo = loss.as_ref().map(|l| l.rpo(disaster_wall));
+    doc["rto_ms"] = json!(rto.map(ms));
+    doc["phases_ms"] = json!(phases);
+    doc["rpo_ms"] = json!(rpo.map(ms));
+    doc["rpo"] = json!(loss.as_ref().map(|l| l.json(disaster_wall)));
+    doc["disaster"] = json!(ctx.drill.disaster.as_ref().map(|d| d.what.clone()));
+    let mut report = drills::DrillReport {
+        disaster: ctx.drill.disaster.as_ref().map(|d| d.what.clone()),
+        rto_ms: rto.map(ms),
+        rto_max_ms: step.rto_max.map(|d| ms(d.0)),
+        rpo_ms: rpo.map(ms),
+        rpo_max_ms: step.rpo_max.map(|d| ms(d.0)),
+        phases_ms: phases
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+            .collect(),
+        acknowledged: loss.as_ref().map(|l| l.acknowledged),
+        lost: loss.as_ref().map(|l| l.lost.len()),
+        met: true,
+        disaster_unix_ms: ctx.drill.disaster.as_ref().map(|d| drills::unix_ms(d.wall)),
+        records: strip(ctx.drill.acknowledged.as_deref(), loss.as_ref()),
+    };
+    let mut missed = Vec::new();
+    if let (Some(max), Some(rto)) = (step.rto_max, rto)
+        && rto > max.0
+    {
+        missed.push(format!(
+            "the recovery took {:.3} s (RTO), over the objective of {:.3} s",
+            rto.as_secs_f64(),
+            max.0.as_secs_f64()
+        ));
+    }
+    if let (Some(max), Some(rpo), Some(l)) = (step.rpo_max, rpo, &loss)
+        && rpo > max.0
+    {
+        missed.push(format!(
                 "{} committed records were lost, {:.3} s of commits (RPO), over the objective of {:.3} s (records {} to {})",
                 l.lost.len(),
                 rpo.as_secs_f64(),
@@ -355,32 +525,31 @@ impl Handler for Verify {
                 l.lost.first().map_or(0, |r| r.seq),
                 l.lost.last().map_or(0, |r| r.seq),
             ));
-        }
-        report.met = missed.is_empty();
-        ctx.drill.report = Some(report);
-        if !missed.is_empty() {
-            return Err(StepError::Failed {
-                message: format!("the drill missed its objectives: {}", missed.join("; ")),
-                expected: Some(
-                    [
-                        self.rto_max
-                            .map(|d| format!("RTO ≤ {:.3} s", d.0.as_secs_f64())),
-                        self.rpo_max
-                            .map(|d| format!("RPO ≤ {:.3} s", d.0.as_secs_f64())),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                ),
-                actual: Some(format!(
-                    "RTO {:.3} s, RPO {:.3} s",
-                    rto.unwrap_or_default().as_secs_f64(),
-                    rpo.unwrap_or_default().as_secs_f64()
-                )),
-                span: None,
-            });
-        }
-        Ok(Some(doc))
     }
+    report.met = missed.is_empty();
+    ctx.drill.report = Some(report);
+    if !missed.is_empty() {
+        return Err(StepError::Failed {
+            message: format!("the drill missed its objectives: {}", missed.join("; ")),
+            expected: Some(
+                [
+                    step.rto_max
+                        .map(|d| format!("RTO ≤ {:.3} s", d.0.as_secs_f64())),
+                    step.rpo_max
+                        .map(|d| format!("RPO ≤ {:.3} s", d.0.as_secs_f64())),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", "),
+            ),
+            actual: Some(format!(
+                "RTO {:.3} s, RPO {:.3} s",
+                rto.unwrap_or_default().as_secs_f64(),
+                rpo.unwrap_or_default().as_secs_f64()
+            )),
+            span: None,
+        });
+    }
+    Ok(Some(doc))
 }
