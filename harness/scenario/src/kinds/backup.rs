@@ -117,9 +117,7 @@ impl Kind for Backup {
             json_expect(cx, n, "`expect` of a `backup` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
-        if f.get("postgres").is_some() && postgres.is_none()
-            || f.get("s3").is_some() && s3.is_none()
-        {
+        if !stores_decoded(&f, postgres.is_some(), s3.is_some()) {
             return None;
         }
         Some(Backup {
@@ -138,6 +136,22 @@ impl Kind for Backup {
     fn captures(&self) -> &BTreeMap<String, Capture> {
         &self.capture
     }
+}
+
+/// Parallel jobs of the Postgres tools: 1 to 16.
+pub(crate) fn pg_jobs(cx: &mut Cx, n: &Node) -> Option<u64> {
+    let j = uint(cx, n)?;
+    if (1..=16).contains(&j) {
+        Some(j)
+    } else {
+        cx.error(n.span, "`jobs` is 1 to 16");
+        None
+    }
+}
+
+/// Whether a store's map that the step gives decoded (its problems are reported already).
+pub(crate) fn stores_decoded(f: &Fields<'_>, postgres: bool, s3: bool) -> bool {
+    (f.get("postgres").is_none() || postgres) && (f.get("s3").is_none() || s3)
 }
 
 /// Postgres when the step names it, else the object store.
@@ -221,15 +235,7 @@ fn pg_backup(cx: &mut Cx, n: &Node) -> Option<PgBackup> {
     let what = "`postgres` of a `backup` step";
     let f = fields(cx, n, what, PgBackup::KEYS)?;
     let method = req(cx, &f, "method", what, pg_method);
-    let jobs = opt(cx, &f, "jobs", |cx, n| {
-        let j = uint(cx, n)?;
-        if (1..=16).contains(&j) {
-            Some(j)
-        } else {
-            cx.error(n.span, "`jobs` is 1 to 16");
-            None
-        }
-    });
+    let jobs = opt(cx, &f, "jobs", pg_jobs);
     let exclude_tables = opt(cx, &f, "exclude_tables", |cx, n| {
         list(cx, n, "`exclude_tables`", |cx, _, n| table_name(cx, n))
     });

@@ -1,7 +1,7 @@
 //! `disaster`: damage a store under test on purpose, the second step of a restore drill.
 
 use super::{
-    backup::{one_store, store_of, table_name},
+    backup::{one_store, store_of, stores_decoded, table_name},
     traffic::{JsonExpect, json_expect},
     *,
 };
@@ -137,9 +137,7 @@ impl Kind for Disaster {
             json_expect(cx, n, "`expect` of a `disaster` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
-        if f.get("postgres").is_some() && postgres.is_none()
-            || f.get("s3").is_some() && s3.is_none()
-        {
+        if !stores_decoded(&f, postgres.is_some(), s3.is_some()) {
             return None;
         }
         Some(Disaster {

@@ -1,7 +1,9 @@
 //! `restore`: restore the latest backup, the third step of a restore drill.
 
 use super::{
-    backup::{PgMethod, S3Method, one_store, pg_method, s3_method, store_of},
+    backup::{
+        PgMethod, S3Method, one_store, pg_jobs, pg_method, s3_method, store_of, stores_decoded,
+    },
     traffic::{JsonExpect, json_expect},
     *,
 };
@@ -66,15 +68,7 @@ impl Kind for Restore {
             let what = "`postgres` of a `restore` step";
             let g = fields(cx, n, what, PgRestore::KEYS)?;
             let method = req(cx, &g, "method", what, pg_method);
-            let jobs = opt(cx, &g, "jobs", |cx, n| {
-                let j = uint(cx, n)?;
-                if (1..=16).contains(&j) {
-                    Some(j)
-                } else {
-                    cx.error(n.span, "`jobs` is 1 to 16");
-                    None
-                }
-            });
+            let jobs = opt(cx, &g, "jobs", pg_jobs);
             Some(PgRestore {
                 method: method?,
                 jobs,
@@ -84,9 +78,7 @@ impl Kind for Restore {
             json_expect(cx, n, "`expect` of a `restore` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
-        if f.get("postgres").is_some() && postgres.is_none()
-            || f.get("s3").is_some() && s3.is_none()
-        {
+        if !stores_decoded(&f, postgres.is_some(), s3.is_some()) {
             return None;
         }
         Some(Restore {

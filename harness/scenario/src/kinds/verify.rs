@@ -1,7 +1,7 @@
 //! `verify`: check the restored data and give the drill's verdict, its last step.
 
 use super::{
-    backup::{one_store, store_of, table_name},
+    backup::{one_store, store_of, stores_decoded, table_name},
     traffic::{JsonExpect, json_expect},
     *,
 };
@@ -90,9 +90,7 @@ impl Kind for Verify {
             json_expect(cx, n, "`expect` of a `verify` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
-        if f.get("postgres").is_some() && postgres.is_none()
-            || f.get("s3").is_some() && s3.is_none()
-        {
+        if !stores_decoded(&f, postgres.is_some(), s3.is_some()) {
             return None;
         }
         if s3.is_some() && f.get("rpo_max").is_some() {

@@ -144,3 +144,12 @@ pub fn condition(kind: &str, state: Option<bool>, reason: &str, message: &str) -
     }
     c
 }
+
+/// v1 views sorted newest first, as the API lists them.
+pub fn newest_first(list: &mut [Value]) {
+    list.sort_by(|a, b| {
+        b["metadata"]["creationTimestamp"]
+            .as_str()
+            .cmp(&a["metadata"]["creationTimestamp"].as_str())
+    });
+}

@@ -734,11 +734,7 @@ pub async fn list_revisions(
         return Err(services::not_found(&sh, &name));
     }
     let mut list = services::revisions_of(&sh, &name);
-    list.sort_by(|a, b| {
-        b["metadata"]["creationTimestamp"]
-            .as_str()
-            .cmp(&a["metadata"]["creationTimestamp"].as_str())
-    });
+    meta::newest_first(&mut list);
     Ok(Json(
         json!({"revisions": list.iter().map(|r| revision_v2(&sh, r)).collect::<Vec<_>>()}),
     ))

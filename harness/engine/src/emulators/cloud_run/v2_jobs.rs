@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::{
     Shared,
     error::{ApiError, ApiResult},
-    executions, jobs,
+    executions, jobs, meta,
     services::parse_body,
     spec::{known_keys, seconds},
     v2::{self, OpTarget},
@@ -429,11 +429,7 @@ pub async fn list_executions(
             .map(|e| executions::execution_json(&sh, e))
             .collect()
     };
-    list.sort_by(|a, b| {
-        b["metadata"]["creationTimestamp"]
-            .as_str()
-            .cmp(&a["metadata"]["creationTimestamp"].as_str())
-    });
+    meta::newest_first(&mut list);
     Ok(Json(
         json!({"executions": list.iter().map(|e| execution_v2(&sh, e)).collect::<Vec<_>>()}),
     ))
