@@ -96,6 +96,11 @@ enum Command {
     Down { run_id: Option<String> },
     /// Run scenario files (folders are searched for *.yaml) on one shared stack.
     Run(RunArgs),
+    /// Rehearse restore drills: run the scenarios that back up and restore (each file must
+    /// have a `backup` or `restore` step), on a stack harness starts or on an external
+    /// target, whose data a drill destroys only when the target file allows it and
+    /// `--i-understand-this-destroys-data` is given.
+    Drill(DrillArgs),
     /// Check scenario files without running anything; lint warnings (such as a captured
     /// value pasted into SQL) are printed and do not fail the check.
     Validate {
@@ -212,6 +217,23 @@ struct RunArgs {
     color: Option<bool>,
 }
 
+#[derive(clap::Args)]
+struct DrillArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// An external target instead of a stack harness starts: an endpoints file (as `harness
+    /// up --provider external --from`) whose Postgres `database` the drills act on, with a
+    /// `destroy: { postgres: [DATABASE] }` allow-list of what they may destroy.
+    #[arg(long, value_name = "FILE")]
+    target: Option<PathBuf>,
+    /// With --target: let the drills destroy what the target file's `destroy` names.
+    #[arg(long)]
+    i_understand_this_destroys_data: bool,
+    /// With --target: allow endpoints that are not on this machine.
+    #[arg(long)]
+    allow_remote: bool,
+}
+
 #[derive(Subcommand)]
 enum RuntimesCommand {
     Install {
@@ -237,9 +259,18 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    if let Command::Run(args) = cli.command {
-        return runtime.block_on(run_scenarios(args));
-    }
+    let cli = match cli.command {
+        Command::Run(args) => return runtime.block_on(run_scenarios(args)),
+        Command::Drill(d) => {
+            return runtime.block_on(scenarios::run_drills(
+                d.run,
+                d.target,
+                d.i_understand_this_destroys_data,
+                d.allow_remote,
+            ));
+        }
+        command => Cli { command },
+    };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -393,7 +424,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Run(_) => unreachable!("`run` is dispatched in main"),
+        Command::Run(_) | Command::Drill(_) => {
+            unreachable!("`run` and `drill` are dispatched in main")
+        }
         Command::Validate { paths, strict } => validate(&paths, strict),
         Command::Schema => {
             print_json(&harness_scenario::json_schema());

@@ -1,7 +1,7 @@
 //! `harness run` and `harness validate`: argument handling and output around
 //! `harness_engine::run`.
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use harness_engine::{
     Error,
@@ -96,6 +96,122 @@ pub fn validate(paths: &[std::path::PathBuf], strict: bool) -> Result<(), Error>
 }
 
 pub async fn run_scenarios(args: RunArgs) -> ExitCode {
+    run_with(args, None).await
+}
+
+/// What `harness drill` adds to a run.
+struct DrillRun {
+    /// The external target's endpoints and what the drills may do to it.
+    target: Option<(
+        harness_engine::stack::Endpoints,
+        harness_engine::drills::Target,
+    )>,
+}
+
+/// `harness drill`: the scenarios that back up and restore, on a stack harness starts or on
+/// an external target.
+pub async fn run_drills(
+    args: RunArgs,
+    target: Option<PathBuf>,
+    confirmed: bool,
+    allow_remote: bool,
+) -> ExitCode {
+    let Some(file) = target else {
+        if confirmed || allow_remote {
+            return fail(&Error::BadInput(
+                "--i-understand-this-destroys-data and --allow-remote go with --target FILE: \
+                 without a target the drills act on a stack harness starts"
+                    .into(),
+            ));
+        }
+        return run_with(args, Some(DrillRun { target: None })).await;
+    };
+    if args.attach.is_some() || args.provider.is_some() {
+        return fail(&Error::BadInput(
+            "--target is the stack of the drills: leave out --attach and --provider".into(),
+        ));
+    }
+    let target = match drill_target(&file, confirmed, allow_remote).await {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
+    run_with(
+        args,
+        Some(DrillRun {
+            target: Some(target),
+        }),
+    )
+    .await
+}
+
+/// Reads a drill's target file: the endpoints (checked as the external provider checks
+/// them) and the `destroy` allow-list.
+async fn drill_target(
+    file: &std::path::Path,
+    confirmed: bool,
+    allow_remote: bool,
+) -> Result<
+    (
+        harness_engine::stack::Endpoints,
+        harness_engine::drills::Target,
+    ),
+    Error,
+> {
+    use harness_engine::stack::external;
+    let endpoints = external::load(file)?;
+    external::guard(&endpoints, allow_remote)?;
+    let pg = endpoints.postgres.as_ref().ok_or_else(|| {
+        Error::BadInput(format!(
+            "{}: a drill target needs `postgres` (the database the drills act on)",
+            file.display()
+        ))
+    })?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::BadInput(format!("read {}: {e}", file.display())))?;
+    let doc: serde_json::Value = harness_scenario::yaml::parse(&text)
+        .ok()
+        .flatten()
+        .map(|n| n.to_json())
+        .unwrap_or_default();
+    let destroy = &doc["destroy"];
+    if !destroy.is_null() && !destroy.is_object() {
+        return Err(Error::BadInput(format!(
+            "{}: `destroy` is a map of store to names, such as `destroy: {{ postgres: [{}] }}`",
+            file.display(),
+            pg.database
+        )));
+    }
+    let allowed = match &destroy["postgres"] {
+        serde_json::Value::Null => Vec::new(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|v| {
+                v.as_str().map(str::to_owned).ok_or_else(|| {
+                    Error::BadInput(format!(
+                        "{}: `destroy.postgres` lists database names",
+                        file.display()
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(Error::BadInput(format!(
+                "{}: `destroy.postgres` lists database names, such as `[{}]`",
+                file.display(),
+                pg.database
+            )));
+        }
+    };
+    external::check(&endpoints, std::time::Duration::from_secs(30)).await?;
+    let target = harness_engine::drills::Target {
+        database: pg.database.clone(),
+        allowed,
+        confirmed,
+    };
+    Ok((endpoints, target))
+}
+
+async fn run_with(args: RunArgs, drill: Option<DrillRun>) -> ExitCode {
     let scenarios = match load_paths(&args.paths) {
         Ok(s) => s,
         Err(SessionError::Invalid(d)) => {
@@ -119,6 +235,26 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
             args.tag[0]
         )));
     }
+    if drill.is_some() {
+        let without: Vec<&str> = scenarios
+            .iter()
+            .filter(|l| {
+                !l.scenario.steps.iter().any(|st| {
+                    matches!(
+                        st.action,
+                        harness_scenario::Action::Backup(_) | harness_scenario::Action::Restore(_)
+                    )
+                })
+            })
+            .map(|l| l.source.name.as_str())
+            .collect();
+        if !without.is_empty() {
+            return fail(&Error::BadInput(format!(
+                "not a drill (no `backup` or `restore` step): {}; run it with `harness run`",
+                without.join(", ")
+            )));
+        }
+    }
     let trace = args.trace.as_deref();
     if let Some(t) = trace
         && t != "stdout"
@@ -135,6 +271,10 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
     };
     let mut signals = crate::StopSignals::register();
     let cancel = harness_engine::run::CancellationToken::new();
+    let (target_endpoints, drill_target) = match drill.and_then(|d| d.target) {
+        Some((e, t)) => (Some(e), Some(t)),
+        None => (None, None),
+    };
     let options = RunOptions {
         cancel: cancel.clone(),
         jobs,
@@ -142,15 +282,19 @@ pub async fn run_scenarios(args: RunArgs) -> ExitCode {
         keep: args.keep,
         update_snapshots: args.update_snapshots,
         progress: progress(),
+        drill_target,
         ..RunOptions::default()
     };
-    let source = match (args.attach, args.provider.as_deref()) {
-        (Some(id), _) => StackSource::Attach(id),
-        (None, Some(p)) => match ProviderKind::parse(p) {
-            Ok(p) => StackSource::StartWith(p),
-            Err(e) => return fail(&e),
+    let source = match (target_endpoints, args.attach, args.provider.as_deref()) {
+        (Some(e), _, _) => StackSource::Endpoints(Box::new(e)),
+        (None, attach, provider) => match (attach, provider) {
+            (Some(id), _) => StackSource::Attach(id),
+            (None, Some(p)) => match ProviderKind::parse(p) {
+                Ok(p) => StackSource::StartWith(p),
+                Err(e) => return fail(&e),
+            },
+            (None, None) => StackSource::Start,
         },
-        (None, None) => StackSource::Start,
     };
     let extra: &[Service] = if trace == Some("otlp") {
         &[Service::Otel]

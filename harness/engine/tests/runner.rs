@@ -520,6 +520,62 @@ steps:
 }
 
 #[test]
+fn a_point_in_time_restore_stops_at_a_restore_point_and_explains_a_target_it_cannot_reach() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(corpus("pass/_drill.sql"), dir.path().join("_drill.sql")).expect("copy");
+    let drill = |name: &str, before_disaster: &str, target: &str| {
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "name: {name}\nstack: [postgres]\nfixtures:\n  - sql: _drill.sql\nsteps:\n  \
+                 - backup: {{ postgres: {{ method: physical }} }}\n{before_disaster}  \
+                 - disaster: {{ postgres: {{ drop_table: decks }} }}\n  \
+                 - restore: {{ postgres: {{ method: physical, target: {target} }} }}\n  \
+                 - sql: {{ query: \"SELECT count(*) AS n FROM decks\", expect: {{ rows: [{{ n: 2 }}] }} }}\n"
+            ),
+        )
+        .expect("write");
+        file
+    };
+    let point = drill(
+        "point",
+        "  - sql: { query: \"SELECT pg_create_restore_point('before_import')::text AS lsn\" }\n  \
+         - sql: { execute: \"INSERT INTO decks VALUES (3, 'imported')\" }\n",
+        "{ restore_point: before_import }",
+    );
+    let never = drill("never", "", "{ restore_point: nightly }");
+    let early = drill("early", "", "{ time: \"2001-01-01 00:00:00+00\" }");
+    let out = support::run_files(&[point, never, early], 1).expect("run");
+    assert_eq!(out.summary.passed, 1, "{}", out.console);
+    let messages: Vec<String> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ScenarioFinished {
+                failed_step: Some(f),
+                ..
+            } => Some(f.failure.message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 2, "{}", out.console);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("did not come up to restore point nightly")
+                && m.contains("recovery ended before configured recovery target was reached")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("`target.time` 2001-01-01 00:00:00+00 is before backup")),
+        "{messages:?}"
+    );
+}
+
+#[test]
 fn a_drills_rto_rpo_and_phases_are_in_the_console_the_json_report_and_junit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (json, junit) = (dir.path().join("r.json"), dir.path().join("r.xml"));

@@ -254,6 +254,47 @@ fn the_drill_kinds_are_typed_and_their_old_placeholder_keys_are_errors() {
 }
 
 #[test]
+fn a_physical_restore_takes_a_recovery_target_and_the_logical_options_stay_logical() {
+    use harness_scenario::kinds::restore::PitrTarget;
+    let text = "name: r\nsteps:\n  - backup: { postgres: { method: physical } }\n  - restore: { postgres: { method: physical, target: { time: \"${captures.t}\" } } }\n  - restore: { postgres: { method: physical, target: end_of_wal } }\n";
+    let text = text.replace("${captures.t}", "2026-12-01 10:00:00+00");
+    let s = parse("t.yaml", &text).expect("a physical drill");
+    let target = |i: usize| match &s.steps[i].action {
+        Action::Restore(r) => r.postgres.as_ref().and_then(|p| p.target.clone()),
+        other => panic!("a restore step: {other:?}"),
+    };
+    assert!(matches!(target(1), Some(PitrTarget::Time(_))));
+    assert!(matches!(target(2), Some(PitrTarget::EndOfWal)));
+    let p = problems(
+        "name: r\nsteps:\n  - backup: { postgres: { method: physical, exclude_tables: [a] } }\n",
+    );
+    assert!(
+        p.contains("t.yaml:3:61") && p.contains("`exclude_tables` goes with the `logical` method"),
+        "{p}"
+    );
+    let p = problems(
+        "name: r\nsteps:\n  - restore: { postgres: { method: logical, target: end_of_wal } }\n",
+    );
+    assert!(
+        p.contains("a recovery target goes with the `physical` method"),
+        "{p}"
+    );
+    let p = problems(
+        "name: r\nsteps:\n  - restore: { postgres: { method: physical, target: before_disastr } }\n",
+    );
+    assert!(p.contains("did you mean `before_disaster`?"), "{p}");
+    let p = problems(
+        "name: r\nsteps:\n  - restore: { postgres: { method: physical, target: { time: a, lsn: b } } }\n",
+    );
+    assert!(
+        p.contains("exactly one of `time`, `lsn` and `restore_point`"),
+        "{p}"
+    );
+    let p = problems("name: r\nsteps:\n  - backup: { postgres: { method: physicl } }\n");
+    assert!(p.contains("did you mean `physical`?"), "{p}");
+}
+
+#[test]
 fn an_x_kind_keeps_its_arguments_apart_from_expect_and_capture() {
     let text = "name: x\nsteps:\n  - x-deploy:\n      image: api\n      expect: { json: { $.revision: r1 } }\n      capture: { rev: $.revision }\n";
     let s = parse("t.yaml", text).expect("valid");

@@ -1,12 +1,14 @@
 //! Restore drills: back a store up, damage it on purpose, restore it, and verify what came
 //! back, measuring how long recovery took (RTO) and how much committed data was lost (RPO).
 //!
-//! One file per store and method: `postgres.rs` (logical: `pg_dump` / `pg_restore`), and
-//! `writer.rs`, the writer of sequence-numbered records whose losses are the RPO. The
+//! One file per store and method: `postgres.rs` (logical: `pg_dump` / `pg_restore`),
+//! `physical.rs` (Postgres: a base backup and streamed WAL, restored to a point in time in a
+//! fresh instance), `object_store.rs` (mirror and versions), and `writer.rs`, the writer of sequence-numbered records whose losses are the RPO. The
 //! scenario steps `backup`, `disaster`, `restore` and `verify` (`run/steps/drill.rs`) drive
 //! them over one [`Drill`] per scenario.
 
 pub mod object_store;
+pub mod physical;
 pub mod postgres;
 pub mod writer;
 
@@ -29,18 +31,66 @@ pub struct Drill {
     pub acknowledged: Option<Vec<writer::Record>>,
     pub disaster: Option<Disaster>,
     pub restore: Option<Restored>,
+    /// An external target (`harness drill --target`), when the drill acts on one.
+    pub target: Option<Target>,
+    /// The pool of the target's database, once a step opened it.
+    pub target_pool: Option<sqlx::PgPool>,
     /// The verdict's numbers, once a `verify` step measured them (in the reports).
     pub report: Option<DrillReport>,
+    /// The WAL stream of a physical backup, until a restore drains it.
+    pub receiver: Option<physical::Receiver>,
+    /// The instances physical restores started, stopped with the drill.
+    pub instances: Vec<physical::Instance>,
     /// The folder of the backups, removed with the drill.
     dir: Option<std::path::PathBuf>,
 }
 
 impl Drop for Drill {
-    /// The backups do not outlive their scenario.
+    /// The backups and the restored instances do not outlive their scenario.
     fn drop(&mut self) {
+        for i in &mut self.instances {
+            i.kill_now();
+        }
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
+    }
+}
+
+/// An external target of `harness drill --target FILE`: the database the drills act on (the
+/// endpoint's own, not a scenario's copy), and whether they may destroy it: only when the
+/// file's `destroy` allow-list names it and the run was given
+/// `--i-understand-this-destroys-data`.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub database: String,
+    /// The names the file's `destroy.postgres` allows.
+    pub allowed: Vec<String>,
+    /// `--i-understand-this-destroys-data` was given.
+    pub confirmed: bool,
+}
+
+impl Target {
+    /// Why a destructive step must not touch the target, or `None` when it may.
+    pub fn refusal(&self, step: &str) -> Option<String> {
+        let listed = self.allowed.iter().any(|d| d == &self.database);
+        let mut missing = Vec::new();
+        if !listed {
+            missing.push(format!(
+                "`destroy: {{ postgres: [{}] }}` in the target file",
+                self.database
+            ));
+        }
+        if !self.confirmed {
+            missing.push("`--i-understand-this-destroys-data`".to_owned());
+        }
+        (!missing.is_empty()).then(|| {
+            format!(
+                "refused: this `{step}` step would destroy database {} of the target, and it needs {}; nothing was touched",
+                self.database,
+                missing.join(" and ")
+            )
+        })
     }
 }
 
@@ -50,6 +100,9 @@ pub struct Disaster {
     pub at: Instant,
     pub wall: SystemTime,
     pub what: String,
+    /// Postgres: the WAL position just before the damage (a point-in-time restore's
+    /// default target).
+    pub lsn: Option<String>,
 }
 
 /// When the restore ran, phase by phase.
@@ -82,9 +135,18 @@ impl Loss {
             (Some(a), Some(b)) => b.committed.duration_since(a.committed).unwrap_or_default(),
             _ => Duration::ZERO,
         };
+        // Every lost record, as runs of consecutive sequence numbers: `[[first, last], …]`.
+        let mut ranges: Vec<[i64; 2]> = Vec::new();
+        for r in &self.lost {
+            match ranges.last_mut() {
+                Some(last) if last[1] + 1 == r.seq => last[1] = r.seq,
+                _ => ranges.push([r.seq, r.seq]),
+            }
+        }
         json!({
             "acknowledged": self.acknowledged,
             "lost": self.lost.len(),
+            "lost_ranges": ranges,
             "first_lost": self.lost.first().map(|r| r.seq),
             "last_lost": self.lost.last().map(|r| r.seq),
             "lost_span_ms": ms(span),
@@ -197,6 +259,16 @@ impl Drill {
 
     pub fn set_dir(&mut self, dir: std::path::PathBuf) {
         self.dir = Some(dir);
+    }
+
+    /// Ends the drill's processes: the writer, a WAL stream, the restored instances (a
+    /// fast shutdown each).
+    pub async fn close(&mut self) {
+        self.stop_writer().await;
+        self.receiver = None;
+        for mut i in std::mem::take(&mut self.instances) {
+            i.stop().await;
+        }
     }
 
     /// Stops the writer (its last record is then before the disaster) and keeps what it

@@ -25,6 +25,10 @@ pub struct Backup {
     pub tables: Tables,
     pub bytes: u64,
     pub took: Duration,
+    /// A physical backup's WAL folder (`path` is then its base backup).
+    pub wal: Option<PathBuf>,
+    /// When the backup was complete.
+    pub finished: std::time::SystemTime,
 }
 
 /// A name, `schema.table` allowed, quoted part by part.
@@ -35,7 +39,7 @@ fn quote(name: &str) -> String {
         .join(".")
 }
 
-fn tool(name: &str, pg: &PostgresEndpoint, database: &str) -> tokio::process::Command {
+pub(super) fn tool(name: &str, pg: &PostgresEndpoint, database: &str) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(crate::runtimes::postgres::bin_dir().join(name));
     cmd.env("PGHOST", &pg.host)
         .env("PGPORT", pg.port.to_string())
@@ -51,7 +55,7 @@ fn tool(name: &str, pg: &PostgresEndpoint, database: &str) -> tokio::process::Co
     cmd
 }
 
-async fn run_tool(mut cmd: tokio::process::Command, what: &str) -> Result<(), String> {
+pub(super) async fn run_tool(mut cmd: tokio::process::Command, what: &str) -> Result<(), String> {
     let out = cmd
         .output()
         .await
@@ -163,6 +167,8 @@ pub async fn backup(
         tables,
         bytes: size_of(path),
         took: t0.elapsed(),
+        wal: None,
+        finished: std::time::SystemTime::now(),
     })
 }
 
@@ -190,10 +196,11 @@ pub async fn damage(
     Ok(what)
 }
 
-async fn admin(pg: &PostgresEndpoint) -> Result<PgPool, String> {
+/// A connection to the server's maintenance database (never the one being replaced).
+pub(super) async fn admin(pg: &PostgresEndpoint) -> Result<PgPool, String> {
     PgPoolOptions::new()
         .max_connections(1)
-        .connect_with(pg.connect_options())
+        .connect_with(pg.connect_options().database("postgres"))
         .await
         .map_err(|e| format!("connect to the server: {e}"))
 }

@@ -280,6 +280,9 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// The stack this run started, for process faults on its services (none when attached).
     pub stack: Option<Arc<faults::StackHandle>>,
+    /// `harness drill --target`: the drills act on the target's own database, not on the
+    /// scenario's copy, and destroy it only when allowed.
+    pub drill_target: Option<crate::drills::Target>,
 }
 
 impl Default for RunOptions {
@@ -295,6 +298,7 @@ impl Default for RunOptions {
             containers: None,
             cancel: CancellationToken::new(),
             stack: None,
+            drill_target: None,
         }
     }
 }

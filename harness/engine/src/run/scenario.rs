@@ -121,6 +121,7 @@ impl ScenarioRun {
         );
         ctx.builds = Arc::clone(&self.builds);
         ctx.stack = self.options.stack.clone();
+        ctx.drill.target = self.options.drill_target.clone();
         ctx.groups = Some(self.groups.clone());
         let mut iso_guard = isolation::IsolationGuard::new(Arc::clone(&self.shared), &ctx.iso);
         let mut failed: Option<FailedStep> = None;
@@ -325,7 +326,7 @@ impl ScenarioRun {
         }
         processes::stop(std::mem::take(&mut ctx.running), logs_in.as_deref()).await;
         // A drill's writer stops before the database goes; its backups go with the drill.
-        ctx.drill.stop_writer().await;
+        ctx.drill.close().await;
         let drill = ctx.drill.report.take().map(Box::new);
         if let Some(c) = ctx.cloud_run.take() {
             c.shutdown().await;

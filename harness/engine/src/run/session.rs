@@ -24,6 +24,9 @@ pub enum StackSource {
     StartWith(ProviderKind),
     /// Use a stack started with `harness up --detach` (its run id).
     Attach(String),
+    /// Use these endpoints of a stack someone else runs (`harness drill --target`), checked
+    /// by the caller: never started, stopped or recorded.
+    Endpoints(Box<Endpoints>),
 }
 
 /// Why a session did not produce a summary.
@@ -125,6 +128,7 @@ where
             crate::stack::external::guard(&record.endpoints, record.allow_remote)?;
             (None, record.endpoints)
         }
+        StackSource::Endpoints(e) => (None, (**e).clone()),
     };
     let mut options = options;
     let docker_run = match (&stack, source) {

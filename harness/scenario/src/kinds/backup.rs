@@ -37,13 +37,15 @@ pub struct Backup {
 #[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct PgBackup {
-    /// `logical`: `pg_dump` in the directory format.
+    /// `logical`: `pg_dump` in the directory format. `physical`: a base backup of the
+    /// server (`pg_basebackup`) and its WAL streamed from then on (`pg_receivewal`), for a
+    /// point-in-time restore into a fresh instance.
     pub method: PgMethod,
-    /// Parallel jobs of `pg_dump` and later `pg_restore` (default 2).
+    /// Parallel jobs of `pg_dump` and later `pg_restore` (default 2; `logical` only).
     #[serde(default)]
     pub jobs: Option<u64>,
     /// Tables left out of the backup, as a faulty backup script would (`pg_dump
-    /// --exclude-table`); a drill's `verify` must then fail, naming them.
+    /// --exclude-table`); a drill's `verify` must then fail, naming them (`logical` only).
     #[serde(default)]
     pub exclude_tables: Vec<String>,
 }
@@ -73,6 +75,17 @@ pub enum S3Method {
 pub enum PgMethod {
     /// `pg_dump -Fd` and `pg_restore -j`.
     Logical,
+    /// `pg_basebackup` and `pg_receivewal`, restored to a recovery target and promoted.
+    Physical,
+}
+
+impl PgMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            PgMethod::Logical => "logical",
+            PgMethod::Physical => "physical",
+        }
+    }
 }
 
 /// Records committed at a steady rate while the drill runs.
@@ -198,16 +211,48 @@ pub(crate) fn s3_method(cx: &mut Cx, n: &Node) -> Option<S3Method> {
 pub(crate) fn pg_method(cx: &mut Cx, n: &Node) -> Option<PgMethod> {
     match n.as_str() {
         Some("logical") => Some(PgMethod::Logical),
+        Some("physical") => Some(PgMethod::Physical),
         _ => {
             let mut p = Problem::new(n.span, "unknown backup method").label("not a method");
-            p = match n.as_str().and_then(|s| did_you_mean(s, ["logical"])) {
+            p = match n
+                .as_str()
+                .and_then(|s| did_you_mean(s, ["logical", "physical"]))
+            {
                 Some(s) => p.help(format!("did you mean `{s}`?")),
-                None => p.help("methods: `logical` (pg_dump / pg_restore)"),
+                None => p.help(
+                    "methods: `logical` (pg_dump / pg_restore), `physical` (pg_basebackup and WAL, restored to a point in time)",
+                ),
             };
             cx.push(p);
             None
         }
     }
+}
+
+/// Refuses `keys` of the logical method's tools on another method.
+pub(crate) fn logical_only(
+    cx: &mut Cx,
+    f: &Fields<'_>,
+    method: PgMethod,
+    keys: &[&str],
+) -> Option<()> {
+    if method == PgMethod::Logical {
+        return Some(());
+    }
+    let mut ok = true;
+    for key in keys {
+        if let Some(n) = f.get(key) {
+            cx.push(
+                Problem::new(
+                    n.span,
+                    format!("`{key}` goes with the `logical` method (pg_dump / pg_restore)"),
+                )
+                .label(format!("not for `{}`", method.name())),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(())
 }
 
 /// A table name as Postgres takes it unquoted (`schema.table` allowed).
@@ -239,8 +284,10 @@ fn pg_backup(cx: &mut Cx, n: &Node) -> Option<PgBackup> {
     let exclude_tables = opt(cx, &f, "exclude_tables", |cx, n| {
         list(cx, n, "`exclude_tables`", |cx, _, n| table_name(cx, n))
     });
+    let method = method?;
+    logical_only(cx, &f, method, &["jobs", "exclude_tables"])?;
     Some(PgBackup {
-        method: method?,
+        method,
         jobs,
         exclude_tables: exclude_tables.unwrap_or_default(),
     })

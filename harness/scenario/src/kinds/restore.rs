@@ -2,15 +2,19 @@
 
 use super::{
     backup::{
-        PgMethod, S3Method, one_store, pg_jobs, pg_method, s3_method, store_of, stores_decoded,
+        PgMethod, S3Method, logical_only, one_store, pg_jobs, pg_method, s3_method, store_of,
+        stores_decoded,
     },
     traffic::{JsonExpect, json_expect},
     *,
 };
 
-/// Restore the latest `backup` step's backup of the store. Postgres: into a fresh database
-/// that then takes the damaged one's place under the same name (so
+/// Restore the latest `backup` step's backup of the store. Postgres, `logical`: into a
+/// fresh database that then takes the damaged one's place under the same name (so
 /// `${scenario.database_url}` and every process that holds it reach the restored data).
+/// Postgres, `physical`: the base backup into a fresh instance of Postgres, its WAL
+/// replayed up to `target` and the instance promoted; the scenario's later `sql` and
+/// `verify` steps reach its copy of the database there (its address is in the document).
 /// The bucket: each backed-up object put back (`mirror`), or its backed-up version made
 /// current again (`versions`). Each phase is timed: `provision` (the fresh database),
 /// `restore`, `replay` (none for a logical backup) and `switch`.
@@ -35,9 +39,73 @@ pub struct Restore {
 pub struct PgRestore {
     /// The backup's method.
     pub method: PgMethod,
-    /// Parallel jobs of `pg_restore` (default: the backup's).
+    /// Parallel jobs of `pg_restore` (default: the backup's; `logical` only).
     #[serde(default)]
     pub jobs: Option<u64>,
+    /// Where the WAL replay stops (`physical` only): by default just before the drill's
+    /// `disaster` step, or at the end of the WAL without one.
+    #[serde(default)]
+    pub target: Option<PitrTarget>,
+}
+
+/// The recovery target of a point-in-time restore.
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PitrTarget {
+    /// The WAL position the `disaster` step recorded just before it struck.
+    BeforeDisaster,
+    /// Every WAL record that was archived.
+    EndOfWal,
+    /// The last transaction committed at or before this time (`recovery_target_time`), such
+    /// as a captured `clock_timestamp()`.
+    Time(Template),
+    /// A WAL position (`recovery_target_lsn`), such as a captured `pg_current_wal_lsn()`.
+    Lsn(Template),
+    /// A restore point made with `pg_create_restore_point(NAME)` (`recovery_target_name`).
+    RestorePoint(Template),
+}
+
+fn pitr_target(cx: &mut Cx, n: &Node) -> Option<PitrTarget> {
+    match n.as_str() {
+        Some("before_disaster") => return Some(PitrTarget::BeforeDisaster),
+        Some("end_of_wal") => return Some(PitrTarget::EndOfWal),
+        Some(other) => {
+            let mut p = Problem::new(n.span, "unknown recovery target").label("not a target");
+            p = match did_you_mean(other, ["before_disaster", "end_of_wal"]) {
+                Some(s) => p.help(format!("did you mean `{s}`?")),
+                None => p.help(
+                    "targets: `before_disaster`, `end_of_wal`, or one of `{ time: T }`, `{ lsn: L }`, `{ restore_point: NAME }`",
+                ),
+            };
+            cx.push(p);
+            return None;
+        }
+        None => {}
+    }
+    let what = "`target` of a `restore` step";
+    let f = fields(cx, n, what, &["time", "lsn", "restore_point"])?;
+    let given: Vec<&Node> = f.keys().collect();
+    if given.len() != 1 {
+        cx.push(
+            Problem::new(
+                n.span,
+                "a recovery target is exactly one of `time`, `lsn` and `restore_point`",
+            )
+            .label(if given.is_empty() {
+                "none given"
+            } else {
+                "more than one"
+            }),
+        );
+        return None;
+    }
+    let key = given[0].as_str().unwrap_or_default().to_owned();
+    let value = template(cx, f.get(&key)?)?;
+    Some(match key.as_str() {
+        "time" => PitrTarget::Time(value),
+        "lsn" => PitrTarget::Lsn(value),
+        _ => PitrTarget::RestorePoint(value),
+    })
 }
 
 #[derive(Clone, Debug, JsonSchema, Keys)]
@@ -69,9 +137,25 @@ impl Kind for Restore {
             let g = fields(cx, n, what, PgRestore::KEYS)?;
             let method = req(cx, &g, "method", what, pg_method);
             let jobs = opt(cx, &g, "jobs", pg_jobs);
+            let target = opt(cx, &g, "target", pitr_target);
+            let method = method?;
+            logical_only(cx, &g, method, &["jobs"])?;
+            if method == PgMethod::Logical
+                && let Some(t) = g.get("target")
+            {
+                cx.push(
+                    Problem::new(
+                        t.span,
+                        "a recovery target goes with the `physical` method (a logical backup restores as it was taken)",
+                    )
+                    .label("not for `logical`"),
+                );
+                return None;
+            }
             Some(PgRestore {
-                method: method?,
+                method,
                 jobs,
+                target,
             })
         });
         let expect = opt(cx, &f, "expect", |cx, n| {

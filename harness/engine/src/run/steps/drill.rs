@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use harness_scenario::kinds::{
     backup::{Backup, PgBackup, PgMethod, S3Backup, S3Method},
     disaster::Disaster,
-    restore::Restore,
+    restore::{PgRestore, PitrTarget, Restore},
     verify::{PgVerify, S3Verify, Verify},
 };
 use serde_json::{Value, json};
@@ -14,9 +14,37 @@ use sqlx::PgPool;
 
 use super::{Ctx, Handler, StepError};
 use crate::{
-    drills::{self, Loss, ms, object_store, postgres, writer::Writer},
+    drills::{self, Loss, ms, object_store, physical, postgres, writer::Writer},
     stack::native::postgres::PostgresEndpoint,
 };
+
+/// The database the drill acts on: the scenario's own, or on an external target the
+/// target's (its pool opened once).
+async fn drill_db(ctx: &mut Ctx) -> Result<(PostgresEndpoint, String, PgPool), StepError> {
+    let (pg, db, pool) = scenario_db(ctx)?;
+    let Some(t) = &ctx.drill.target else {
+        return Ok((pg, db, pool));
+    };
+    let database = t.database.clone();
+    if ctx.drill.target_pool.is_none() {
+        let direct = ctx.endpoints.postgres.clone().unwrap_or_else(|| pg.clone());
+        let p = postgres::reconnect(&direct, &database)
+            .await
+            .map_err(StepError::error)?;
+        ctx.drill.target_pool = Some(p);
+    }
+    let pool = ctx.drill.target_pool.clone().unwrap_or(pool);
+    Ok((pg, database, pool))
+}
+
+/// Refuses a destructive step on a target that does not allow it, before it touches
+/// anything.
+fn guard(ctx: &Ctx, step: &str) -> Result<(), StepError> {
+    match ctx.drill.target.as_ref().and_then(|t| t.refusal(step)) {
+        Some(why) => Err(StepError::error(why)),
+        None => Ok(()),
+    }
+}
 
 /// The stack's Postgres, the scenario's database and its pool. When the scenario has a
 /// fault proxy of Postgres, the endpoint is the proxy's: the drill's tools then take the
@@ -108,7 +136,7 @@ impl Handler for Backup {
 }
 
 async fn backup_pg(step: &Backup, p: &PgBackup, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
-    let (pg, db, pool) = scenario_db(ctx)?;
+    let (pg, db, pool) = drill_db(ctx).await?;
     if let (Some(w), None) = (&step.writer, &ctx.drill.writer) {
         let writer = Writer::start(pg.connect_options().database(&db), w.rate)
             .await
@@ -119,10 +147,39 @@ async fn backup_pg(step: &Backup, p: &PgBackup, ctx: &mut Ctx) -> Result<Option<
     }
     let dir = drill_dir(ctx).join(format!("backup-{}", ctx.drill.backups.len() + 1));
     let jobs = p.jobs.unwrap_or(2);
-    let PgMethod::Logical = p.method;
-    let b = postgres::backup(&pg, &pool, &db, &dir, jobs, &p.exclude_tables)
-        .await
-        .map_err(StepError::error)?;
+    let b = match p.method {
+        PgMethod::Logical => postgres::backup(&pg, &pool, &db, &dir, jobs, &p.exclude_tables)
+            .await
+            .map_err(StepError::error)?,
+        PgMethod::Physical => {
+            // A new physical backup streams anew.
+            ctx.drill.receiver = None;
+            let tables = postgres::capture(&pool).await.map_err(StepError::error)?;
+            let t0 = Instant::now();
+            let (base, wal) = (dir.join("base"), dir.join("wal"));
+            let name = format!("harness_drill_{}", ctx.iso.id);
+            let receiver = physical::Receiver::start(&pg, &wal, &name, ctx.groups.clone())
+                .await
+                .map_err(StepError::error)?;
+            physical::base_backup(&pg, &base)
+                .await
+                .map_err(StepError::error)?;
+            ctx.drill.receiver = Some(receiver);
+            postgres::Backup {
+                id: dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                bytes: physical::tree_size(&base),
+                path: base,
+                jobs: 1,
+                tables,
+                took: t0.elapsed(),
+                wal: Some(wal),
+                finished: SystemTime::now(),
+            }
+        }
+    };
     let writer = ctx
         .drill
         .writer
@@ -130,7 +187,7 @@ async fn backup_pg(step: &Backup, p: &PgBackup, ctx: &mut Ctx) -> Result<Option<
         .map(|w| json!({"rate": w.rate, "acknowledged": w.acknowledged()}));
     let doc = json!({
         "store": "postgres",
-        "method": "logical",
+        "method": p.method.name(),
         "backup": b.id,
         "path": b.path,
         "bytes": b.bytes,
@@ -187,6 +244,9 @@ impl Handler for Disaster {
     type Output = Value;
 
     async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+        if self.postgres.is_some() {
+            guard(ctx, "disaster")?;
+        }
         // The writer stops first: its last acknowledged record precedes the disaster.
         ctx.drill.stop_writer().await;
         let at = Instant::now();
@@ -201,6 +261,7 @@ impl Handler for Disaster {
                 at,
                 wall,
                 what: what.clone(),
+                lsn: None,
             });
             return Ok(Some(json!({"store": "s3", "what": what, "keys": keys})));
         }
@@ -208,7 +269,9 @@ impl Handler for Disaster {
             .postgres
             .as_ref()
             .ok_or_else(|| StepError::error("a `disaster` step names no store"))?;
-        let (_, _, pool) = scenario_db(ctx)?;
+        let (_, _, pool) = drill_db(ctx).await?;
+        // Where the WAL stood just before: a point-in-time restore's default target.
+        let lsn = physical::insert_lsn(&pool).await.ok();
         let what = postgres::damage(&pool, p.drop_table.as_deref(), p.truncate.as_deref())
             .await
             .map_err(StepError::error)?;
@@ -216,11 +279,13 @@ impl Handler for Disaster {
             at,
             wall,
             what: what.clone(),
+            lsn: lsn.clone(),
         });
         Ok(Some(json!({
             "store": "postgres",
             "what": what,
             "table": p.drop_table.as_ref().or(p.truncate.as_ref()),
+            "lsn": lsn,
             "acknowledged": ctx.drill.acknowledged.as_ref().map(Vec::len),
         })))
     }
@@ -267,7 +332,11 @@ impl Handler for Restore {
             .postgres
             .as_ref()
             .ok_or_else(|| StepError::error("a `restore` step names no store"))?;
-        let (pg, db, pool) = scenario_db(ctx)?;
+        if p.method == PgMethod::Physical {
+            return restore_physical(p, ctx, started, detect).await;
+        }
+        guard(ctx, "restore")?;
+        let (pg, db, pool) = drill_db(ctx).await?;
         let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
             StepError::error("there is no backup to restore: a `backup` step comes first")
         })?;
@@ -275,16 +344,31 @@ impl Handler for Restore {
         // compared with what had been committed.
         ctx.drill.stop_writer().await;
         let jobs = p.jobs.unwrap_or(backup.jobs);
-        // The scenario's pool goes first: the switch drops the damaged database.
+        // The database's pool goes first: the switch drops the damaged database.
         pool.close().await;
-        ctx.iso.pool = None;
+        let on_target = ctx.drill.target.is_some();
+        if on_target {
+            ctx.drill.target_pool = None;
+        } else {
+            ctx.iso.pool = None;
+        }
         let restored = postgres::restore(&pg, &db, &backup, jobs).await;
-        // Whatever happened, the scenario gets a pool again, straight to the server.
+        // Whatever happened, a pool again, straight to the server.
         let direct = ctx.endpoints.postgres.clone().unwrap_or_else(|| pg.clone());
         if let Ok(p) = postgres::reconnect(&direct, &db).await {
-            ctx.iso.pool = Some(p);
+            if on_target {
+                ctx.drill.target_pool = Some(p);
+            } else {
+                ctx.iso.pool = Some(p);
+            }
         }
         let phases = restored.map_err(StepError::error)?;
+        if backup.wal.is_some() {
+            return Err(StepError::error(format!(
+                "backup {} is physical: restore it with `method: physical`",
+                backup.id
+            )));
+        }
         let doc = json!({
             "store": "postgres",
             "method": "logical",
@@ -299,6 +383,130 @@ impl Handler for Restore {
         });
         Ok(Some(doc))
     }
+}
+
+/// Where a point-in-time restore stops: the step's target, by default just before the
+/// disaster (or the end of the WAL without one).
+fn pitr_target(p: &PgRestore, ctx: &mut Ctx) -> Result<physical::Target, StepError> {
+    let before = ctx.drill.disaster.as_ref().and_then(|d| d.lsn.clone());
+    Ok(match &p.target {
+        None => before.map_or(physical::Target::EndOfWal, physical::Target::Before),
+        Some(PitrTarget::BeforeDisaster) => physical::Target::Before(before.ok_or_else(|| {
+            StepError::error(
+                "`target: before_disaster` needs a `disaster` step on Postgres before the restore",
+            )
+        })?),
+        Some(PitrTarget::EndOfWal) => physical::Target::EndOfWal,
+        Some(PitrTarget::Time(t)) => physical::Target::Time(ctx.render(t)?),
+        Some(PitrTarget::Lsn(t)) => {
+            let lsn = ctx.render(t)?;
+            if !physical::is_lsn(&lsn) {
+                return Err(StepError::error(format!(
+                    "`target.lsn` is {lsn:?}, not a WAL position such as 0/3000060"
+                )));
+            }
+            physical::Target::Lsn(lsn)
+        }
+        Some(PitrTarget::RestorePoint(t)) => physical::Target::RestorePoint(ctx.render(t)?),
+    })
+}
+
+/// A physical backup restored into a fresh instance, its WAL replayed to the target; the
+/// scenario's pool then reaches its copy of the database there.
+async fn restore_physical(
+    p: &PgRestore,
+    ctx: &mut Ctx,
+    started: Instant,
+    detect: Duration,
+) -> Result<Option<Value>, StepError> {
+    let (pg, db, _) = drill_db(ctx).await?;
+    let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
+        StepError::error("there is no backup to restore: a `backup` step comes first")
+    })?;
+    let Some(wal) = backup.wal.clone() else {
+        return Err(StepError::error(format!(
+            "backup {} is logical: a physical restore needs a `backup` with `method: physical`",
+            backup.id
+        )));
+    };
+    ctx.drill.stop_writer().await;
+    let target = pitr_target(p, ctx)?;
+    // A base backup restores to its end at the earliest: a time before it cannot be reached.
+    if let physical::Target::Time(t) = &target {
+        let (_, _, pool) = drill_db(ctx).await?;
+        let finished = drills::unix_ms(backup.finished) / 1000.0;
+        let before: bool = sqlx::query_scalar("SELECT $1::timestamptz < to_timestamp($2)")
+            .bind(t)
+            .bind(finished)
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| StepError::error(format!("`target.time` {t:?}: {e}")))?;
+        if before {
+            return Err(StepError::error(format!(
+                "`target.time` {t} is before backup {} was complete: a base backup restores to the moment it finished at the earliest; take the backup before the moment to restore to",
+                backup.id
+            )));
+        }
+    }
+    // The stream catches up with the server (the target's position at least), then stops.
+    let t = Instant::now();
+    if let Some(r) = ctx.drill.receiver.take() {
+        let upto = match &target {
+            physical::Target::Lsn(l) | physical::Target::Before(l) => Some(l.as_str()),
+            _ => None,
+        };
+        r.drain(&pg, upto).await.map_err(StepError::error)?;
+    }
+    let drained = t.elapsed();
+    let dir = drill_dir(ctx).join(format!("restored-{}", ctx.drill.instances.len() + 1));
+    // The instance comes from the stack's provider: a container of the same image on the
+    // Docker provider (its locale and build are the backed-up server's).
+    let on = match ctx.builds.container_run().map(str::to_owned) {
+        Some(stack) if ctx.drill.target.is_none() => {
+            let image = crate::stack::docker::image_of(&stack, "postgres")
+                .await
+                .map_err(|e| StepError::error(e.to_string()))?;
+            let run_id = ctx.groups.as_ref().map_or(stack, |g| g.run_id());
+            if let Some(g) = &ctx.groups {
+                let _ = g.clone().with_containers();
+            }
+            physical::Provider::Docker {
+                image,
+                run_id,
+                password: pg.password.clone(),
+            }
+        }
+        _ => physical::Provider::Native,
+    };
+    let (instance, mut phases) =
+        physical::restore(&backup.path, &wal, &dir, &target, &on, ctx.groups.clone())
+            .await
+            .map_err(StepError::error)?;
+    phases[0].1 += drained;
+    let pool = postgres::reconnect(&instance.endpoint, &db).await;
+    let endpoint = json!({"host": instance.endpoint.host, "port": instance.endpoint.port});
+    ctx.drill.instances.push(instance);
+    let pool = pool.map_err(StepError::error)?;
+    if ctx.drill.target.is_some() {
+        ctx.drill.target_pool = Some(pool);
+    } else {
+        ctx.iso.pool = Some(pool);
+    }
+    let doc = json!({
+        "store": "postgres",
+        "method": "physical",
+        "backup": backup.id,
+        "target": target.describe(),
+        "instance": endpoint,
+        "phases_ms": phases.iter().map(|(k, d)| ((*k).to_owned(), json!(ms(*d)))).collect::<serde_json::Map<_, _>>(),
+        "duration_ms": ms(started.elapsed()),
+    });
+    ctx.drill.restore = Some(drills::Restored {
+        detect,
+        phases,
+        ended: Instant::now(),
+    });
+    Ok(Some(doc))
 }
 
 impl Handler for Verify {
@@ -385,7 +593,7 @@ async fn verify_pg(
     ctx: &mut Ctx,
     started: Instant,
 ) -> Result<Option<Value>, StepError> {
-    let (_, _, pool) = scenario_db(ctx)?;
+    let (_, _, pool) = drill_db(ctx).await?;
     let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
         StepError::error("there is nothing to verify against: a `backup` step comes first")
     })?;

@@ -375,6 +375,84 @@ pub async fn start(
     Ok((service, d.endpoints))
 }
 
+/// The user id Postgres runs as in its image (harness's, as upstream's): a restored data
+/// directory is handed to it.
+pub const IMAGE_POSTGRES_UID: u32 = 999;
+
+/// The image of `run_id`'s `service` container.
+pub async fn image_of(run_id: &str, service: &str) -> Result<String, Error> {
+    let record = crate::stack::list()
+        .into_iter()
+        .find(|r| r.run_id == run_id)
+        .ok_or_else(|| Error::NoSuchRun(run_id.to_owned()))?;
+    let id = record
+        .containers
+        .iter()
+        .find(|(name, _)| name == service)
+        .map(|(_, id)| id.clone())
+        .ok_or_else(|| Error::Docker(format!("run {run_id} has no {service} container")))?;
+    let docker = connect().await?;
+    docker
+        .inspect_container(&id, None)
+        .await
+        .map_err(|e| Error::Docker(format!("inspect the {service} container: {e}")))?
+        .config
+        .and_then(|c| c.image)
+        .ok_or_else(|| Error::Docker(format!("the {service} container names no image")))
+}
+
+/// Starts a container of `image` on the data directory already in `dir/data` (a restored
+/// base backup, owned by the image's postgres user), with `settings` added (`-c`), labelled
+/// with `run_id` (a run of scenarios) so that the reaper finds it. The restored cluster
+/// keeps its roles, so the container is reached with `password` (the backed-up server's).
+pub(crate) async fn start_postgres_from(
+    image: &str,
+    run_id: &str,
+    dir: &Path,
+    port: u16,
+    password: crate::secret::Secret,
+    settings: &[String],
+    timeout: Duration,
+) -> Result<(ContainerService, Endpoints), Error> {
+    let mut d = describe(
+        ServiceKind::Postgres,
+        &Launch::Container { image },
+        dir,
+        port,
+    )?;
+    for s in settings {
+        d.args.extend(["-c".to_owned(), s.clone()]);
+    }
+    if let Some(ep) = d.endpoints.postgres.as_mut() {
+        ep.password = password;
+    }
+    let ready = super::services::restart_conditions(ServiceKind::Postgres, &d.endpoints);
+    let mut env = d.env;
+    env.push(("PGDATA".into(), dir.join("data").display().to_string()));
+    let name = "postgres-restored";
+    let p = dir.to_string_lossy().into_owned();
+    let request = labelled_request(image, run_id, name, d.args, env)
+        .with_mount(Mount::bind_mount(p.clone(), p));
+    let container = request
+        .start()
+        .await
+        .map_err(|e| Error::Docker(format!("start the restored postgres from {image}: {e}")))?;
+    let log = dir.join("postgres.log");
+    let ended = follow_logs(&container, &log, false).await?;
+    let mut service = ContainerService {
+        name,
+        id: container.id().to_owned(),
+        log,
+        container: Some(container),
+        ended,
+    };
+    if let Err(e) = wait_all(&mut service, &ready, timeout).await {
+        service.remove().await;
+        return Err(e);
+    }
+    Ok((service, d.endpoints))
+}
+
 /// Every container of every harness run of this `HARNESS_HOME`, by run id.
 async fn labelled(docker: &Docker) -> Result<HashMap<String, Vec<(String, bool)>>, Error> {
     let options = ListContainersOptions {

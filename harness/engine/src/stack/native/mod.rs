@@ -45,6 +45,24 @@ pub(crate) async fn start(
     launch(description, &dir, user, timeout).await
 }
 
+/// Starts a Postgres on `port` from the data directory already in `dir/data` (a restored
+/// base backup, owned by `user`), with `settings` added (`-c`), and waits until it takes
+/// its new password: after any recovery, once it was promoted.
+pub(crate) async fn start_postgres_from(
+    runtime: &Installed,
+    dir: &Path,
+    user: ServiceUser,
+    port: u16,
+    settings: &[String],
+    timeout: Duration,
+) -> Result<(ServiceProcess, Endpoints), Error> {
+    let mut d = describe(ServiceKind::Postgres, &Launch::Native(runtime), dir, port)?;
+    for s in settings {
+        d.args.extend(["-c".to_owned(), s.clone()]);
+    }
+    launch(d, dir, Some(user), timeout).await
+}
+
 /// Runs a description as a child process (respawned the same way on restart).
 async fn launch(
     d: Description,
