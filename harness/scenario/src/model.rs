@@ -87,6 +87,10 @@ impl Scenario {
             .any(|(f, _)| {
                 f.target.is_some() && (f.process_action().is_some() || f.clear == Some(true))
             })
+            // A graph backup stops the stack's Neo4j for its copy.
+            || self.steps.iter().any(|s| {
+                matches!(&s.action, crate::Action::Backup(b) if b.neo4j.is_some())
+            })
     }
 }
 

@@ -295,6 +295,39 @@ fn a_physical_restore_takes_a_recovery_target_and_the_logical_options_stay_logic
 }
 
 #[test]
+fn a_graph_drill_names_neo4j_and_its_disaster_says_exactly_what_it_deletes() {
+    let text = "name: g\nstack: [neo4j]\nsteps:\n  - backup: { neo4j: { method: offline } }\n  - disaster: { neo4j: { delete_label: Card } }\n  - restore: { neo4j: { method: offline, check: false } }\n  - verify: { neo4j: {} }\n";
+    let s = parse("t.yaml", text).expect("a graph drill");
+    let Action::Disaster(d) = &s.steps[1].action else {
+        panic!("a disaster step")
+    };
+    assert_eq!(
+        d.neo4j.as_ref().and_then(|n| n.delete_label.as_deref()),
+        Some("Card")
+    );
+    let Action::Restore(r) = &s.steps[2].action else {
+        panic!("a restore step")
+    };
+    assert_eq!(r.neo4j.as_ref().and_then(|n| n.check), Some(false));
+    let p = problems("name: g\nsteps:\n  - disaster: { neo4j: { wipe: true, delete_label: A } }\n");
+    assert!(
+        p.contains("needs exactly one of `wipe`, `delete_label`"),
+        "{p}"
+    );
+    let p = problems("name: g\nsteps:\n  - backup: { neo4j: { method: online } }\n");
+    assert!(p.contains("unknown graph backup method"), "{p}");
+    let p = problems("name: g\nsteps:\n  - verify: { neo4j: {}, rpo_max: 1s }\n");
+    assert!(p.contains("`rpo_max` needs a writer"), "{p}");
+    let p = problems(
+        "name: g\nsteps:\n  - backup: { neo4j: { method: offline }, s3: { method: mirror } }\n",
+    );
+    assert!(
+        p.contains("names exactly one store: `postgres`, `s3` or `neo4j`"),
+        "{p}"
+    );
+}
+
+#[test]
 fn an_x_kind_keeps_its_arguments_apart_from_expect_and_capture() {
     let text = "name: x\nsteps:\n  - x-deploy:\n      image: api\n      expect: { json: { $.revision: r1 } }\n      capture: { rev: $.revision }\n";
     let s = parse("t.yaml", text).expect("valid");

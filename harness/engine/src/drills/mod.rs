@@ -7,6 +7,7 @@
 //! scenario steps `backup`, `disaster`, `restore` and `verify` (`run/steps/drill.rs`) drive
 //! them over one [`Drill`] per scenario.
 
+pub mod neo4j;
 pub mod object_store;
 pub mod physical;
 pub mod postgres;
@@ -26,6 +27,9 @@ pub struct Drill {
     /// Backups taken, the latest last.
     pub backups: Vec<postgres::Backup>,
     pub s3_backups: Vec<object_store::Backup>,
+    pub graph_backups: Vec<neo4j::Backup>,
+    /// The fresh DBMSs graph restores started, stopped with the drill.
+    pub graph_instances: Vec<neo4j::Instance>,
     pub writer: Option<writer::Writer>,
     /// The writer's acknowledged records once it stopped at the disaster.
     pub acknowledged: Option<Vec<writer::Record>>,
@@ -51,10 +55,27 @@ impl Drop for Drill {
         for i in &mut self.instances {
             i.kill_now();
         }
+        for g in &mut self.graph_instances {
+            g.host.kill_now();
+        }
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
     }
+}
+
+/// Who starts a restore's fresh instance: the provider of the stack under test.
+pub enum Provider {
+    /// A child process, as the native provider runs the service.
+    Native,
+    /// A container of the stack's own image of the service, labelled with the run of
+    /// scenarios (`run_id`), reached with the backed-up service's `password` (a restored
+    /// store keeps its own credentials).
+    Docker {
+        image: String,
+        run_id: String,
+        password: crate::secret::Secret,
+    },
 }
 
 /// An external target of `harness drill --target FILE`: the database the drills act on (the
@@ -234,6 +255,9 @@ impl DrillReport {
             parts.push(p);
         }
         let verdict = if self.met { "met" } else { "NOT met" };
+        if parts.is_empty() {
+            return format!("drill {verdict}: the verification failed, so nothing was measured");
+        }
         format!("drill {verdict}: {}", parts.join("; "))
     }
 }
@@ -268,6 +292,9 @@ impl Drill {
         self.receiver = None;
         for mut i in std::mem::take(&mut self.instances) {
             i.stop().await;
+        }
+        for mut g in std::mem::take(&mut self.graph_instances) {
+            g.host.stop().await;
         }
     }
 

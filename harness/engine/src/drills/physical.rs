@@ -16,7 +16,10 @@ use std::{
 
 use sqlx::{PgPool, Row};
 
-use super::postgres::{admin, run_tool, tool};
+use super::{
+    Provider,
+    postgres::{admin, long_running_tool, run_tool, tool},
+};
 use crate::{
     stack::native::postgres::PostgresEndpoint,
     stack::{
@@ -103,7 +106,7 @@ impl Receiver {
         let log = dir.with_extension("log");
         let out =
             std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
-        let mut cmd = tool("pg_receivewal", pg, "postgres");
+        let mut cmd = long_running_tool("pg_receivewal", pg, "postgres");
         cmd.env("PGAPPNAME", name)
             .arg("--directory")
             .arg(dir)
@@ -264,19 +267,6 @@ pub fn tree_size(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Who starts the restored instance: the provider of the stack under test.
-pub enum Provider {
-    /// A child process, as the native provider's Postgres.
-    Native,
-    /// A container of the stack's own Postgres image, labelled with the run of scenarios
-    /// (`run_id`); the restored cluster is reached with the backed-up server's `password`.
-    Docker {
-        image: String,
-        run_id: String,
-        password: crate::secret::Secret,
-    },
-}
-
 /// How a restored instance runs.
 pub enum Host {
     Process(Box<crate::stack::native::process::ServiceProcess>),
@@ -292,10 +282,10 @@ pub struct Instance {
     pub dir: PathBuf,
 }
 
-impl Instance {
-    /// A fast shutdown (a process), or the container removed.
+impl Host {
+    /// A clean shutdown (a process), or the container removed.
     pub async fn stop(&mut self) {
-        match &mut self.host {
+        match self {
             Host::Process(p) => p.stop(Duration::from_secs(10)).await,
             Host::Container(c) => c.remove().await,
         }
@@ -303,7 +293,7 @@ impl Instance {
 
     /// For `Drop`: a synchronous kill.
     pub fn kill_now(&mut self) {
-        match &mut self.host {
+        match self {
             Host::Process(p) => p.kill_now(),
             Host::Container(c) => c.remove_on_drop(),
         }
@@ -311,10 +301,24 @@ impl Instance {
 
     fn exited(&mut self) -> Option<String> {
         use crate::stack::readiness::Watch;
-        match &mut self.host {
+        match self {
             Host::Process(p) => p.exited(),
             Host::Container(c) => c.exited(),
         }
+    }
+}
+
+impl Instance {
+    pub async fn stop(&mut self) {
+        self.host.stop().await;
+    }
+
+    pub fn kill_now(&mut self) {
+        self.host.kill_now();
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        self.host.exited()
     }
 }
 

@@ -40,6 +40,19 @@ fn quote(name: &str) -> String {
 }
 
 pub(super) fn tool(name: &str, pg: &PostgresEndpoint, database: &str) -> tokio::process::Command {
+    let mut cmd = long_running_tool(name, pg, database);
+    crate::run::processes::parent_death_signal(&mut cmd);
+    cmd
+}
+
+/// A tool's command without the parent-death signal, which fires when the thread that
+/// spawned it ends: a process that outlives a step (the WAL stream) is stopped by its
+/// group's guard and, after a killed run, by the reaper instead.
+pub(super) fn long_running_tool(
+    name: &str,
+    pg: &PostgresEndpoint,
+    database: &str,
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(crate::runtimes::postgres::bin_dir().join(name));
     cmd.env("PGHOST", &pg.host)
         .env("PGPORT", pg.port.to_string())
@@ -51,7 +64,6 @@ pub(super) fn tool(name: &str, pg: &PostgresEndpoint, database: &str) -> tokio::
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    crate::run::processes::parent_death_signal(&mut cmd);
     cmd
 }
 

@@ -39,6 +39,25 @@ impl StackHandle {
         self.stack.lock().await.take()
     }
 
+    /// Where a service keeps its data: a folder of the native provider's, or the container
+    /// that holds it (the Docker provider).
+    pub async fn data_of(&self, service: Service) -> Option<DataAt> {
+        let stack = self.stack.lock().await;
+        let stack = stack.as_ref()?;
+        let kind = super::session::kind(service);
+        match stack.provider() {
+            crate::stack::ProviderKind::Docker => {
+                stack.container_id(kind).map(|id| DataAt::Container {
+                    id,
+                    run_id: stack.run_id().to_owned(),
+                })
+            }
+            _ => Some(DataAt::Folder(
+                stack.run_dir().join(kind.name()).join("data"),
+            )),
+        }
+    }
+
     pub async fn fault(&self, service: Service, fault: Fault) -> Result<(), String> {
         let mut stack = self.stack.lock().await;
         let stack = stack.as_mut().ok_or("the stack has stopped")?;
@@ -47,6 +66,17 @@ impl StackHandle {
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+/// Where a stack service keeps its data.
+#[derive(Clone, Debug)]
+pub enum DataAt {
+    Folder(std::path::PathBuf),
+    /// In the container `id` of the stack `run_id`.
+    Container {
+        id: String,
+        run_id: String,
+    },
 }
 
 /// What a process fault left that the end of the steps undoes.

@@ -483,6 +483,14 @@ impl Stack {
         &self.record.run_dir
     }
 
+    /// The container id of `kind` (Docker provider).
+    pub fn container_id(&self, kind: ServiceKind) -> Option<String> {
+        self.services.iter().find_map(|s| match s {
+            Running::Container(c) if c.name == kind.name() => Some(c.id.clone()),
+            _ => None,
+        })
+    }
+
     pub fn endpoints(&self) -> &Endpoints {
         &self.record.endpoints
     }

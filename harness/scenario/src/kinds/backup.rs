@@ -24,6 +24,9 @@ pub struct Backup {
     /// The scenario's bucket.
     #[serde(default)]
     pub s3: Option<S3Backup>,
+    /// The scenario's graph: the nodes of its label and their relationships.
+    #[serde(default)]
+    pub neo4j: Option<Neo4jBackup>,
     /// A writer of sequence-numbered records, started before the backup.
     #[serde(default)]
     pub writer: Option<Writer>,
@@ -69,6 +72,24 @@ pub enum S3Method {
     Versions,
 }
 
+/// How the graph is backed up.
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct Neo4jBackup {
+    /// `offline`: the DBMS stopped, its store copied, and started again (what Neo4j
+    /// Community allows).
+    pub method: Neo4jMethod,
+}
+
+/// A graph backup method.
+#[derive(Clone, Copy, Debug, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Neo4jMethod {
+    /// A copy of the stopped DBMS's store, restored by starting a fresh DBMS on a copy of
+    /// it.
+    Offline,
+}
+
 /// A backup and restore method.
 #[derive(Clone, Copy, Debug, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -105,13 +126,19 @@ impl Kind for Backup {
     const WHAT: &'static str = "a `backup` step";
 
     fn service(&self) -> Option<Service> {
-        Some(store_of(self.postgres.is_some()))
+        Some(store_of(self.postgres.is_some(), self.neo4j.is_some()))
     }
 
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
         let f = kind_fields::<Self>(cx, node)?;
         one_store(cx, &f, node, Self::WHAT)?;
         let postgres = opt(cx, &f, "postgres", pg_backup);
+        let neo4j = opt(cx, &f, "neo4j", |cx, n| {
+            let what = "`neo4j` of a `backup` step";
+            let g = fields(cx, n, what, Neo4jBackup::KEYS)?;
+            let method = req(cx, &g, "method", what, neo4j_method);
+            Some(Neo4jBackup { method: method? })
+        });
         let s3 = opt(cx, &f, "s3", |cx, n| {
             let what = "`s3` of a `backup` step";
             let g = fields(cx, n, what, S3Backup::KEYS)?;
@@ -130,12 +157,13 @@ impl Kind for Backup {
             json_expect(cx, n, "`expect` of a `backup` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
-        if !stores_decoded(&f, postgres.is_some(), s3.is_some()) {
+        if !stores_decoded(&f, postgres.is_some(), s3.is_some(), neo4j.is_some()) {
             return None;
         }
         Some(Backup {
             postgres,
             s3,
+            neo4j,
             writer,
             expect: expect.unwrap_or_default(),
             capture: capture.unwrap_or_default(),
@@ -163,29 +191,34 @@ pub(crate) fn pg_jobs(cx: &mut Cx, n: &Node) -> Option<u64> {
 }
 
 /// Whether a store's map that the step gives decoded (its problems are reported already).
-pub(crate) fn stores_decoded(f: &Fields<'_>, postgres: bool, s3: bool) -> bool {
-    (f.get("postgres").is_none() || postgres) && (f.get("s3").is_none() || s3)
+pub(crate) fn stores_decoded(f: &Fields<'_>, postgres: bool, s3: bool, neo4j: bool) -> bool {
+    (f.get("postgres").is_none() || postgres)
+        && (f.get("s3").is_none() || s3)
+        && (f.get("neo4j").is_none() || neo4j)
 }
 
-/// Postgres when the step names it, else the object store.
-pub(crate) fn store_of(postgres: bool) -> Service {
-    if postgres {
-        Service::Postgres
-    } else {
-        Service::S3
+/// The store the step names: Postgres, Neo4j, else the object store.
+pub(crate) fn store_of(postgres: bool, neo4j: bool) -> Service {
+    match (postgres, neo4j) {
+        (true, _) => Service::Postgres,
+        (_, true) => Service::Neo4j,
+        _ => Service::S3,
     }
 }
 
-/// Exactly one of `postgres` and `s3`.
+/// Exactly one of `postgres`, `s3` and `neo4j`.
 pub(crate) fn one_store(cx: &mut Cx, f: &Fields<'_>, node: &Node, what: &str) -> Option<()> {
-    let given = usize::from(f.get("postgres").is_some()) + usize::from(f.get("s3").is_some());
+    let given = ["postgres", "s3", "neo4j"]
+        .iter()
+        .filter(|k| f.get(k).is_some())
+        .count();
     if given == 1 {
         return Some(());
     }
     cx.push(
         Problem::new(
             node.span,
-            format!("{what} names exactly one store: `postgres` or `s3`"),
+            format!("{what} names exactly one store: `postgres`, `s3` or `neo4j`"),
         )
         .label(if given == 0 { "no store" } else { "two stores" }),
     );
@@ -201,6 +234,23 @@ pub(crate) fn s3_method(cx: &mut Cx, n: &Node) -> Option<S3Method> {
             p = match n.as_str().and_then(|s| did_you_mean(s, ["mirror", "versions"])) {
                 Some(s) => p.help(format!("did you mean `{s}`?")),
                 None => p.help("methods: `mirror` (a copy of every object), `versions` (the bucket's own versions)"),
+            };
+            cx.push(p);
+            None
+        }
+    }
+}
+
+pub(crate) fn neo4j_method(cx: &mut Cx, n: &Node) -> Option<Neo4jMethod> {
+    match n.as_str() {
+        Some("offline") => Some(Neo4jMethod::Offline),
+        _ => {
+            let mut p = Problem::new(n.span, "unknown graph backup method").label("not a method");
+            p = match n.as_str().and_then(|s| did_you_mean(s, ["offline"])) {
+                Some(s) => p.help(format!("did you mean `{s}`?")),
+                None => p.help(
+                    "methods: `offline` (the DBMS stopped and its store copied: what Neo4j Community allows)",
+                ),
             };
             cx.push(p);
             None

@@ -21,6 +21,9 @@ pub struct Disaster {
     /// What happens to the scenario's bucket: exactly one of the keys.
     #[serde(default)]
     pub s3: Option<S3Disaster>,
+    /// What happens to the scenario's graph: exactly one of the keys.
+    #[serde(default)]
+    pub neo4j: Option<Neo4jDisaster>,
     #[serde(default)]
     pub expect: JsonExpect,
     #[serde(default)]
@@ -36,6 +39,17 @@ pub struct PgDisaster {
     /// `TRUNCATE … CASCADE`.
     #[serde(default)]
     pub truncate: Option<String>,
+}
+
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct Neo4jDisaster {
+    /// `true`: deletes every node of the scenario (and their relationships).
+    #[serde(default)]
+    pub wipe: bool,
+    /// Deletes the scenario's nodes that carry this label too (`DETACH DELETE`).
+    #[serde(default)]
+    pub delete_label: Option<String>,
 }
 
 #[derive(Clone, Debug, JsonSchema, Keys)]
@@ -57,7 +71,7 @@ impl Kind for Disaster {
     const WHAT: &'static str = "a `disaster` step";
 
     fn service(&self) -> Option<Service> {
-        Some(store_of(self.postgres.is_some()))
+        Some(store_of(self.postgres.is_some(), self.neo4j.is_some()))
     }
 
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
@@ -107,6 +121,47 @@ impl Kind for Disaster {
                 overwrite: overwrite.unwrap_or_default(),
             })
         });
+        let neo4j = opt(cx, &f, "neo4j", |cx, n| {
+            let what = "`neo4j` of a `disaster` step";
+            let g = fields(cx, n, what, Neo4jDisaster::KEYS)?;
+            let wipe = opt(cx, &g, "wipe", boolean);
+            let delete_label = opt(cx, &g, "delete_label", |cx, n| {
+                let l = name(cx, n)?;
+                if l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    Some(l)
+                } else {
+                    cx.error(n.span, "a label is letters, digits and `_`");
+                    None
+                }
+            });
+            let given =
+                usize::from(g.get("wipe").is_some()) + usize::from(g.get("delete_label").is_some());
+            if given != 1 {
+                cx.push(
+                    Problem::new(
+                        n.span,
+                        format!("{what} needs exactly one of `wipe`, `delete_label`"),
+                    )
+                    .label(if given == 0 {
+                        "nothing to do"
+                    } else {
+                        "more than one"
+                    }),
+                );
+                return None;
+            }
+            if wipe == Some(false) {
+                cx.error(n.span, "`wipe: false` does nothing; leave it out");
+                return None;
+            }
+            if g.get("delete_label").is_some() && delete_label.is_none() {
+                return None;
+            }
+            Some(Neo4jDisaster {
+                wipe: wipe.unwrap_or(false),
+                delete_label,
+            })
+        });
         let postgres = opt(cx, &f, "postgres", |cx, n| {
             let what = "`postgres` of a `disaster` step";
             let g = fields(cx, n, what, PgDisaster::KEYS)?;
@@ -137,12 +192,13 @@ impl Kind for Disaster {
             json_expect(cx, n, "`expect` of a `disaster` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
-        if !stores_decoded(&f, postgres.is_some(), s3.is_some()) {
+        if !stores_decoded(&f, postgres.is_some(), s3.is_some(), neo4j.is_some()) {
             return None;
         }
         Some(Disaster {
             postgres,
             s3,
+            neo4j,
             expect: expect.unwrap_or_default(),
             capture: capture.unwrap_or_default(),
         })

@@ -2,8 +2,8 @@
 
 use super::{
     backup::{
-        PgMethod, S3Method, logical_only, one_store, pg_jobs, pg_method, s3_method, store_of,
-        stores_decoded,
+        Neo4jMethod, PgMethod, S3Method, logical_only, neo4j_method, one_store, pg_jobs, pg_method,
+        s3_method, store_of, stores_decoded,
     },
     traffic::{JsonExpect, json_expect},
     *,
@@ -28,6 +28,8 @@ pub struct Restore {
     pub postgres: Option<PgRestore>,
     #[serde(default)]
     pub s3: Option<S3Restore>,
+    #[serde(default)]
+    pub neo4j: Option<Neo4jRestore>,
     #[serde(default)]
     pub expect: JsonExpect,
     #[serde(default)]
@@ -108,6 +110,18 @@ fn pitr_target(cx: &mut Cx, n: &Node) -> Option<PitrTarget> {
     })
 }
 
+/// The graph: a fresh DBMS started on a copy of the backed-up store, checked first.
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct Neo4jRestore {
+    /// The backup's method.
+    pub method: Neo4jMethod,
+    /// Run Neo4j's consistency checker on the restored store before the DBMS starts on it
+    /// (default true); an inconsistent store fails the step.
+    #[serde(default)]
+    pub check: Option<bool>,
+}
+
 #[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct S3Restore {
@@ -120,7 +134,7 @@ impl Kind for Restore {
     const WHAT: &'static str = "a `restore` step";
 
     fn service(&self) -> Option<Service> {
-        Some(store_of(self.postgres.is_some()))
+        Some(store_of(self.postgres.is_some(), self.neo4j.is_some()))
     }
 
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
@@ -131,6 +145,16 @@ impl Kind for Restore {
             let g = fields(cx, n, what, S3Restore::KEYS)?;
             let method = req(cx, &g, "method", what, s3_method);
             Some(S3Restore { method: method? })
+        });
+        let neo4j = opt(cx, &f, "neo4j", |cx, n| {
+            let what = "`neo4j` of a `restore` step";
+            let g = fields(cx, n, what, Neo4jRestore::KEYS)?;
+            let method = req(cx, &g, "method", what, neo4j_method);
+            let check = opt(cx, &g, "check", boolean);
+            Some(Neo4jRestore {
+                method: method?,
+                check,
+            })
         });
         let postgres = opt(cx, &f, "postgres", |cx, n| {
             let what = "`postgres` of a `restore` step";
@@ -162,12 +186,13 @@ impl Kind for Restore {
             json_expect(cx, n, "`expect` of a `restore` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
-        if !stores_decoded(&f, postgres.is_some(), s3.is_some()) {
+        if !stores_decoded(&f, postgres.is_some(), s3.is_some(), neo4j.is_some()) {
             return None;
         }
         Some(Restore {
             postgres,
             s3,
+            neo4j,
             expect: expect.unwrap_or_default(),
             capture: capture.unwrap_or_default(),
         })

@@ -27,6 +27,8 @@ pub struct Verify {
     pub postgres: Option<PgVerify>,
     #[serde(default)]
     pub s3: Option<S3Verify>,
+    #[serde(default)]
+    pub neo4j: Option<Neo4jVerify>,
     /// The recovery time objective: the drill fails when the RTO is longer.
     #[serde(default)]
     pub rto_max: Option<Dur>,
@@ -46,6 +48,12 @@ pub struct PgVerify {
     pub tables: Vec<String>,
 }
 
+/// The scenario's graph compared with the backup: its node and relationship counts, by
+/// label and by type, and a checksum of their labels, types and properties.
+#[derive(Clone, Debug, Default, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct Neo4jVerify {}
+
 #[derive(Clone, Debug, JsonSchema, Keys)]
 #[serde(deny_unknown_fields)]
 pub struct S3Verify {
@@ -59,7 +67,7 @@ impl Kind for Verify {
     const WHAT: &'static str = "a `verify` step";
 
     fn service(&self) -> Option<Service> {
-        Some(store_of(self.postgres.is_some()))
+        Some(store_of(self.postgres.is_some(), self.neo4j.is_some()))
     }
 
     fn decode(cx: &mut Cx, node: &Node) -> Option<Self> {
@@ -76,6 +84,10 @@ impl Kind for Verify {
             }
             Some(S3Verify { keys })
         });
+        let neo4j = opt(cx, &f, "neo4j", |cx, n| {
+            fields(cx, n, "`neo4j` of a `verify` step", Neo4jVerify::KEYS)?;
+            Some(Neo4jVerify {})
+        });
         let postgres = opt(cx, &f, "postgres", |cx, n| {
             let what = "`postgres` of a `verify` step";
             let g = fields(cx, n, what, PgVerify::KEYS)?;
@@ -90,19 +102,20 @@ impl Kind for Verify {
             json_expect(cx, n, "`expect` of a `verify` step")
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, false));
-        if !stores_decoded(&f, postgres.is_some(), s3.is_some()) {
+        if !stores_decoded(&f, postgres.is_some(), s3.is_some(), neo4j.is_some()) {
             return None;
         }
-        if s3.is_some() && f.get("rpo_max").is_some() {
+        if (s3.is_some() || neo4j.is_some()) && f.get("rpo_max").is_some() {
             cx.error(
                 f.get("rpo_max").map_or(node.span, |n| n.span),
-                "`rpo_max` needs a writer, which commits to Postgres: the object store's drills measure no RPO yet",
+                "`rpo_max` needs a writer, which commits to Postgres: the object store's and the graph's drills measure no RPO yet",
             );
             return None;
         }
         Some(Verify {
             postgres,
             s3,
+            neo4j,
             rto_max,
             rpo_max,
             expect: expect.unwrap_or_default(),

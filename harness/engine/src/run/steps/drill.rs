@@ -14,7 +14,7 @@ use sqlx::PgPool;
 
 use super::{Ctx, Handler, StepError};
 use crate::{
-    drills::{self, Loss, ms, object_store, physical, postgres, writer::Writer},
+    drills::{self, Loss, ms, neo4j, object_store, physical, postgres, writer::Writer},
     stack::native::postgres::PostgresEndpoint,
 };
 
@@ -130,9 +130,117 @@ impl Handler for Backup {
         match (&self.postgres, &self.s3) {
             (Some(p), _) => backup_pg(self, p, ctx).await,
             (None, Some(s)) => backup_s3(s, ctx).await,
+            (None, None) if self.neo4j.is_some() => backup_neo4j(ctx).await,
             (None, None) => Err(StepError::error("a `backup` step names no store")),
         }
     }
+}
+
+/// Who starts a restore's fresh instance of `service`: a container of the stack's own image
+/// on the Docker provider (labelled with this run of scenarios, so the reaper finds it), a
+/// process otherwise.
+async fn restore_provider(
+    ctx: &Ctx,
+    service: &str,
+    password: &crate::secret::Secret,
+) -> Result<drills::Provider, StepError> {
+    let Some(stack) = ctx.builds.container_run().map(str::to_owned) else {
+        return Ok(drills::Provider::Native);
+    };
+    let image = crate::stack::docker::image_of(&stack, service)
+        .await
+        .map_err(|e| StepError::error(e.to_string()))?;
+    let run_id = ctx.groups.as_ref().map_or(stack, |g| g.run_id());
+    if let Some(g) = &ctx.groups {
+        let _ = g.clone().with_containers();
+    }
+    Ok(drills::Provider::Docker {
+        image,
+        run_id,
+        password: password.clone(),
+    })
+}
+
+/// The scenario's graph client and label.
+fn scenario_graph(ctx: &Ctx) -> Result<(neo4rs::Graph, String), StepError> {
+    match (&ctx.iso.graph, &ctx.iso.graph_label) {
+        (Some(g), Some(l)) => Ok((g.clone(), l.clone())),
+        _ => Err(StepError::error(
+            "the scenario has no graph (is `neo4j` in its `stack`?)",
+        )),
+    }
+}
+
+/// Stops the stack's Neo4j, copies its store, starts it again.
+async fn backup_neo4j(ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+    use harness_scenario::Service;
+    let (graph, label) = scenario_graph(ctx)?;
+    let stack = ctx.stack.clone().ok_or_else(|| {
+        StepError::error(
+            "a graph backup stops the stack's Neo4j for its copy, and this run did not start the stack (an attached stack is not stopped)",
+        )
+    })?;
+    let data = stack
+        .data_of(Service::Neo4j)
+        .await
+        .ok_or_else(|| StepError::error("the stack has no Neo4j"))?;
+    let n = ctx.drill.graph_backups.len() + 1;
+    let dir = drill_dir(ctx).join(format!("graph-backup-{n}"));
+    let state = neo4j::capture(&graph, &label)
+        .await
+        .map_err(StepError::error)?;
+    let t0 = Instant::now();
+    stack
+        .fault(Service::Neo4j, crate::stack::Fault::Stop)
+        .await
+        .map_err(|e| StepError::error(format!("stop the stack's Neo4j for the copy: {e}")))?;
+    let copied = match &data {
+        crate::run::faults::DataAt::Folder(home) => neo4j::copy_store(home, &dir).await,
+        crate::run::faults::DataAt::Container { id, .. } => {
+            crate::stack::docker::copy_out(id, "/data", &dir)
+                .await
+                .map(|()| physical::tree_size(&dir))
+                .map_err(|e| e.to_string())
+        }
+    };
+    // Whatever the copy did, the DBMS starts again.
+    let started = stack
+        .fault(Service::Neo4j, crate::stack::Fault::Start)
+        .await;
+    let downtime = t0.elapsed();
+    let bytes = copied.map_err(StepError::error)?;
+    started.map_err(|e| {
+        StepError::error(format!(
+            "the stack's Neo4j did not start again after the copy: {e}"
+        ))
+    })?;
+    // A client of the restarted DBMS (the old one's connections are gone).
+    if let Some(ep) = &ctx.endpoints.neo4j {
+        ctx.iso.graph = Some(ep.graph().map_err(|e| StepError::error(e.to_string()))?);
+    }
+    let b = neo4j::Backup {
+        id: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path: dir,
+        graph: state,
+        bytes,
+        took: t0.elapsed(),
+        downtime,
+    };
+    let doc = json!({
+        "store": "neo4j",
+        "method": "offline",
+        "backup": b.id,
+        "path": b.path,
+        "bytes": b.bytes,
+        "duration_ms": ms(b.took),
+        "downtime_ms": ms(b.downtime),
+        "graph": b.graph.json(),
+    });
+    ctx.drill.graph_backups.push(b);
+    Ok(Some(doc))
 }
 
 async fn backup_pg(step: &Backup, p: &PgBackup, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
@@ -251,6 +359,21 @@ impl Handler for Disaster {
         ctx.drill.stop_writer().await;
         let at = Instant::now();
         let wall = SystemTime::now();
+        if let Some(g) = &self.neo4j {
+            let (graph, label) = scenario_graph(ctx)?;
+            let (what, deleted) = neo4j::damage(&graph, &label, g.delete_label.as_deref())
+                .await
+                .map_err(StepError::error)?;
+            ctx.drill.disaster = Some(drills::Disaster {
+                at,
+                wall,
+                what: what.clone(),
+                lsn: None,
+            });
+            return Ok(Some(
+                json!({"store": "neo4j", "what": what, "deleted": deleted}),
+            ));
+        }
         if let (None, Some(s)) = (&self.postgres, &self.s3) {
             let (client, bucket) = scenario_bucket(ctx)?;
             let (what, keys) =
@@ -301,6 +424,52 @@ impl Handler for Restore {
             .disaster
             .as_ref()
             .map_or(Duration::ZERO, |d| started.duration_since(d.at));
+        if let Some(g) = &self.neo4j {
+            let backup = ctx.drill.graph_backups.last().cloned().ok_or_else(|| {
+                StepError::error(
+                    "there is no backup of the graph to restore: a `backup` step with `neo4j` comes first",
+                )
+            })?;
+            let n = ctx.drill.graph_instances.len() + 1;
+            let dir = drill_dir(ctx).join(format!("graph-restored-{n}"));
+            // The fresh DBMS comes from the stack's provider: a container of the same image
+            // on the Docker provider.
+            let password = ctx
+                .endpoints
+                .neo4j
+                .as_ref()
+                .map(|e| e.password.clone())
+                .ok_or_else(|| StepError::error("the stack has no Neo4j"))?;
+            let on = restore_provider(ctx, "neo4j", &password).await?;
+            let (instance, phases, checked) = neo4j::restore(
+                &backup,
+                &dir,
+                g.check.unwrap_or(true),
+                &on,
+                ctx.groups.clone(),
+            )
+            .await
+            .map_err(StepError::error)?;
+            let graph = instance.endpoint.graph();
+            let bolt = instance.endpoint.bolt_url.clone();
+            ctx.drill.graph_instances.push(instance);
+            ctx.iso.graph = Some(graph.map_err(|e| StepError::error(e.to_string()))?);
+            let doc = json!({
+                "store": "neo4j",
+                "method": "offline",
+                "backup": backup.id,
+                "consistency_check_ms": checked.map(ms),
+                "instance": {"bolt_url": bolt},
+                "phases_ms": phases.iter().map(|(k, d)| ((*k).to_owned(), json!(ms(*d)))).collect::<serde_json::Map<_, _>>(),
+                "duration_ms": ms(started.elapsed()),
+            });
+            ctx.drill.restore = Some(drills::Restored {
+                detect,
+                phases,
+                ended: Instant::now(),
+            });
+            return Ok(Some(doc));
+        }
         if let (None, Some(_)) = (&self.postgres, &self.s3) {
             let (client, bucket) = scenario_bucket(ctx)?;
             let backup = ctx.drill.s3_backups.last().cloned().ok_or_else(|| {
@@ -460,23 +629,12 @@ async fn restore_physical(
     let drained = t.elapsed();
     let dir = drill_dir(ctx).join(format!("restored-{}", ctx.drill.instances.len() + 1));
     // The instance comes from the stack's provider: a container of the same image on the
-    // Docker provider (its locale and build are the backed-up server's).
-    let on = match ctx.builds.container_run().map(str::to_owned) {
-        Some(stack) if ctx.drill.target.is_none() => {
-            let image = crate::stack::docker::image_of(&stack, "postgres")
-                .await
-                .map_err(|e| StepError::error(e.to_string()))?;
-            let run_id = ctx.groups.as_ref().map_or(stack, |g| g.run_id());
-            if let Some(g) = &ctx.groups {
-                let _ = g.clone().with_containers();
-            }
-            physical::Provider::Docker {
-                image,
-                run_id,
-                password: pg.password.clone(),
-            }
-        }
-        _ => physical::Provider::Native,
+    // Docker provider (its locale and build are the backed-up server's); on an external
+    // target, a local process.
+    let on = if ctx.drill.target.is_some() {
+        drills::Provider::Native
+    } else {
+        restore_provider(ctx, "postgres", &pg.password).await?
     };
     let (instance, mut phases) =
         physical::restore(&backup.path, &wal, &dir, &target, &on, ctx.groups.clone())
@@ -517,6 +675,7 @@ impl Handler for Verify {
         match (&self.postgres, &self.s3) {
             (Some(p), _) => verify_pg(self, p, ctx, started).await,
             (None, Some(s)) => verify_s3(self, s, ctx, started).await,
+            (None, None) if self.neo4j.is_some() => verify_neo4j(self, ctx, started).await,
             (None, None) => Err(StepError::error("a `verify` step names no store")),
         }
     }
@@ -538,6 +697,27 @@ fn lost_data(step: &Verify, ctx: &mut Ctx, what: &str, problems: &[String]) -> S
         actual: Some(problems.join("; ")),
         span: None,
     }
+}
+
+async fn verify_neo4j(
+    step: &Verify,
+    ctx: &mut Ctx,
+    started: Instant,
+) -> Result<Option<Value>, StepError> {
+    let (graph, label) = scenario_graph(ctx)?;
+    let backup = ctx.drill.graph_backups.last().cloned().ok_or_else(|| {
+        StepError::error(
+            "there is nothing to verify against: a `backup` step with `neo4j` comes first",
+        )
+    })?;
+    let got = neo4j::capture(&graph, &label)
+        .await
+        .map_err(StepError::error)?;
+    let problems = backup.graph.differences(&got);
+    if !problems.is_empty() {
+        return Err(lost_data(step, ctx, "the scenario's graph", &problems));
+    }
+    verdict(step, ctx, started, json!({"graph": got.json()}), None)
 }
 
 async fn verify_s3(

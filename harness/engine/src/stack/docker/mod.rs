@@ -429,27 +429,116 @@ pub(crate) async fn start_postgres_from(
     let ready = super::services::restart_conditions(ServiceKind::Postgres, &d.endpoints);
     let mut env = d.env;
     env.push(("PGDATA".into(), dir.join("data").display().to_string()));
-    let name = "postgres-restored";
     let p = dir.to_string_lossy().into_owned();
-    let request = labelled_request(image, run_id, name, d.args, env)
+    let request = labelled_request(image, run_id, "postgres-restored", d.args, env)
         .with_mount(Mount::bind_mount(p.clone(), p));
+    let service = start_restored(
+        request,
+        "postgres-restored",
+        &dir.join("postgres.log"),
+        &ready,
+        timeout,
+    )
+    .await?;
+    Ok((service, d.endpoints))
+}
+
+/// Starts a restored service's container, follows its log into `log` and waits for
+/// `ready` (removing it when it does not get there).
+async fn start_restored(
+    request: ContainerRequest<GenericImage>,
+    name: &'static str,
+    log: &Path,
+    ready: &[super::readiness::WaitFor],
+    timeout: Duration,
+) -> Result<ContainerService, Error> {
     let container = request
         .start()
         .await
-        .map_err(|e| Error::Docker(format!("start the restored postgres from {image}: {e}")))?;
-    let log = dir.join("postgres.log");
-    let ended = follow_logs(&container, &log, false).await?;
+        .map_err(|e| Error::Docker(format!("start the {name} container: {e}")))?;
+    let ended = follow_logs(&container, log, false).await?;
     let mut service = ContainerService {
         name,
         id: container.id().to_owned(),
-        log,
+        log: log.to_owned(),
         container: Some(container),
         ended,
     };
-    if let Err(e) = wait_all(&mut service, &ready, timeout).await {
+    if let Err(e) = wait_all(&mut service, ready, timeout).await {
         service.remove().await;
         return Err(e);
     }
+    Ok(service)
+}
+
+/// Copies `path` out of container `id` (running or stopped) into `dest`.
+pub async fn copy_out(id: &str, path: &str, dest: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dest).ctx(|| format!("create {}", dest.display()))?;
+    let out = tokio::process::Command::new("docker")
+        .arg("cp")
+        .arg(format!("{id}:{path}/."))
+        .arg(dest)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::Docker(format!("docker cp: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Docker(format!(
+            "docker cp {id}:{path}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Starts a container of `image` (a Neo4j image: its store in `/data`) on the store
+/// already in `dir/data`, labelled with `run_id` (a run of scenarios), reached with
+/// `password` (the backed-up DBMS's: an upstream image keeps a store's own).
+pub(crate) async fn start_neo4j_from(
+    image: &str,
+    run_id: &str,
+    dir: &Path,
+    port: u16,
+    password: crate::secret::Secret,
+    timeout: Duration,
+) -> Result<(ContainerService, Endpoints), Error> {
+    let mut d = describe(ServiceKind::Neo4j, &Launch::Container { image }, dir, port)?;
+    let user = d
+        .endpoints
+        .neo4j
+        .as_ref()
+        .map(|e| e.user.clone())
+        .unwrap_or_default();
+    if let Some(ep) = d.endpoints.neo4j.as_mut() {
+        ep.password = password.clone();
+    }
+    for (k, v) in &mut d.env {
+        if k == "NEO4J_AUTH" {
+            *v = format!("{user}/{}", password.expose());
+        }
+    }
+    // The first conditions (the ready line), then a Bolt login with the store's password.
+    let mut ready: Vec<_> = d
+        .ready
+        .into_iter()
+        .filter(|w| !matches!(w, super::readiness::WaitFor::Ping(_)))
+        .collect();
+    ready.extend(super::services::restart_conditions(
+        ServiceKind::Neo4j,
+        &d.endpoints,
+    ));
+    let data = dir.join("data").to_string_lossy().into_owned();
+    let request = labelled_request(image, run_id, "neo4j-restored", d.args, d.env)
+        .with_mount(Mount::bind_mount(data, "/data"));
+    let service = start_restored(
+        request,
+        "neo4j-restored",
+        &dir.join("neo4j.log"),
+        &ready,
+        timeout,
+    )
+    .await?;
     Ok((service, d.endpoints))
 }
 

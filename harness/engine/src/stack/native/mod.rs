@@ -63,6 +63,28 @@ pub(crate) async fn start_postgres_from(
     launch(d, dir, Some(user), timeout).await
 }
 
+/// Starts `kind` from its installed runtime on `port` with its files already in `dir` (a
+/// restored store), and waits until it is ready.
+pub(crate) async fn start_service_from(
+    kind: ServiceKind,
+    dir: &Path,
+    port: u16,
+    timeout: Duration,
+) -> Result<(ServiceProcess, Endpoints), Error> {
+    let runtime = match crate::runtimes::status(kind, false) {
+        crate::runtimes::RuntimeStatus::Installed(i) => i,
+        _ => {
+            return Err(Error::RuntimeMissing {
+                runtime: kind.name().into(),
+                detail: String::new(),
+                fix: kind.fix_command(),
+            });
+        }
+    };
+    let description = describe(kind, &Launch::Native(&runtime), dir, port)?;
+    launch(description, dir, None, timeout).await
+}
+
 /// Runs a description as a child process (respawned the same way on restart).
 async fn launch(
     d: Description,
