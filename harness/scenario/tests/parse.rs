@@ -316,8 +316,16 @@ fn a_graph_drill_names_neo4j_and_its_disaster_says_exactly_what_it_deletes() {
     );
     let p = problems("name: g\nsteps:\n  - backup: { neo4j: { method: online } }\n");
     assert!(p.contains("unknown graph backup method"), "{p}");
-    let p = problems("name: g\nsteps:\n  - verify: { neo4j: {}, rpo_max: 1s }\n");
-    assert!(p.contains("`rpo_max` needs a writer"), "{p}");
+    // A writer commits to whichever store the backup names.
+    let s = parse(
+        "t.yaml",
+        "name: g\nstack: [neo4j]\nsteps:\n  - backup: { neo4j: { method: offline }, writer: { rate: 20 } }\n  - verify: { neo4j: {}, rpo_max: 1s }\n",
+    )
+    .expect("a graph drill with a writer");
+    let Action::Backup(b) = &s.steps[0].action else {
+        panic!("a backup step")
+    };
+    assert_eq!(b.writer.as_ref().map(|w| w.rate), Some(20));
     let p = problems(
         "name: g\nsteps:\n  - backup: { neo4j: { method: offline }, s3: { method: mirror } }\n",
     );

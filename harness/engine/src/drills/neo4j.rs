@@ -121,7 +121,9 @@ pub async fn capture(graph: &neo4rs::Graph, label: &str) -> Result<GraphState, S
     let nodes = run_query(
         graph,
         neo4rs::query(&format!(
-            "MATCH (n:`{l}`) RETURN [x IN labels(n) WHERE x <> '{l}'] AS labels, properties(n) AS props"
+            "MATCH (n:`{l}`) WHERE NOT n:{writer} \
+             RETURN [x IN labels(n) WHERE x <> '{l}'] AS labels, properties(n) AS props",
+            writer = super::writer::NODE_LABEL
         )),
     )
     .await

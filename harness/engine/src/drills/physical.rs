@@ -230,6 +230,23 @@ impl Receiver {
     }
 }
 
+/// The settings a replay needs at least as high as on the backed-up server (Postgres aborts
+/// the recovery otherwise), as `name=value`.
+pub async fn replay_settings(pool: &PgPool) -> Result<Vec<String>, String> {
+    let rows = sqlx::query(
+        "SELECT name, setting FROM pg_settings WHERE name IN ('max_connections', \
+         'max_worker_processes', 'max_wal_senders', 'max_prepared_transactions', \
+         'max_locks_per_transaction')",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| format!("read the server's settings: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| format!("{}={}", r.get::<String, _>(0), r.get::<String, _>(1)))
+        .collect())
+}
+
 /// The WAL position the server will write next.
 pub async fn insert_lsn(pool: &PgPool) -> Result<String, String> {
     sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
@@ -332,6 +349,7 @@ pub async fn restore(
     dir: &Path,
     target: &Target,
     on: &Provider,
+    matching: &[String],
     groups: Option<Groups>,
 ) -> Result<(Instance, Vec<(&'static str, Duration)>), String> {
     let t = Instant::now();
@@ -398,6 +416,7 @@ pub async fn restore(
         archive.display()
     )];
     settings.extend(target.settings());
+    settings.extend(matching.iter().cloned());
     let timeout = Duration::from_secs(300);
     let started = match (on, native) {
         (

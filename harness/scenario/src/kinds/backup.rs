@@ -5,12 +5,13 @@ use super::{
     *,
 };
 
-/// Back up one store under test, `postgres` (the scenario's database) or `s3` (its bucket),
-/// and keep what a restore of it must reproduce: each table's row count and checksum, or
-/// each object's checksum and version, at the moment of the backup. With `writer`
-/// (Postgres), a writer starts first and keeps committing numbered records to the database
-/// until the `disaster` step, so that the restore's data loss (RPO) is measured rather than
-/// assumed.
+/// Back up one store under test, `postgres` (the scenario's database), `s3` (its bucket) or
+/// `neo4j` (its graph), and keep what a restore of it must reproduce: each table's row count
+/// and checksum, each object's checksum and version, or the graph's counts and checksum, at
+/// the moment of the backup. With `writer`, a writer starts first and keeps committing
+/// numbered records to the store (rows of `harness_drill_writes`, objects under
+/// `harness-drill-writes/`, or nodes labelled `HarnessDrillWrite`) until the `disaster`
+/// step, so that the restore's data loss (RPO) is measured rather than assumed.
 ///
 /// The document: `{store, method, backup, path, bytes, duration_ms, tables: {NAME: {rows,
 /// checksum}}, writer: {rate, acknowledged}}`, or for `s3` `{store, method, backup, path,
@@ -145,13 +146,6 @@ impl Kind for Backup {
             let method = req(cx, &g, "method", what, s3_method);
             Some(S3Backup { method: method? })
         });
-        if f.get("writer").is_some() && f.get("postgres").is_none() {
-            cx.error(
-                f.get("writer").map_or(node.span, |n| n.span),
-                "a `writer` commits to Postgres: it goes with `postgres`",
-            );
-            return None;
-        }
         let writer = opt(cx, &f, "writer", writer);
         let expect = opt(cx, &f, "expect", |cx, n| {
             json_expect(cx, n, "`expect` of a `backup` step")

@@ -105,13 +105,6 @@ impl Kind for Verify {
         if !stores_decoded(&f, postgres.is_some(), s3.is_some(), neo4j.is_some()) {
             return None;
         }
-        if (s3.is_some() || neo4j.is_some()) && f.get("rpo_max").is_some() {
-            cx.error(
-                f.get("rpo_max").map_or(node.span, |n| n.span),
-                "`rpo_max` needs a writer, which commits to Postgres: the object store's and the graph's drills measure no RPO yet",
-            );
-            return None;
-        }
         Some(Verify {
             postgres,
             s3,

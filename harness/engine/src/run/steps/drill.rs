@@ -127,13 +127,60 @@ impl Handler for Backup {
     type Output = Value;
 
     async fn run(&self, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
-        match (&self.postgres, &self.s3) {
-            (Some(p), _) => backup_pg(self, p, ctx).await,
-            (None, Some(s)) => backup_s3(s, ctx).await,
-            (None, None) if self.neo4j.is_some() => backup_neo4j(ctx).await,
-            (None, None) => Err(StepError::error("a `backup` step names no store")),
+        if let (Some(w), None) = (&self.writer, &ctx.drill.writer) {
+            let sink = writer_sink(self, ctx).await?;
+            let writer = Writer::start(sink, w.rate)
+                .await
+                .map_err(StepError::error)?;
+            ctx.drill.writer = Some(writer);
+            let lead = w.lead.map_or(Duration::from_millis(500), |d| d.0);
+            tokio::time::sleep(lead).await;
         }
+        let mut doc = match (&self.postgres, &self.s3) {
+            (Some(p), _) => backup_pg(p, ctx).await?,
+            (None, Some(s)) => backup_s3(s, ctx).await?,
+            (None, None) if self.neo4j.is_some() => backup_neo4j(ctx).await?,
+            (None, None) => return Err(StepError::error("a `backup` step names no store")),
+        };
+        if let (Some(d), Some(w)) = (doc.as_mut(), &ctx.drill.writer) {
+            d["writer"] = json!({"rate": w.rate, "acknowledged": w.acknowledged()});
+        }
+        Ok(doc)
     }
+}
+
+/// Where the backup's writer commits: the store the step backs up.
+async fn writer_sink(step: &Backup, ctx: &mut Ctx) -> Result<drills::writer::Sink, StepError> {
+    use drills::writer::Sink;
+    if step.postgres.is_some() {
+        let (pg, db, _) = drill_db(ctx).await?;
+        return Ok(Sink::Postgres(Box::new(pg.connect_options().database(&db))));
+    }
+    if step.s3.is_some() {
+        let (client, bucket) = scenario_bucket(ctx)?;
+        return Ok(Sink::S3 { client, bucket });
+    }
+    let (_, label) = scenario_graph(ctx)?;
+    let endpoint = ctx
+        .endpoints
+        .neo4j
+        .clone()
+        .ok_or_else(|| StepError::error("the stack has no Neo4j"))?;
+    Ok(Sink::Neo4j { endpoint, label })
+}
+
+/// The writer's acknowledged records that `found` lacks: the data lost.
+fn loss(ctx: &Ctx, found: Vec<i64>) -> Option<Loss> {
+    let acked = ctx.drill.acknowledged.as_ref()?;
+    let found: std::collections::BTreeSet<i64> = found.into_iter().collect();
+    Some(Loss {
+        acknowledged: acked.len(),
+        lost: acked
+            .iter()
+            .filter(|r| !found.contains(&r.seq))
+            .copied()
+            .collect(),
+    })
 }
 
 /// Who starts a restore's fresh instance of `service`: a container of the stack's own image
@@ -243,16 +290,8 @@ async fn backup_neo4j(ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
     Ok(Some(doc))
 }
 
-async fn backup_pg(step: &Backup, p: &PgBackup, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
+async fn backup_pg(p: &PgBackup, ctx: &mut Ctx) -> Result<Option<Value>, StepError> {
     let (pg, db, pool) = drill_db(ctx).await?;
-    if let (Some(w), None) = (&step.writer, &ctx.drill.writer) {
-        let writer = Writer::start(pg.connect_options().database(&db), w.rate)
-            .await
-            .map_err(StepError::error)?;
-        ctx.drill.writer = Some(writer);
-        let lead = w.lead.map_or(Duration::from_millis(500), |d| d.0);
-        tokio::time::sleep(lead).await;
-    }
     let dir = drill_dir(ctx).join(format!("backup-{}", ctx.drill.backups.len() + 1));
     let jobs = p.jobs.unwrap_or(2);
     let b = match p.method {
@@ -288,11 +327,6 @@ async fn backup_pg(step: &Backup, p: &PgBackup, ctx: &mut Ctx) -> Result<Option<
             }
         }
     };
-    let writer = ctx
-        .drill
-        .writer
-        .as_ref()
-        .map(|w| json!({"rate": w.rate, "acknowledged": w.acknowledged()}));
     let doc = json!({
         "store": "postgres",
         "method": p.method.name(),
@@ -301,7 +335,6 @@ async fn backup_pg(step: &Backup, p: &PgBackup, ctx: &mut Ctx) -> Result<Option<
         "bytes": b.bytes,
         "duration_ms": ms(b.took),
         "tables": tables_json(&b.tables),
-        "writer": writer,
     });
     ctx.drill.backups.push(b);
     Ok(Some(doc))
@@ -588,10 +621,15 @@ async fn restore_physical(
     started: Instant,
     detect: Duration,
 ) -> Result<Option<Value>, StepError> {
-    let (pg, db, _) = drill_db(ctx).await?;
+    let (pg, db, source) = drill_db(ctx).await?;
     let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
         StepError::error("there is no backup to restore: a `backup` step comes first")
     })?;
+    // The fresh instance takes the backed-up server's connection and worker limits: a replay
+    // with lower ones is aborted.
+    let matching = physical::replay_settings(&source)
+        .await
+        .map_err(StepError::error)?;
     let Some(wal) = backup.wal.clone() else {
         return Err(StepError::error(format!(
             "backup {} is logical: a physical restore needs a `backup` with `method: physical`",
@@ -636,10 +674,17 @@ async fn restore_physical(
     } else {
         restore_provider(ctx, "postgres", &pg.password).await?
     };
-    let (instance, mut phases) =
-        physical::restore(&backup.path, &wal, &dir, &target, &on, ctx.groups.clone())
-            .await
-            .map_err(StepError::error)?;
+    let (instance, mut phases) = physical::restore(
+        &backup.path,
+        &wal,
+        &dir,
+        &target,
+        &on,
+        &matching,
+        ctx.groups.clone(),
+    )
+    .await
+    .map_err(StepError::error)?;
     phases[0].1 += drained;
     let pool = postgres::reconnect(&instance.endpoint, &db).await;
     let endpoint = json!({"host": instance.endpoint.host, "port": instance.endpoint.port});
@@ -717,7 +762,14 @@ async fn verify_neo4j(
     if !problems.is_empty() {
         return Err(lost_data(step, ctx, "the scenario's graph", &problems));
     }
-    verdict(step, ctx, started, json!({"graph": got.json()}), None)
+    let found = match ctx.drill.acknowledged {
+        Some(_) => drills::writer::nodes_written(&graph, &label)
+            .await
+            .map_err(StepError::error)?,
+        None => Vec::new(),
+    };
+    let loss = loss(ctx, found);
+    verdict(step, ctx, started, json!({"graph": got.json()}), loss)
 }
 
 async fn verify_s3(
@@ -764,7 +816,14 @@ async fn verify_s3(
     if !problems.is_empty() {
         return Err(lost_data(step, ctx, &keys.join(", "), &problems));
     }
-    verdict(step, ctx, started, json!({"objects": objects}), None)
+    let found = match ctx.drill.acknowledged {
+        Some(_) => drills::writer::objects_written(&client, &bucket)
+            .await
+            .map_err(StepError::error)?,
+        None => Vec::new(),
+    };
+    let loss = loss(ctx, found);
+    verdict(step, ctx, started, json!({"objects": objects}), loss)
 }
 
 async fn verify_pg(
@@ -818,24 +877,11 @@ async fn verify_pg(
         return Err(lost_data(step, ctx, &p.tables.join(", "), &problems));
     }
     // The writer's records, one by one.
-    let loss = match &ctx.drill.acknowledged {
-        Some(acked) => {
-            let found: std::collections::BTreeSet<i64> = postgres::written(&pool)
-                .await
-                .map_err(StepError::error)?
-                .into_iter()
-                .collect();
-            Some(Loss {
-                acknowledged: acked.len(),
-                lost: acked
-                    .iter()
-                    .filter(|r| !found.contains(&r.seq))
-                    .copied()
-                    .collect(),
-            })
-        }
-        None => None,
+    let found = match ctx.drill.acknowledged {
+        Some(_) => postgres::written(&pool).await.map_err(StepError::error)?,
+        None => Vec::new(),
     };
+    let loss = loss(ctx, found);
     verdict(step, ctx, started, json!({"tables": tables}), loss)
 }
 
