@@ -444,12 +444,29 @@ pub async fn restore(
         }
         (Provider::Native, None) => unreachable!("a native restore has its runtime"),
     };
+    // Why the server gave up: its last FATAL line, one about the recovery first; the ones
+    // that turn a connection away while it starts (the wait's own attempts) say nothing.
     let fatal = || {
         let log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
-        log.lines()
-            .rfind(|l| l.contains("FATAL"))
+        let reasons: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("FATAL"))
+            .filter(|l| {
+                ![
+                    "not yet accepting connections",
+                    "is starting up",
+                    "is shutting down",
+                ]
+                .iter()
+                .any(|noise| l.contains(noise))
+            })
+            .collect();
+        reasons
+            .iter()
+            .rfind(|l| l.contains("recovery"))
+            .or(reasons.last())
+            .map(|l| (*l).to_owned())
             .unwrap_or_default()
-            .to_owned()
     };
     let (host, endpoints) = started.map_err(|e| {
         let why = fatal();
