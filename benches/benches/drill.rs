@@ -16,19 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use harness_benches::{env_num, fill_sql, median};
 use harness_engine::{
     drills::postgres,
     runtimes::{self, RuntimeKind, postgres_bin_dir},
     stack::{Stack, native::postgres::PostgresEndpoint},
 };
 use sqlx::postgres::PgPoolOptions;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn by_hand(pg: &PostgresEndpoint, db: &str, dump: &std::path::Path) -> Duration {
     let t = Instant::now();
@@ -59,11 +53,6 @@ fn by_hand(pg: &PostgresEndpoint, db: &str, dump: &std::path::Path) -> Duration 
     let took = t.elapsed();
     psql(&format!("DROP DATABASE {db} WITH (FORCE)"));
     took
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -99,14 +88,10 @@ fn main() {
             .execute(&src)
             .await
             .expect("table");
-        sqlx::query(&format!(
-            "INSERT INTO t SELECT g, md5(g::text) || md5((g + 1)::text) || md5((g + 2)::text) \
-             || md5((g + 3)::text) || md5(random()::text) || md5(random()::text) \
-             || md5(random()::text) || md5(random()::text) FROM generate_series(1, {rows}) g"
-        ))
-        .execute(&src)
-        .await
-        .expect("rows");
+        sqlx::query(&fill_sql(1, rows))
+            .execute(&src)
+            .await
+            .expect("rows");
         sqlx::query("CREATE INDEX t_payload ON t (payload)")
             .execute(&src)
             .await

@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use harness_benches::{env_num, fill_sql, median};
 use harness_engine::{
     drills::{
         Provider,
@@ -32,18 +33,6 @@ use harness_engine::{
 };
 use sqlx::postgres::PgPoolOptions;
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 /// The rows of about `mb` MB into `t`.
 async fn fill(pg: &PostgresEndpoint, mb: u64, from: u64) {
     let pool = PgPoolOptions::new()
@@ -52,15 +41,10 @@ async fn fill(pg: &PostgresEndpoint, mb: u64, from: u64) {
         .await
         .expect("connect");
     let rows = mb * 1_000_000 / 300;
-    sqlx::query(&format!(
-        "INSERT INTO t SELECT g, md5(g::text) || md5((g + 1)::text) || md5((g + 2)::text) \
-         || md5((g + 3)::text) || md5(random()::text) || md5(random()::text) \
-         || md5(random()::text) || md5(random()::text) FROM generate_series({from}, {}) g",
-        from + rows
-    ))
-    .execute(&pool)
-    .await
-    .expect("rows");
+    sqlx::query(&fill_sql(from, from + rows))
+        .execute(&pool)
+        .await
+        .expect("rows");
     pool.close().await;
 }
 

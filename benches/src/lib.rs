@@ -1,5 +1,6 @@
-//! Benchmarks only; see `benches/`. What two benchmarks share: the reference
-//! `toxiproxy-server` they measure against.
+//! Benchmarks only; see `benches/`. What benchmarks share: the reference
+//! `toxiproxy-server` they measure against, and the restore benchmarks' knobs, data and
+//! medians.
 
 use std::{
     net::SocketAddr,
@@ -74,4 +75,27 @@ pub async fn proxy(
         .as_str()
         .and_then(|l| l.parse().ok())
         .unwrap_or_else(|| panic!("no listen address in {r}"))
+}
+
+/// A number from the environment, or `default`.
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// `INSERT INTO t` of rows `from..=to` of the restore benchmarks' table: about 300 bytes a
+/// row, 256 of them hex digits that compress about 2:1.
+pub fn fill_sql(from: u64, to: u64) -> String {
+    format!(
+        "INSERT INTO t SELECT g, md5(g::text) || md5((g + 1)::text) || md5((g + 2)::text) \
+         || md5((g + 3)::text) || md5(random()::text) || md5(random()::text) \
+         || md5(random()::text) || md5(random()::text) FROM generate_series({from}, {to}) g"
+    )
 }
