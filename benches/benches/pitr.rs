@@ -160,7 +160,8 @@ fn main() {
             physical::tree_size(&base) as f64 / 1e6
         );
         fill(&pg, mb, 10_000_000).await;
-        let wal = receiver.drain(&pg, None).await.expect("drain");
+        let wal = receiver.dir.clone();
+        receiver.drain(&pg, None, false).await.expect("drain");
         eprintln!(
             "WAL after the base backup: {:.0} MB",
             physical::tree_size(&wal) as f64 / 1e6

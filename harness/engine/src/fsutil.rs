@@ -39,6 +39,22 @@ pub fn copy_tree(src: &Path, dst: &Path, owner: Option<(u32, u32)>) -> Result<()
     Ok(())
 }
 
+/// Hands a directory tree (symbolic links themselves, not what they point at) to `uid`.
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), Error> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .ctx(|| format!("chown {}", path.display()))?;
+    if fs::symlink_metadata(path)
+        .ctx(|| format!("stat {}", path.display()))?
+        .is_dir()
+    {
+        for entry in fs::read_dir(path).ctx(|| format!("list {}", path.display()))? {
+            let entry = entry.ctx(|| format!("list {}", path.display()))?;
+            chown_tree(&entry.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 fn chown(path: &Path, owner: Option<(u32, u32)>) -> Result<(), Error> {
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))

@@ -576,6 +576,96 @@ fn a_point_in_time_restore_stops_at_a_restore_point_and_explains_a_target_it_can
 }
 
 #[test]
+fn drills_leave_no_replication_slot_nor_archive_command_on_the_server_and_drop_an_abandoned_slot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(corpus("pass/_drill.sql"), dir.path().join("_drill.sql")).expect("copy");
+    let write = |name: &str, body: &str| {
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "name: {name}\nstack: [postgres]\nfixtures:\n  - sql: _drill.sql\nsteps:\n{body}"
+            ),
+        )
+        .expect("write");
+        file
+    };
+    // The server, as processes see it: the stack's, not a restored instance.
+    let server = |query: &str, expect: &str| {
+        let query = query.replace('\'', "''");
+        format!(
+            "  - exec: {{ command: 'psql \"$DATABASE_URL\" -tAc \"{query}\"', env_from: [postgres], expect: {{ stdout: {{ matches: '^{expect}$' }} }} }}\n"
+        )
+    };
+    // A killed run's slot: its harness process (a pid above any pid_max) is gone.
+    let physical = write(
+        "physical",
+        &format!(
+            "  - sql: {{ query: \"SELECT pg_create_physical_replication_slot('harness_drill_2147483646_killed')::text AS s\" }}\n  \
+             - backup: {{ postgres: {{ method: physical }} }}\n{}  \
+             - disaster: {{ postgres: {{ drop_table: decks }} }}\n  \
+             - restore: {{ postgres: {{ method: physical }} }}\n{}",
+            server(
+                "SELECT string_agg(slot_name::text, ',') FROM pg_replication_slots WHERE slot_name::text LIKE 'harness_drill_%'",
+                "harness_drill_[0-9]+_harness_drill_[a-z0-9_]+\\n?",
+            ),
+            server("SELECT count(*) FROM pg_replication_slots", "0\\n?"),
+        ),
+    );
+    let backrest = write(
+        "backrest",
+        &format!(
+            "  - backup: {{ postgres: {{ method: pgbackrest }} }}\n{}",
+            server("SHOW archive_command", "pgbackrest .*archive-push %p\\n?"),
+        ),
+    );
+    let after = write("after", &server("SHOW archive_command", "/bin/true\\n?"));
+    let out = support::run_files(&[physical, backrest, after], 1).expect("run");
+    assert_eq!(out.summary.passed, 3, "{}", out.console);
+}
+
+#[test]
+fn a_logical_restore_after_the_server_was_killed_is_refused_and_the_server_is_back_for_the_next_scenario()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(corpus("pass/_drill.sql"), dir.path().join("_drill.sql")).expect("copy");
+    let killed = dir.path().join("killed.yaml");
+    std::fs::write(
+        &killed,
+        "name: killed\nstack: [postgres]\nfixtures:\n  - sql: _drill.sql\nsteps:\n  \
+         - backup: { postgres: { method: logical } }\n  \
+         - disaster: { postgres: { kill: true } }\n  \
+         - restore: { postgres: { method: logical } }\n",
+    )
+    .expect("write");
+    let after = dir.path().join("after.yaml");
+    std::fs::write(
+        &after,
+        "name: after\nstack: [postgres]\nfixtures:\n  - sql: _drill.sql\nsteps:\n  \
+         - sql: { query: \"SELECT count(*) AS n FROM cards\", expect: { rows: [{ n: 3 }] } }\n",
+    )
+    .expect("write");
+    let out = support::run_files(&[killed, after], 1).expect("run");
+    assert_eq!(out.summary.passed, 1, "{}", out.console);
+    let failure = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::ScenarioFinished {
+                failed_step: Some(f),
+                ..
+            } => Some(f.failure.message.clone()),
+            _ => None,
+        })
+        .expect("the killed scenario fails");
+    assert!(
+        failure.contains("the server is down (the disaster killed it)")
+            && failure.contains("`method: physical` or `pgbackrest`"),
+        "{failure}"
+    );
+}
+
+#[test]
 fn a_drills_rto_rpo_and_phases_are_in_the_console_the_json_report_and_junit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (json, junit) = (dir.path().join("r.json"), dir.path().join("r.xml"));

@@ -87,9 +87,15 @@ impl Scenario {
             .any(|(f, _)| {
                 f.target.is_some() && (f.process_action().is_some() || f.clear == Some(true))
             })
-            // A graph backup stops the stack's Neo4j for its copy.
+            // A graph backup stops the stack's Neo4j for its copy; a pgBackRest backup sets
+            // the server's `archive_command`, which every database of it shares.
             || self.steps.iter().any(|s| {
-                matches!(&s.action, crate::Action::Backup(b) if b.neo4j.is_some())
+                matches!(&s.action, crate::Action::Backup(b) if b.neo4j.is_some()
+                    || b.postgres.as_ref().is_some_and(|p| p.method == crate::kinds::backup::PgMethod::Pgbackrest))
+                // Killing the server, or restarting it over a corrupted file, is an outage
+                // of every database on it.
+                || matches!(&s.action, crate::Action::Disaster(d)
+                    if d.postgres.as_ref().is_some_and(|p| p.kill || p.corrupt.is_some()))
             })
     }
 }

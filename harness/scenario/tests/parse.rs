@@ -276,7 +276,7 @@ fn a_physical_restore_takes_a_recovery_target_and_the_logical_options_stay_logic
         "name: r\nsteps:\n  - restore: { postgres: { method: logical, target: end_of_wal } }\n",
     );
     assert!(
-        p.contains("a recovery target goes with the `physical` method"),
+        p.contains("a recovery target goes with the `physical` and `pgbackrest` methods"),
         "{p}"
     );
     let p = problems(
@@ -292,6 +292,67 @@ fn a_physical_restore_takes_a_recovery_target_and_the_logical_options_stay_logic
     );
     let p = problems("name: r\nsteps:\n  - backup: { postgres: { method: physicl } }\n");
     assert!(p.contains("did you mean `physical`?"), "{p}");
+}
+
+#[test]
+fn a_pgbackrest_backup_takes_a_type_only_pgbackrest_takes_and_runs_its_scenario_alone() {
+    use harness_scenario::kinds::backup::{BackrestType, PgMethod};
+    let text = "name: r\nsteps:\n  - backup: { postgres: { method: pgbackrest } }\n  - backup: { postgres: { method: pgbackrest, type: diff } }\n  - restore: { postgres: { method: pgbackrest, target: { restore_point: p } } }\n";
+    let s = parse("t.yaml", text).expect("a pgBackRest drill");
+    let backup = |i: usize| match &s.steps[i].action {
+        Action::Backup(b) => b.postgres.clone().expect("postgres"),
+        other => panic!("a backup step: {other:?}"),
+    };
+    assert_eq!(backup(0).method, PgMethod::Pgbackrest);
+    assert_eq!(backup(0).kind, None);
+    assert_eq!(backup(1).kind, Some(BackrestType::Diff));
+    // The server's archive_command is every database's: the scenario runs alone.
+    assert!(s.faults_stack_processes());
+    let p =
+        problems("name: r\nsteps:\n  - backup: { postgres: { method: physical, type: full } }\n");
+    assert!(
+        p.contains("t.yaml:3:51")
+            && p.contains("a backup `type` goes with the `pgbackrest` method"),
+        "{p}"
+    );
+    let p = problems(
+        "name: r\nsteps:\n  - backup: { postgres: { method: pgbackrest, type: incremental } }\n",
+    );
+    assert!(p.contains("unknown pgBackRest backup type"), "{p}");
+    let p = problems("name: r\nsteps:\n  - backup: { postgres: { method: pgbakrest } }\n");
+    assert!(p.contains("did you mean `pgbackrest`?"), "{p}");
+}
+
+#[test]
+fn a_disaster_that_kills_or_corrupts_the_server_runs_its_scenario_alone() {
+    let s = parse(
+        "t.yaml",
+        "name: k\nsteps:\n  - disaster: { postgres: { kill: true } }\n",
+    )
+    .expect("a kill");
+    assert!(s.faults_stack_processes());
+    let s = parse(
+        "t.yaml",
+        "name: c\nsteps:\n  - disaster: { postgres: { corrupt: cards } }\n",
+    )
+    .expect("a corruption");
+    assert!(s.faults_stack_processes());
+    let s = parse(
+        "t.yaml",
+        "name: d\nsteps:\n  - disaster: { postgres: { drop_table: cards } }\n",
+    )
+    .expect("a drop");
+    assert!(!s.faults_stack_processes());
+    let p = problems("name: k\nsteps:\n  - disaster: { postgres: { kill: false } }\n");
+    assert!(p.contains("`kill: false` does nothing"), "{p}");
+    let p =
+        problems("name: k\nsteps:\n  - disaster: { postgres: { kill: true, corrupt: cards } }\n");
+    assert!(
+        p.contains("needs exactly one of `drop_table`, `truncate`, `kill`, `corrupt`"),
+        "{p}"
+    );
+    let p = problems("name: k\nsteps:\n  - disaster: { postgres: { corrupt: \"Cards;\" } }\n");
+    assert!(p.contains("a table name is lowercase letters"), "{p}");
 }
 
 #[test]

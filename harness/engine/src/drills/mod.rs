@@ -3,12 +3,14 @@
 //!
 //! One file per store and method: `postgres.rs` (logical: `pg_dump` / `pg_restore`),
 //! `physical.rs` (Postgres: a base backup and streamed WAL, restored to a point in time in a
-//! fresh instance), `object_store.rs` (mirror and versions), and `writer.rs`, the writer of sequence-numbered records whose losses are the RPO. The
+//! fresh instance), `pgbackrest.rs` (Postgres with pgBackRest's stanza, backups, verify and
+//! restore), `object_store.rs` (mirror and versions), and `writer.rs`, the writer of sequence-numbered records whose losses are the RPO. The
 //! scenario steps `backup`, `disaster`, `restore` and `verify` (`run/steps/drill.rs`) drive
 //! them over one [`Drill`] per scenario.
 
 pub mod neo4j;
 pub mod object_store;
+pub mod pgbackrest;
 pub mod physical;
 pub mod postgres;
 pub mod writer;
@@ -43,6 +45,12 @@ pub struct Drill {
     pub report: Option<DrillReport>,
     /// The WAL stream of a physical backup, until a restore drains it.
     pub receiver: Option<physical::Receiver>,
+    /// The scenario's pgBackRest repository, once a backup created it; the drill's end
+    /// resets the server's `archive_command`.
+    pub pgbackrest: Option<pgbackrest::Repo>,
+    /// Replication slots a stream could not drop (its server was down), dropped at the
+    /// drill's end, once the server is up again.
+    pub stale_slots: Vec<(crate::stack::native::postgres::PostgresEndpoint, String)>,
     /// The instances physical restores started, stopped with the drill.
     pub instances: Vec<physical::Instance>,
     /// The folder of the backups, removed with the drill.
@@ -124,6 +132,9 @@ pub struct Disaster {
     /// Postgres: the WAL position just before the damage (a point-in-time restore's
     /// default target).
     pub lsn: Option<String>,
+    /// The server itself is down (killed): only a restore into a fresh instance helps, and
+    /// nothing more can be asked of the server.
+    pub down: bool,
 }
 
 /// When the restore ran, phase by phase.
@@ -289,7 +300,15 @@ impl Drill {
     /// fast shutdown each).
     pub async fn close(&mut self) {
         self.stop_writer().await;
-        self.receiver = None;
+        if let Some(r) = self.receiver.take() {
+            r.release().await;
+        }
+        if let Some(r) = self.pgbackrest.take() {
+            r.release().await;
+        }
+        for (server, slot) in std::mem::take(&mut self.stale_slots) {
+            physical::drop_slot_on(&server, &slot).await;
+        }
         for mut i in std::mem::take(&mut self.instances) {
             i.stop().await;
         }

@@ -85,17 +85,58 @@ pub fn is_lsn(s: &str) -> bool {
 
 /// `pg_receivewal`, streaming the server's WAL into a folder from before the base backup
 /// until the restore drains it.
+///
+/// It streams from a physical replication slot of its own, so the server keeps every segment
+/// until the stream has it, however far a busy server runs ahead (without one, a checkpoint
+/// may remove a segment the stream has not read yet). The slot is dropped with the stream
+/// ([`Receiver::release`], or after [`Receiver::drain`]); one left by a killed run is dropped
+/// by the next stream on that server.
 pub struct Receiver {
     child: tokio::process::Child,
     _group: GroupGuard,
     /// Its `application_name`, by which `pg_stat_replication` shows it.
     name: String,
+    /// Its replication slot, `harness_drill_<pid>_<name>`.
+    slot: String,
+    server: PostgresEndpoint,
     pub dir: PathBuf,
     log: PathBuf,
 }
 
+/// The prefix of the drills' replication slots; the harness process's id follows.
+const SLOT_PREFIX: &str = "harness_drill_";
+
+/// Drops the drills' slots that no stream uses and whose harness process is gone (a killed
+/// run's).
+async fn drop_abandoned_slots(admin: &PgPool) {
+    let Ok(slots) = sqlx::query_scalar::<_, String>(
+        "SELECT slot_name::text FROM pg_replication_slots WHERE NOT active AND starts_with(slot_name::text, $1)",
+    )
+    .bind(SLOT_PREFIX)
+    .fetch_all(admin)
+    .await
+    else {
+        return;
+    };
+    for slot in slots {
+        let pid = slot
+            .strip_prefix(SLOT_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|p| p.parse::<i32>().ok());
+        let alive = pid
+            .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok());
+        if !alive {
+            let _ = sqlx::query("SELECT pg_drop_replication_slot($1)")
+                .bind(&slot)
+                .execute(admin)
+                .await;
+        }
+    }
+}
+
 impl Receiver {
-    /// Starts streaming into `dir` and waits until the server shows the stream.
+    /// Starts streaming into `dir` from a new slot and waits until the server shows the
+    /// stream.
     pub async fn start(
         pg: &PostgresEndpoint,
         dir: &Path,
@@ -106,25 +147,49 @@ impl Receiver {
         let log = dir.with_extension("log");
         let out =
             std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let admin = admin(pg).await?;
+        drop_abandoned_slots(&admin).await;
+        let slot: String = format!("{SLOT_PREFIX}{}_{name}", std::process::id())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(63)
+            .collect();
+        sqlx::query("SELECT pg_create_physical_replication_slot($1, true)")
+            .bind(&slot)
+            .execute(&admin)
+            .await
+            .map_err(|e| format!("create the replication slot {slot}: {e}"))?;
         let mut cmd = long_running_tool("pg_receivewal", pg, "postgres");
         cmd.env("PGAPPNAME", name)
             .arg("--directory")
             .arg(dir)
+            .arg(format!("--slot={slot}"))
             .args(["--no-password", "--synchronous", "--no-loop"])
             .stderr(Stdio::from(out))
             .process_group(0);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("pg_receivewal: could not start it: {e}"))?;
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                drop_slot(&admin, &slot).await;
+                return Err(format!("pg_receivewal: could not start it: {e}"));
+            }
+        };
         let group = GroupGuard::new(child.id()).recorded(groups, "pg_receivewal");
         let mut r = Receiver {
             child,
             _group: group,
             name: name.to_owned(),
+            slot,
+            server: pg.clone(),
             dir: dir.to_owned(),
             log,
         };
-        let admin = admin(pg).await?;
         let deadline = Instant::now() + Duration::from_secs(15);
         let shown = loop {
             if let Ok(Some(status)) = r.child.try_wait() {
@@ -149,7 +214,35 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         admin.close().await;
-        shown.map(|()| r)
+        match shown {
+            Ok(()) => Ok(r),
+            Err(e) => {
+                r.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the stream without draining it and drops its slot.
+    pub async fn release(mut self) {
+        self.stop_child().await;
+        drop_slot_on(&self.server, &self.slot).await;
+    }
+
+    /// SIGINT: pg_receivewal flushes what it has and exits (killed after 10 s).
+    async fn stop_child(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGINT,
+            );
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
     }
 
     fn log_tail(&self) -> String {
@@ -161,11 +254,26 @@ impl Receiver {
     /// Waits until the stream holds everything the server had flushed, and `upto` at least,
     /// then stops it and completes its last, partial segment. The WAL folder is then what a
     /// restore replays.
+    ///
+    /// When the server is `down` (killed), the stream ended with it: what it had flushed is
+    /// the WAL, and its slot (on the server's disk) is returned, to be dropped once the
+    /// server is up again.
     pub async fn drain(
         mut self,
         pg: &PostgresEndpoint,
         upto: Option<&str>,
-    ) -> Result<PathBuf, String> {
+        down: bool,
+    ) -> Result<Option<(PostgresEndpoint, String)>, String> {
+        if down {
+            if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+                .await
+                .is_err()
+            {
+                self.stop_child().await;
+            }
+            self.complete_partial()?;
+            return Ok(Some((self.server.clone(), self.slot.clone())));
+        }
         let admin = admin(pg).await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let drained = loop {
@@ -196,22 +304,16 @@ impl Receiver {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        self.stop_child().await;
+        drop_slot(&admin, &self.slot).await;
         admin.close().await;
         drained?;
-        // SIGINT: pg_receivewal flushes what it has and exits.
-        if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGINT,
-            );
-        }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-        // The segment being written is `NAME.partial`; recovery reads it under its name.
+        self.complete_partial()?;
+        Ok(None)
+    }
+
+    /// The segment being written is `NAME.partial`; recovery reads it under its name.
+    fn complete_partial(&self) -> Result<(), String> {
         for entry in std::fs::read_dir(&self.dir)
             .map_err(|e| format!("list {}: {e}", self.dir.display()))?
             .flatten()
@@ -226,8 +328,23 @@ impl Receiver {
                     .map_err(|e| format!("rename {}: {e}", path.display()))?;
             }
         }
-        Ok(self.dir.clone())
+        Ok(())
     }
+}
+
+/// Drops `slot` on `server`, if it is still there.
+pub async fn drop_slot_on(server: &PostgresEndpoint, slot: &str) {
+    if let Ok(admin) = admin(server).await {
+        drop_slot(&admin, slot).await;
+        admin.close().await;
+    }
+}
+
+async fn drop_slot(admin: &PgPool, slot: &str) {
+    let _ = sqlx::query("SELECT pg_drop_replication_slot($1)")
+        .bind(slot)
+        .execute(admin)
+        .await;
 }
 
 /// The settings a replay needs at least as high as on the backed-up server (Postgres aborts
@@ -339,26 +456,21 @@ impl Instance {
     }
 }
 
-/// Copies the base backup and the WAL into `dir` (a fresh folder), starts Postgres on it
-/// with `target` (as `on` says), and waits until the replay reached the target and the
-/// instance was promoted. The phases: provision (the folder and its owner), restore (the
-/// copies), replay (the start through the promotion).
-pub async fn restore(
-    base: &Path,
-    wal: &Path,
-    dir: &Path,
-    target: &Target,
-    on: &Provider,
-    matching: &[String],
-    groups: Option<Groups>,
-) -> Result<(Instance, Vec<(&'static str, Duration)>), String> {
-    let t = Instant::now();
+/// The user a restored instance's folder belongs to, and natively its runtime.
+pub(super) struct Provisioned {
+    pub native: Option<(crate::runtimes::Installed, ServiceUser)>,
+    pub owner: Option<(u32, u32)>,
+    pub port: u16,
+}
+
+/// Makes `dir` (a fresh folder) the restored instance's, owned by the user Postgres runs as
+/// on `on`, and picks its port.
+pub(super) fn provision(dir: &Path, on: &Provider) -> Result<Provisioned, String> {
     crate::stack::native::service_dir(
         dir.parent().unwrap_or(dir),
         &dir.file_name().unwrap_or_default().to_string_lossy(),
     )
     .map_err(|e| e.to_string())?;
-    // The folder and the copies belong to the user Postgres runs as.
     let (native, owner) = match on {
         Provider::Native => {
             let runtime = match crate::runtimes::status(
@@ -368,9 +480,9 @@ pub async fn restore(
                 crate::runtimes::RuntimeStatus::Installed(i) => i,
                 _ => {
                     return Err(
-                            "a physical restore starts a Postgres of its own, and its runtime is not installed: run `harness runtimes install postgres`"
-                                .into(),
-                        );
+                        "a restore starts a Postgres of its own, and its runtime is not installed: run `harness runtimes install postgres`"
+                            .into(),
+                    );
                 }
             };
             let user = ServiceUser::for_postgres().map_err(|e| e.to_string())?;
@@ -385,6 +497,29 @@ pub async fn restore(
         }
     };
     let port = crate::stack::ports::free_port().map_err(|e| e.to_string())?;
+    Ok(Provisioned {
+        native,
+        owner,
+        port,
+    })
+}
+
+/// Copies the base backup and the WAL into `dir` (a fresh folder), starts Postgres on it
+/// with `target` (as `on` says), and waits until the replay reached the target and the
+/// instance was promoted. The phases: provision (the folder and its owner), restore (the
+/// copies), replay (the start through the promotion).
+pub async fn restore(
+    base: &Path,
+    wal: &Path,
+    dir: &Path,
+    target: &Target,
+    on: &Provider,
+    matching: &[String],
+    groups: Option<Groups>,
+) -> Result<(Instance, Vec<(&'static str, Duration)>), String> {
+    let t = Instant::now();
+    let provisioned = provision(dir, on)?;
+    let owner = provisioned.owner;
     let provision = t.elapsed();
 
     let t = Instant::now();
@@ -417,8 +552,36 @@ pub async fn restore(
     )];
     settings.extend(target.settings());
     settings.extend(matching.iter().cloned());
+    let instance =
+        start_recovering(dir, &target.describe(), on, provisioned, &settings, groups).await?;
+    let replay = t.elapsed();
+    Ok((
+        instance,
+        vec![
+            ("provision", provision),
+            ("restore", restored),
+            ("replay", replay),
+        ],
+    ))
+}
+
+/// Starts Postgres on the restored data directory in `dir/data` with `settings`, and waits
+/// until its recovery reached `target` and it was promoted. A restored instance archives
+/// nothing: the backed-up server's `archive_command` (in its configuration files) would
+/// push the new timeline into the server's own archive.
+pub(super) async fn start_recovering(
+    dir: &Path,
+    target: &str,
+    on: &Provider,
+    provisioned: Provisioned,
+    settings: &[String],
+    groups: Option<Groups>,
+) -> Result<Instance, String> {
+    let mut settings = settings.to_vec();
+    settings.push("archive_mode=off".into());
+    let port = provisioned.port;
     let timeout = Duration::from_secs(300);
-    let started = match (on, native) {
+    let started = match (on, provisioned.native) {
         (
             Provider::Docker {
                 image,
@@ -473,10 +636,7 @@ pub async fn restore(
         if why.is_empty() {
             format!("the restored instance did not start: {e}")
         } else {
-            format!(
-                "the restored instance did not come up to {}: {why}",
-                target.describe()
-            )
+            format!("the restored instance did not come up to {target}: {why}")
         }
     })?;
     let endpoint = endpoints
@@ -498,20 +658,11 @@ pub async fn restore(
     if let Err(e) = promoted(&mut instance, timeout).await {
         instance.stop().await;
         return Err(format!(
-            "the restored instance did not come up to {}: {e} {}",
-            target.describe(),
+            "the restored instance did not come up to {target}: {e} {}",
             fatal()
         ));
     }
-    let replay = t.elapsed();
-    Ok((
-        instance,
-        vec![
-            ("provision", provision),
-            ("restore", restored),
-            ("replay", replay),
-        ],
-    ))
+    Ok(instance)
 }
 
 /// Waits until the instance has left recovery.

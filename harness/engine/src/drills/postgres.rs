@@ -25,8 +25,13 @@ pub struct Backup {
     pub tables: Tables,
     pub bytes: u64,
     pub took: Duration,
+    /// How it was taken (a restore must use the same method).
+    pub method: harness_scenario::kinds::backup::PgMethod,
     /// A physical backup's WAL folder (`path` is then its base backup).
     pub wal: Option<PathBuf>,
+    /// The server settings a replay of a whole-server backup needs (as `name=value`), read
+    /// when it was taken: the server may be down by the restore.
+    pub replay: Vec<String>,
     /// When the backup was complete.
     pub finished: std::time::SystemTime,
 }
@@ -179,7 +184,9 @@ pub async fn backup(
         tables,
         bytes: size_of(path),
         took: t0.elapsed(),
+        method: harness_scenario::kinds::backup::PgMethod::Logical,
         wal: None,
+        replay: Vec::new(),
         finished: std::time::SystemTime::now(),
     })
 }

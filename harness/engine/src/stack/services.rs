@@ -72,6 +72,11 @@ fn postgres_settings(port: u16) -> Vec<String> {
         "full_page_writes=off".into(),
         "shared_buffers=32MB".into(),
         "max_connections=200".into(),
+        // pgBackRest's drills archive WAL with the server's `archive_command`, which a
+        // reload changes but `archive_mode` takes a restart: it is on from the start, with
+        // a no-op command in the data directory's configuration file until a drill sets
+        // pgBackRest's (`ALTER SYSTEM`).
+        "archive_mode=on".into(),
     ]
 }
 

@@ -43,8 +43,15 @@ pub struct Backup {
 pub struct PgBackup {
     /// `logical`: `pg_dump` in the directory format. `physical`: a base backup of the
     /// server (`pg_basebackup`) and its WAL streamed from then on (`pg_receivewal`), for a
-    /// point-in-time restore into a fresh instance.
+    /// point-in-time restore into a fresh instance. `pgbackrest`: a pgBackRest backup of
+    /// the server into a repository of the scenario's, its WAL archived by the server's
+    /// `archive_command` (`pgbackrest archive-push`), checked with `pgbackrest verify`.
     pub method: PgMethod,
+    /// The pgBackRest backup type (`pgbackrest` only): `full`, `diff` (changes since the
+    /// last full backup) or `incr` (since the last backup). Default: `full` for the
+    /// scenario's first backup, `incr` after it.
+    #[serde(default, rename = "type")]
+    pub kind: Option<BackrestType>,
     /// Parallel jobs of `pg_dump` and later `pg_restore` (default 2; `logical` only).
     #[serde(default)]
     pub jobs: Option<u64>,
@@ -52,6 +59,28 @@ pub struct PgBackup {
     /// --exclude-table`); a drill's `verify` must then fail, naming them (`logical` only).
     #[serde(default)]
     pub exclude_tables: Vec<String>,
+}
+
+/// A pgBackRest backup type.
+#[derive(Clone, Copy, Debug, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BackrestType {
+    /// Every file of the server.
+    Full,
+    /// The files changed since the last full backup.
+    Diff,
+    /// The files changed since the last backup of any type.
+    Incr,
+}
+
+impl BackrestType {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackrestType::Full => "full",
+            BackrestType::Diff => "diff",
+            BackrestType::Incr => "incr",
+        }
+    }
 }
 
 /// How the bucket is backed up.
@@ -99,6 +128,9 @@ pub enum PgMethod {
     Logical,
     /// `pg_basebackup` and `pg_receivewal`, restored to a recovery target and promoted.
     Physical,
+    /// pgBackRest: `stanza-create`, `backup`, `verify`, and `restore` to a recovery target,
+    /// the WAL archived by the server itself.
+    Pgbackrest,
 }
 
 impl PgMethod {
@@ -106,7 +138,13 @@ impl PgMethod {
         match self {
             PgMethod::Logical => "logical",
             PgMethod::Physical => "physical",
+            PgMethod::Pgbackrest => "pgbackrest",
         }
+    }
+
+    /// Whether the method restores a whole server to a recovery target.
+    pub fn point_in_time(self) -> bool {
+        matches!(self, PgMethod::Physical | PgMethod::Pgbackrest)
     }
 }
 
@@ -256,15 +294,16 @@ pub(crate) fn pg_method(cx: &mut Cx, n: &Node) -> Option<PgMethod> {
     match n.as_str() {
         Some("logical") => Some(PgMethod::Logical),
         Some("physical") => Some(PgMethod::Physical),
+        Some("pgbackrest") => Some(PgMethod::Pgbackrest),
         _ => {
             let mut p = Problem::new(n.span, "unknown backup method").label("not a method");
             p = match n
                 .as_str()
-                .and_then(|s| did_you_mean(s, ["logical", "physical"]))
+                .and_then(|s| did_you_mean(s, ["logical", "physical", "pgbackrest"]))
             {
                 Some(s) => p.help(format!("did you mean `{s}`?")),
                 None => p.help(
-                    "methods: `logical` (pg_dump / pg_restore), `physical` (pg_basebackup and WAL, restored to a point in time)",
+                    "methods: `logical` (pg_dump / pg_restore), `physical` (pg_basebackup and WAL, restored to a point in time), `pgbackrest` (pgBackRest's backup, verify and restore)",
                 ),
             };
             cx.push(p);
@@ -328,13 +367,44 @@ fn pg_backup(cx: &mut Cx, n: &Node) -> Option<PgBackup> {
     let exclude_tables = opt(cx, &f, "exclude_tables", |cx, n| {
         list(cx, n, "`exclude_tables`", |cx, _, n| table_name(cx, n))
     });
+    let kind = opt(cx, &f, "type", backrest_type);
     let method = method?;
     logical_only(cx, &f, method, &["jobs", "exclude_tables"])?;
+    if method != PgMethod::Pgbackrest
+        && let Some(t) = f.get("type")
+    {
+        cx.push(
+            Problem::new(t.span, "a backup `type` goes with the `pgbackrest` method")
+                .label(format!("not for `{}`", method.name())),
+        );
+        return None;
+    }
     Some(PgBackup {
         method,
         jobs,
         exclude_tables: exclude_tables.unwrap_or_default(),
+        kind,
     })
+}
+
+fn backrest_type(cx: &mut Cx, n: &Node) -> Option<BackrestType> {
+    match n.as_str() {
+        Some("full") => Some(BackrestType::Full),
+        Some("diff") => Some(BackrestType::Diff),
+        Some("incr") => Some(BackrestType::Incr),
+        _ => {
+            let mut p = Problem::new(n.span, "unknown pgBackRest backup type").label("not a type");
+            p = match n
+                .as_str()
+                .and_then(|s| did_you_mean(s, ["full", "diff", "incr"]))
+            {
+                Some(s) => p.help(format!("did you mean `{s}`?")),
+                None => p.help("types: `full`, `diff`, `incr`"),
+            };
+            cx.push(p);
+            None
+        }
+    }
 }
 
 fn writer(cx: &mut Cx, n: &Node) -> Option<Writer> {

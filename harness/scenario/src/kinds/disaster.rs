@@ -6,7 +6,7 @@ use super::{
     *,
 };
 
-/// Damage the scenario's database or bucket on purpose. The drill's recovery time (RTO) is
+/// Damage the scenario's database, its server, its bucket or its graph on purpose. The drill's recovery time (RTO) is
 /// counted from this moment, and the writer a `backup` started stops here: every record it
 /// had committed by now must be found again after the restore, or counts as lost (RPO).
 ///
@@ -39,6 +39,17 @@ pub struct PgDisaster {
     /// `TRUNCATE … CASCADE`.
     #[serde(default)]
     pub truncate: Option<String>,
+    /// `true`: the stack's server is killed (SIGKILL, as a crash or a lost machine) and stays
+    /// down until the scenario ends; only a restore into a fresh instance (`physical`,
+    /// `pgbackrest`) brings the data back, and what the server had not yet streamed or
+    /// archived is lost.
+    #[serde(default)]
+    pub kill: bool,
+    /// A table whose data file is corrupted on disk: its first page is overwritten after a
+    /// checkpoint and the server restarted at once (so no cached copy hides it); reading
+    /// the table then fails with Postgres's `invalid page` error.
+    #[serde(default)]
+    pub corrupt: Option<String>,
 }
 
 #[derive(Clone, Debug, JsonSchema, Keys)]
@@ -167,13 +178,17 @@ impl Kind for Disaster {
             let g = fields(cx, n, what, PgDisaster::KEYS)?;
             let drop_table = opt(cx, &g, "drop_table", table_name);
             let truncate = opt(cx, &g, "truncate", table_name);
-            let given = usize::from(g.get("drop_table").is_some())
-                + usize::from(g.get("truncate").is_some());
+            let kill = opt(cx, &g, "kill", boolean);
+            let corrupt = opt(cx, &g, "corrupt", table_name);
+            let keys = ["drop_table", "truncate", "kill", "corrupt"];
+            let given = keys.iter().filter(|k| g.get(k).is_some()).count();
             if given != 1 {
                 cx.push(
                     Problem::new(
                         n.span,
-                        format!("{what} needs exactly one of `drop_table`, `truncate`"),
+                        format!(
+                            "{what} needs exactly one of `drop_table`, `truncate`, `kill`, `corrupt`"
+                        ),
                     )
                     .label(if given == 0 {
                         "nothing to do"
@@ -183,9 +198,18 @@ impl Kind for Disaster {
                 );
                 return None;
             }
+            if kill == Some(false) {
+                cx.error(n.span, "`kill: false` does nothing; leave it out");
+                return None;
+            }
+            if drop_table.is_none() && truncate.is_none() && kill.is_none() && corrupt.is_none() {
+                return None;
+            }
             Some(PgDisaster {
                 drop_table,
                 truncate,
+                kill: kill.unwrap_or(false),
+                corrupt,
             })
         });
         let expect = opt(cx, &f, "expect", |cx, n| {

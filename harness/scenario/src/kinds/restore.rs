@@ -44,7 +44,7 @@ pub struct PgRestore {
     /// Parallel jobs of `pg_restore` (default: the backup's; `logical` only).
     #[serde(default)]
     pub jobs: Option<u64>,
-    /// Where the WAL replay stops (`physical` only): by default just before the drill's
+    /// Where the WAL replay stops (`physical` and `pgbackrest`): by default just before the drill's
     /// `disaster` step, or at the end of the WAL without one.
     #[serde(default)]
     pub target: Option<PitrTarget>,
@@ -170,7 +170,7 @@ impl Kind for Restore {
                 cx.push(
                     Problem::new(
                         t.span,
-                        "a recovery target goes with the `physical` method (a logical backup restores as it was taken)",
+                        "a recovery target goes with the `physical` and `pgbackrest` methods (a logical backup restores as it was taken)",
                     )
                     .label("not for `logical`"),
                 );

@@ -492,6 +492,81 @@ pub async fn copy_out(id: &str, path: &str, dest: &Path) -> Result<(), Error> {
     }
 }
 
+/// Runs `args` in the running container `id` as `user`, with `stdin` as its input, and
+/// returns its standard output; a failure is its standard error's last lines.
+pub async fn exec(id: &str, user: &str, args: &[String], stdin: &[u8]) -> Result<String, Error> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("docker")
+        .args(["exec", "-i", "-u", user, id])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::Docker(format!("docker exec: {e}")))?;
+    if let Some(mut input) = child.stdin.take() {
+        input
+            .write_all(stdin)
+            .await
+            .map_err(|e| Error::Docker(format!("docker exec: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| Error::Docker(format!("docker exec: {e}")))?;
+    finished(
+        out,
+        &format!("{} in container {}", args.join(" "), short(id)),
+    )
+}
+
+/// Runs `args` once in a new container of `image` as `uid`, without a network, with `dir`
+/// bound at the same path, labelled with `run_id` so that the reaper finds it should the
+/// run be killed; the container is removed when it ends.
+pub async fn run_once(
+    image: &str,
+    run_id: &str,
+    dir: &Path,
+    uid: u32,
+    args: &[String],
+) -> Result<String, Error> {
+    let bind = format!("{0}:{0}", dir.display());
+    let out = tokio::process::Command::new("docker")
+        .args(["run", "--rm", "--network", "none", "--user"])
+        .arg(format!("{uid}:{uid}"))
+        .arg("--label")
+        .arg(format!("{RUN_LABEL}={run_id}"))
+        .arg("--label")
+        .arg(format!("{HOME_LABEL}={}", home_id()))
+        .args(["-v", &bind, image])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| Error::Docker(format!("docker run: {e}")))?;
+    finished(
+        out,
+        &format!("{} in a container of {image}", args.join(" ")),
+    )
+}
+
+/// A command's standard output, or its failure with the last lines of its standard error.
+fn finished(out: std::process::Output, what: &str) -> Result<String, Error> {
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let mut tail: Vec<&str> = err.lines().rev().take(6).collect();
+    tail.reverse();
+    Err(Error::Docker(format!(
+        "{what} failed ({}): {}",
+        out.status,
+        tail.join(" / ")
+    )))
+}
+
 /// Starts a container of `image` (a Neo4j image: its store in `/data`) on the store
 /// already in `dir/data`, labelled with `run_id` (a run of scenarios), reached with
 /// `password` (the backed-up DBMS's: an upstream image keeps a store's own).

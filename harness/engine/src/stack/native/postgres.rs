@@ -10,7 +10,13 @@ use sqlx::{
 };
 
 use super::user::ServiceUser;
-use crate::{error::Error, fsutil, runtimes::Installed, secret::Secret, stack::readiness::Probe};
+use crate::{
+    error::{Error, IoContext},
+    fsutil,
+    runtimes::Installed,
+    secret::Secret,
+    stack::readiness::Probe,
+};
 
 /// How to reach the stack's Postgres.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -134,9 +140,28 @@ pub(crate) async fn prepare(
     user.give(dir)?;
     let data = dir.join("data");
     let template = runtime.path(crate::runtimes::POSTGRES_TEMPLATE);
-    tokio::task::spawn_blocking(move || fsutil::copy_tree(&template, &data, user.ids()))
-        .await
-        .map_err(|e| Error::Other(e.to_string()))?
+    tokio::task::spawn_blocking(move || {
+        fsutil::copy_tree(&template, &data, user.ids())?;
+        no_op_archiving(&data)
+    })
+    .await
+    .map_err(|e| Error::Other(e.to_string()))?
+}
+
+/// The server runs with `archive_mode=on`: until a drill sets pgBackRest's command, each
+/// finished WAL segment is "archived" by a command that does nothing, so none piles up.
+/// It is in `postgresql.conf`, below `ALTER SYSTEM`'s file and the command line, so a drill
+/// can set its own and reset it.
+const NO_OP_ARCHIVING: &str = "\n# harness: a no-op until a restore drill sets pgBackRest's archive-push\narchive_command = '/bin/true'\n";
+
+fn no_op_archiving(data: &Path) -> Result<(), Error> {
+    use std::io::Write;
+    let conf = data.join("postgresql.conf");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&conf)
+        .and_then(|mut f| f.write_all(NO_OP_ARCHIVING.as_bytes()))
+        .ctx(|| format!("append to {}", conf.display()))
 }
 
 impl Probe for Ping {

@@ -15,11 +15,14 @@ use sqlx::PgPool;
 use self::{
     bucket::{backup_s3, scenario_bucket, verify_s3},
     graph::{backup_neo4j, scenario_graph, verify_neo4j},
-    pg::{backup_pg, drill_db, guard, restore_physical, verify_pg},
+    pg::{
+        backup_pg, drill_db, guard, restore_pgbackrest, restore_physical, server_disaster,
+        verify_pg,
+    },
 };
 use super::{Ctx, Handler, StepError};
 use crate::{
-    drills::{self, Loss, ms, neo4j, object_store, physical, postgres, writer::Writer},
+    drills::{self, Loss, ms, neo4j, object_store, pgbackrest, physical, postgres, writer::Writer},
     stack::native::postgres::PostgresEndpoint,
 };
 
@@ -180,6 +183,7 @@ impl Handler for Disaster {
                 wall,
                 what: what.clone(),
                 lsn: None,
+                down: false,
             });
             return Ok(Some(
                 json!({"store": "neo4j", "what": what, "deleted": deleted}),
@@ -196,6 +200,7 @@ impl Handler for Disaster {
                 wall,
                 what: what.clone(),
                 lsn: None,
+                down: false,
             });
             return Ok(Some(json!({"store": "s3", "what": what, "keys": keys})));
         }
@@ -206,19 +211,26 @@ impl Handler for Disaster {
         let (_, _, pool) = drill_db(ctx).await?;
         // Where the WAL stood just before: a point-in-time restore's default target.
         let lsn = physical::insert_lsn(&pool).await.ok();
-        let what = postgres::damage(&pool, p.drop_table.as_deref(), p.truncate.as_deref())
-            .await
-            .map_err(StepError::error)?;
+        let (what, file) = if p.kill || p.corrupt.is_some() {
+            server_disaster(p, ctx, &pool).await?
+        } else {
+            let what = postgres::damage(&pool, p.drop_table.as_deref(), p.truncate.as_deref())
+                .await
+                .map_err(StepError::error)?;
+            (what, None)
+        };
         ctx.drill.disaster = Some(drills::Disaster {
             at,
             wall,
             what: what.clone(),
             lsn: lsn.clone(),
+            down: p.kill,
         });
         Ok(Some(json!({
             "store": "postgres",
             "what": what,
-            "table": p.drop_table.as_ref().or(p.truncate.as_ref()),
+            "table": p.drop_table.as_ref().or(p.truncate.as_ref()).or(p.corrupt.as_ref()),
+            "file": file,
             "lsn": lsn,
             "acknowledged": ctx.drill.acknowledged.as_ref().map(Vec::len),
         })))
@@ -312,14 +324,31 @@ impl Handler for Restore {
             .postgres
             .as_ref()
             .ok_or_else(|| StepError::error("a `restore` step names no store"))?;
-        if p.method == PgMethod::Physical {
-            return restore_physical(p, ctx, started, detect).await;
+        match p.method {
+            PgMethod::Physical => return restore_physical(p, ctx, started, detect).await,
+            PgMethod::Pgbackrest => {
+                guard(ctx, "restore")?;
+                return restore_pgbackrest(p, ctx, started, detect).await;
+            }
+            PgMethod::Logical => {}
         }
         guard(ctx, "restore")?;
+        if ctx.drill.disaster.as_ref().is_some_and(|d| d.down) {
+            return Err(StepError::error(
+                "the server is down (the disaster killed it), and a logical backup restores into the same server: back up with `method: physical` or `pgbackrest`, which restore into a fresh instance",
+            ));
+        }
         let (pg, db, pool) = drill_db(ctx).await?;
         let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
             StepError::error("there is no backup to restore: a `backup` step comes first")
         })?;
+        if backup.method != PgMethod::Logical {
+            return Err(StepError::error(format!(
+                "backup {} was taken with `method: {}`: restore it with the same method",
+                backup.id,
+                backup.method.name()
+            )));
+        }
         // A restore without a disaster step still stops the writer: what it restores is
         // compared with what had been committed.
         ctx.drill.stop_writer().await;
@@ -343,12 +372,6 @@ impl Handler for Restore {
             }
         }
         let phases = restored.map_err(StepError::error)?;
-        if backup.wal.is_some() {
-            return Err(StepError::error(format!(
-                "backup {} is physical: restore it with `method: physical`",
-                backup.id
-            )));
-        }
         let doc = json!({
             "store": "postgres",
             "method": "logical",

@@ -1,6 +1,8 @@
 //! The drill steps' Postgres side: the database they act on (the scenario's, or an external
 //! target's), the logical and physical backups and restores, and the table-by-table verify.
 
+use sqlx::Row;
+
 use super::*;
 
 /// The database the drill acts on: the scenario's own, or on an external target the
@@ -73,7 +75,9 @@ pub(super) async fn backup_pg(p: &PgBackup, ctx: &mut Ctx) -> Result<Option<Valu
             .map_err(StepError::error)?,
         PgMethod::Physical => {
             // A new physical backup streams anew.
-            ctx.drill.receiver = None;
+            if let Some(r) = ctx.drill.receiver.take() {
+                r.release().await;
+            }
             let tables = postgres::capture(&pool).await.map_err(StepError::error)?;
             let t0 = Instant::now();
             let (base, wal) = (dir.join("base"), dir.join("wal"));
@@ -95,10 +99,15 @@ pub(super) async fn backup_pg(p: &PgBackup, ctx: &mut Ctx) -> Result<Option<Valu
                 jobs: 1,
                 tables,
                 took: t0.elapsed(),
+                method: PgMethod::Physical,
                 wal: Some(wal),
+                replay: physical::replay_settings(&pool)
+                    .await
+                    .map_err(StepError::error)?,
                 finished: SystemTime::now(),
             }
         }
+        PgMethod::Pgbackrest => return backup_pgbackrest(p, ctx, &pool, &dir).await,
     };
     let doc = json!({
         "store": "postgres",
@@ -113,11 +122,331 @@ pub(super) async fn backup_pg(p: &PgBackup, ctx: &mut Ctx) -> Result<Option<Valu
     Ok(Some(doc))
 }
 
+/// A pgBackRest backup of the server: the scenario's repository created by its first one
+/// (the server then archives into it), `full` first and `incr` after unless the step says.
+async fn backup_pgbackrest(
+    p: &PgBackup,
+    ctx: &mut Ctx,
+    pool: &PgPool,
+    dir: &std::path::Path,
+) -> Result<Option<Value>, StepError> {
+    if ctx.drill.target.is_some() {
+        return Err(StepError::error(
+            "pgBackRest reads the server's data directory, and an external target's is not on this machine: back it up with `method: physical` or `logical`",
+        ));
+    }
+    let tables = postgres::capture(pool).await.map_err(StepError::error)?;
+    let t0 = Instant::now();
+    if ctx.drill.pgbackrest.is_none() {
+        let server = backrest_server(ctx).await?;
+        let repo_dir = match &server {
+            pgbackrest::Server::Native { .. } => drill_dir(ctx).join("pgbackrest"),
+            pgbackrest::Server::Container { .. } => std::path::PathBuf::from(format!(
+                "/var/lib/postgresql/harness-pgbackrest-{}",
+                ctx.iso.id
+            )),
+        };
+        let repo = pgbackrest::Repo::create(server, repo_dir, pool)
+            .await
+            .map_err(StepError::error)?;
+        ctx.drill.pgbackrest = Some(repo);
+    }
+    let repo = ctx
+        .drill
+        .pgbackrest
+        .as_mut()
+        .ok_or_else(|| StepError::error("no pgBackRest repository"))?;
+    let kind = match (p.kind, repo.backups.is_empty()) {
+        (Some(k), _) => k.name(),
+        (None, true) => "full",
+        (None, false) => "incr",
+    };
+    let b = repo.backup(kind).await.map_err(StepError::error)?;
+    let setup = t0.elapsed().saturating_sub(b.took + b.verify);
+    ctx.drill.backups.push(postgres::Backup {
+        id: b.label.clone(),
+        path: dir.to_owned(),
+        jobs: 1,
+        tables: tables.clone(),
+        bytes: b.bytes,
+        took: t0.elapsed(),
+        method: PgMethod::Pgbackrest,
+        wal: None,
+        replay: physical::replay_settings(pool)
+            .await
+            .map_err(StepError::error)?,
+        finished: SystemTime::now(),
+    });
+    Ok(Some(json!({
+        "store": "postgres",
+        "method": "pgbackrest",
+        "backup": b.label,
+        "type": b.kind,
+        "bytes": b.bytes,
+        "database_bytes": b.database_bytes,
+        "duration_ms": ms(t0.elapsed()),
+        "phases_ms": {"setup": ms(setup), "backup": ms(b.took), "verify": ms(b.verify)},
+        "tables": tables_json(&tables),
+    })))
+}
+
+/// The disasters that strike the server rather than a table's rows: `kill` (SIGKILL; the
+/// server stays down until the scenario's end starts it again) and `corrupt` (a table's
+/// first page overwritten on disk after a checkpoint, and the server restarted at once, so
+/// no cached copy of the page hides the damage). Returns what was done and the file.
+pub(super) async fn server_disaster(
+    p: &harness_scenario::kinds::disaster::PgDisaster,
+    ctx: &mut Ctx,
+    pool: &PgPool,
+) -> Result<(String, Option<String>), StepError> {
+    use harness_scenario::Service;
+    if ctx.drill.target.is_some() {
+        return Err(StepError::error(
+            "refused: a drill kills or corrupts only a server harness started; an external target's databases can be dropped or truncated (with its allow-list), its server is not touched",
+        ));
+    }
+    let stack = ctx.stack.clone().ok_or_else(|| {
+        StepError::error(
+            "killing or corrupting the server needs a stack this run started (an attached stack is not harness's to kill)",
+        )
+    })?;
+    if p.kill {
+        stack
+            .fault(Service::Postgres, crate::stack::Fault::Kill)
+            .await
+            .map_err(|e| StepError::error(format!("kill the stack's Postgres: {e}")))?;
+        // The end of the steps starts it again, as after a `fault` step's kill.
+        ctx.process_faults.note(
+            crate::run::faults::Target::Service(Service::Postgres),
+            Some(crate::run::faults::Left::Down),
+        );
+        return Ok(("kill the server (SIGKILL)".into(), None));
+    }
+    let table = p.corrupt.as_deref().unwrap_or_default();
+    let row = sqlx::query(
+        "SELECT pg_relation_filepath($1::regclass)::text, pg_relation_size($1::regclass)",
+    )
+    .bind(table)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| StepError::error(format!("find table {table}'s data file: {e}")))?;
+    let (file, size): (String, i64) = (row.get(0), row.get(1));
+    if size == 0 {
+        return Err(StepError::error(format!(
+            "table {table} has no page on disk to corrupt (it is empty)"
+        )));
+    }
+    // Every page on disk as in memory first: the restart below then writes nothing back.
+    sqlx::query("CHECKPOINT")
+        .execute(pool)
+        .await
+        .map_err(|e| StepError::error(format!("checkpoint: {e}")))?;
+    let written = match stack.data_of(Service::Postgres).await {
+        Some(crate::run::faults::DataAt::Folder(data)) => {
+            overwrite_first_page(&data.join(&file)).map_err(|e| e.to_string())
+        }
+        Some(crate::run::faults::DataAt::Container { id, .. }) => crate::stack::docker::exec(
+            &id,
+            "postgres",
+            &[
+                "sh".into(),
+                "-c".into(),
+                format!(
+                    "yes harness-corrupted-this-page | head -c 8192 | dd of=\"$PGDATA/{file}\" bs=8192 count=1 conv=notrunc status=none"
+                ),
+            ],
+            b"",
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string()),
+        None => Err("the stack's Postgres is not one harness started".into()),
+    };
+    written.map_err(|e| StepError::error(format!("corrupt {file}: {e}")))?;
+    // A crash and a start: shared buffers are gone, nothing is flushed over the damage.
+    for fault in [crate::stack::Fault::Kill, crate::stack::Fault::Start] {
+        stack
+            .fault(Service::Postgres, fault)
+            .await
+            .map_err(|e| StepError::error(format!("restart the stack's Postgres: {e}")))?;
+    }
+    Ok((
+        format!("corrupt table {table} (its data file {file}: the first page overwritten)"),
+        Some(file),
+    ))
+}
+
+/// Overwrites the first 8 kB page of a relation file with text, which no page header
+/// check accepts.
+fn overwrite_first_page(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let page: Vec<u8> = b"harness-corrupted-this-page\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(8192)
+        .collect();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(&page)
+}
+
+/// Where the stack's Postgres runs, for pgBackRest to run beside it.
+async fn backrest_server(ctx: &Ctx) -> Result<pgbackrest::Server, StepError> {
+    let stack = ctx.stack.clone().ok_or_else(|| {
+        StepError::error(
+            "pgBackRest runs beside the server it backs up, and this run did not start the stack (an attached stack's data directory is not harness's)",
+        )
+    })?;
+    let pg = ctx
+        .endpoints
+        .postgres
+        .clone()
+        .ok_or_else(|| StepError::error("the stack has no Postgres"))?;
+    match stack.data_of(harness_scenario::Service::Postgres).await {
+        Some(crate::run::faults::DataAt::Folder(data)) => Ok(pgbackrest::Server::Native {
+            socket: data
+                .parent()
+                .map(std::path::Path::to_owned)
+                .unwrap_or_default(),
+            data,
+            port: pg.port,
+        }),
+        Some(crate::run::faults::DataAt::Container { id, run_id }) => {
+            let image = crate::stack::docker::image_of(&run_id, "postgres")
+                .await
+                .map_err(|e| StepError::error(e.to_string()))?;
+            Ok(pgbackrest::Server::Container { id, image })
+        }
+        None => Err(StepError::error(
+            "pgBackRest runs beside the server it backs up, and the stack's Postgres is not one harness started",
+        )),
+    }
+}
+
+/// The latest pgBackRest backup restored into a fresh instance, the WAL replayed from the
+/// repository to the target; the scenario's pool then reaches its copy of the database.
+pub(super) async fn restore_pgbackrest(
+    p: &PgRestore,
+    ctx: &mut Ctx,
+    started: Instant,
+    detect: Duration,
+) -> Result<Option<Value>, StepError> {
+    let (_, db, _) = drill_db(ctx).await?;
+    let backup = latest(ctx, PgMethod::Pgbackrest)?;
+    let matching = backup.replay.clone();
+    let down = ctx.drill.disaster.as_ref().is_some_and(|d| d.down);
+    ctx.drill.stop_writer().await;
+    let target = pitr_target(p, ctx)?;
+    not_before_backup(&target, &backup, ctx).await?;
+    // The WAL up to now goes to the archive (the server is still up after a drop or a
+    // truncate); a replay cannot pass what was never archived.
+    let t = Instant::now();
+    let repo = ctx
+        .drill
+        .pgbackrest
+        .take()
+        .ok_or_else(|| StepError::error("no pgBackRest repository"))?;
+    // A killed server archives nothing more: what it had not archived is lost.
+    let archived = if down {
+        Ok(())
+    } else {
+        repo.archive_current().await
+    };
+    let archive = t.elapsed();
+    let dir = drill_dir(ctx).join(format!("restored-{}", ctx.drill.instances.len() + 1));
+    let pg_password = ctx
+        .endpoints
+        .postgres
+        .as_ref()
+        .map(|e| e.password.clone())
+        .unwrap_or_else(|| crate::secret::Secret::random(24));
+    let on = restore_provider(ctx, "postgres", &pg_password).await;
+    let restored = match (archived, on) {
+        (Err(e), _) => Err(StepError::error(format!(
+            "archive the server's current WAL before the restore: {e}"
+        ))),
+        (_, Err(e)) => Err(e),
+        (Ok(()), Ok(on)) => repo
+            .restore(&dir, &target, &on, &matching, ctx.groups.clone())
+            .await
+            .map_err(StepError::error),
+    };
+    ctx.drill.pgbackrest = Some(repo);
+    let (instance, mut phases) = restored?;
+    phases[0].1 += archive;
+    let pool = postgres::reconnect(&instance.endpoint, &db).await;
+    let endpoint = json!({"host": instance.endpoint.host, "port": instance.endpoint.port});
+    ctx.drill.instances.push(instance);
+    ctx.iso.pool = Some(pool.map_err(StepError::error)?);
+    let doc = json!({
+        "store": "postgres",
+        "method": "pgbackrest",
+        "backup": backup.id,
+        "target": target.describe(),
+        "archived_current_wal": !down,
+        "instance": endpoint,
+        "phases_ms": phases.iter().map(|(k, d)| ((*k).to_owned(), json!(ms(*d)))).collect::<serde_json::Map<_, _>>(),
+        "duration_ms": ms(started.elapsed()),
+    });
+    ctx.drill.restore = Some(drills::Restored {
+        detect,
+        phases,
+        ended: Instant::now(),
+    });
+    Ok(Some(doc))
+}
+
+/// The latest backup, which must have been taken with `method`.
+fn latest(ctx: &Ctx, method: PgMethod) -> Result<postgres::Backup, StepError> {
+    let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
+        StepError::error("there is no backup to restore: a `backup` step comes first")
+    })?;
+    if backup.method != method {
+        return Err(StepError::error(format!(
+            "backup {} was taken with `method: {}`: restore it with the same method",
+            backup.id,
+            backup.method.name()
+        )));
+    }
+    Ok(backup)
+}
+
+/// A base backup restores to its end at the earliest: a time before it cannot be reached.
+async fn not_before_backup(
+    target: &physical::Target,
+    backup: &postgres::Backup,
+    ctx: &mut Ctx,
+) -> Result<(), StepError> {
+    let physical::Target::Time(t) = target else {
+        return Ok(());
+    };
+    let (_, _, pool) = drill_db(ctx).await?;
+    let finished = drills::unix_ms(backup.finished) / 1000.0;
+    let before: bool = sqlx::query_scalar("SELECT $1::timestamptz < to_timestamp($2)")
+        .bind(t)
+        .bind(finished)
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| StepError::error(format!("`target.time` {t:?}: {e}")))?;
+    if before {
+        return Err(StepError::error(format!(
+            "`target.time` {t} is before backup {} was complete: a backup restores to the moment it finished at the earliest; take the backup before the moment to restore to",
+            backup.id
+        )));
+    }
+    Ok(())
+}
+
 /// Where a point-in-time restore stops: the step's target, by default just before the
 /// disaster (or the end of the WAL without one).
 pub(super) fn pitr_target(p: &PgRestore, ctx: &mut Ctx) -> Result<physical::Target, StepError> {
     let before = ctx.drill.disaster.as_ref().and_then(|d| d.lsn.clone());
+    let down = ctx.drill.disaster.as_ref().is_some_and(|d| d.down);
     Ok(match &p.target {
+        // A killed server's last WAL position may never have left it: everything that did.
+        None if down => physical::Target::EndOfWal,
         None => before.map_or(physical::Target::EndOfWal, physical::Target::Before),
         Some(PitrTarget::BeforeDisaster) => physical::Target::Before(before.ok_or_else(|| {
             StepError::error(
@@ -147,40 +476,19 @@ pub(super) async fn restore_physical(
     started: Instant,
     detect: Duration,
 ) -> Result<Option<Value>, StepError> {
-    let (pg, db, source) = drill_db(ctx).await?;
-    let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
-        StepError::error("there is no backup to restore: a `backup` step comes first")
-    })?;
+    let (pg, db, _) = drill_db(ctx).await?;
+    let backup = latest(ctx, PgMethod::Physical)?;
     // The fresh instance takes the backed-up server's connection and worker limits: a replay
     // with lower ones is aborted.
-    let matching = physical::replay_settings(&source)
-        .await
-        .map_err(StepError::error)?;
-    let Some(wal) = backup.wal.clone() else {
-        return Err(StepError::error(format!(
-            "backup {} is logical: a physical restore needs a `backup` with `method: physical`",
-            backup.id
-        )));
-    };
+    let matching = backup.replay.clone();
+    let down = ctx.drill.disaster.as_ref().is_some_and(|d| d.down);
+    let wal = backup
+        .wal
+        .clone()
+        .ok_or_else(|| StepError::error("the physical backup has no WAL"))?;
     ctx.drill.stop_writer().await;
     let target = pitr_target(p, ctx)?;
-    // A base backup restores to its end at the earliest: a time before it cannot be reached.
-    if let physical::Target::Time(t) = &target {
-        let (_, _, pool) = drill_db(ctx).await?;
-        let finished = drills::unix_ms(backup.finished) / 1000.0;
-        let before: bool = sqlx::query_scalar("SELECT $1::timestamptz < to_timestamp($2)")
-            .bind(t)
-            .bind(finished)
-            .fetch_one(&pool)
-            .await
-            .map_err(|e| StepError::error(format!("`target.time` {t:?}: {e}")))?;
-        if before {
-            return Err(StepError::error(format!(
-                "`target.time` {t} is before backup {} was complete: a base backup restores to the moment it finished at the earliest; take the backup before the moment to restore to",
-                backup.id
-            )));
-        }
-    }
+    not_before_backup(&target, &backup, ctx).await?;
     // The stream catches up with the server (the target's position at least), then stops.
     let t = Instant::now();
     if let Some(r) = ctx.drill.receiver.take() {
@@ -188,7 +496,9 @@ pub(super) async fn restore_physical(
             physical::Target::Lsn(l) | physical::Target::Before(l) => Some(l.as_str()),
             _ => None,
         };
-        r.drain(&pg, upto).await.map_err(StepError::error)?;
+        if let Some(stale) = r.drain(&pg, upto, down).await.map_err(StepError::error)? {
+            ctx.drill.stale_slots.push(stale);
+        }
     }
     let drained = t.elapsed();
     let dir = drill_dir(ctx).join(format!("restored-{}", ctx.drill.instances.len() + 1));
