@@ -160,12 +160,6 @@ async fn drill_target(
     use harness_engine::stack::external;
     let endpoints = external::load(file)?;
     external::guard(&endpoints, allow_remote)?;
-    let pg = endpoints.postgres.as_ref().ok_or_else(|| {
-        Error::BadInput(format!(
-            "{}: a drill target needs `postgres` (the database the drills act on)",
-            file.display()
-        ))
-    })?;
     let text = std::fs::read_to_string(file)
         .map_err(|e| Error::BadInput(format!("read {}: {e}", file.display())))?;
     let doc: serde_json::Value = harness_scenario::yaml::parse(&text)
@@ -173,39 +167,70 @@ async fn drill_target(
         .flatten()
         .map(|n| n.to_json())
         .unwrap_or_default();
+    let database = endpoints.postgres.as_ref().map(|pg| pg.database.clone());
+    let bucket = match &doc["s3"]["bucket"] {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(b) => Some(b.clone()),
+        _ => {
+            return Err(Error::BadInput(format!(
+                "{}: `s3.bucket` is the name of the bucket the drills act on",
+                file.display()
+            )));
+        }
+    };
+    if bucket.is_some() && endpoints.s3.is_none() {
+        return Err(Error::BadInput(format!(
+            "{}: `s3.bucket` needs the rest of `s3` (endpoint_url, region, access_key_id, secret_access_key)",
+            file.display()
+        )));
+    }
+    if database.is_none() && bucket.is_none() {
+        return Err(Error::BadInput(format!(
+            "{}: a drill target needs `postgres` (the database the drills act on) or `s3` with a `bucket`",
+            file.display()
+        )));
+    }
     let destroy = &doc["destroy"];
     if !destroy.is_null() && !destroy.is_object() {
         return Err(Error::BadInput(format!(
             "{}: `destroy` is a map of store to names, such as `destroy: {{ postgres: [{}] }}`",
             file.display(),
-            pg.database
+            database.as_deref().unwrap_or("app")
         )));
     }
-    let allowed = match &destroy["postgres"] {
-        serde_json::Value::Null => Vec::new(),
-        serde_json::Value::Array(a) => a
-            .iter()
-            .map(|v| {
-                v.as_str().map(str::to_owned).ok_or_else(|| {
-                    Error::BadInput(format!(
-                        "{}: `destroy.postgres` lists database names",
-                        file.display()
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(Error::BadInput(format!(
-                "{}: `destroy.postgres` lists database names, such as `[{}]`",
-                file.display(),
-                pg.database
-            )));
+    let names = |store: &str, what: &str| -> Result<Vec<String>, Error> {
+        let bad = || {
+            Error::BadInput(format!(
+                "{}: `destroy.{store}` lists {what} names",
+                file.display()
+            ))
+        };
+        match &destroy[store] {
+            serde_json::Value::Null => Ok(Vec::new()),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
+                .collect(),
+            _ => Err(bad()),
         }
     };
+    let allowed = names("postgres", "database")?;
+    let allowed_buckets = names("s3", "bucket")?;
+    if let Some(unknown) = destroy
+        .as_object()
+        .and_then(|m| m.keys().find(|k| !["postgres", "s3"].contains(&k.as_str())))
+    {
+        return Err(Error::BadInput(format!(
+            "{}: `destroy.{unknown}`: a drill destroys only in `postgres` (databases) and `s3` (buckets) on an external target; a graph backup stops its DBMS, which only a stack harness starts allows",
+            file.display()
+        )));
+    }
     external::check(&endpoints, std::time::Duration::from_secs(30)).await?;
     let target = harness_engine::drills::Target {
-        database: pg.database.clone(),
+        database,
+        bucket,
         allowed,
+        allowed_buckets,
         confirmed,
     };
     Ok((endpoints, target))

@@ -252,3 +252,155 @@ fn harness_drill_runs_the_library_drills_on_a_stack_it_starts() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(err.matches("drill met").count(), 3, "{err}");
 }
+
+const BUCKET_DRILL: &str = r#"name: the artifact bucket is emptied and restored from its mirror
+stack: [s3]
+steps:
+  - name: backup
+    backup:
+      s3: { method: mirror }
+  - name: empty the bucket
+    disaster:
+      s3: { delete_all: true }
+  - name: restore
+    restore:
+      s3: { method: mirror }
+  - name: verify
+    verify:
+      s3: {}
+      expect:
+        json:
+          $.objects: { len: 3 }
+"#;
+
+#[test]
+fn a_drill_on_an_external_bucket_destroys_nothing_without_the_allow_list_and_the_flag() {
+    let out = harness()
+        .args(["up", "--services", "s3", "--detach", "--json"])
+        .output()
+        .expect("harness up");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let up: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let _down = DownOnDrop(up["run_id"].as_str().expect("run id").to_owned());
+    let endpoint: harness_engine::stack::S3Endpoint =
+        serde_json::from_value(up["services"]["s3"].clone()).expect("s3 endpoint");
+    let client = endpoint.client();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        client
+            .create_bucket()
+            .bucket("artifacts")
+            .send()
+            .await
+            .expect("create bucket");
+        for (key, body) in [
+            ("exports/a.txt", "alpha"),
+            ("exports/b.txt", "bravo"),
+            ("c.txt", "charlie"),
+        ] {
+            client
+                .put_object()
+                .bucket("artifacts")
+                .key(key)
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(
+                    body.as_bytes(),
+                ))
+                .send()
+                .await
+                .expect("put");
+        }
+    });
+    // Every object's key and body, as the target holds them.
+    let contents = || {
+        rt.block_on(async {
+            let list = client
+                .list_objects_v2()
+                .bucket("artifacts")
+                .send()
+                .await
+                .expect("list");
+            let mut all = Vec::new();
+            for o in list.contents() {
+                let key = o.key().unwrap_or_default().to_owned();
+                let body = client
+                    .get_object()
+                    .bucket("artifacts")
+                    .key(&key)
+                    .send()
+                    .await
+                    .expect("get")
+                    .body
+                    .collect()
+                    .await
+                    .expect("body")
+                    .into_bytes();
+                all.push(format!("{key}={}", String::from_utf8_lossy(&body)));
+            }
+            all.sort();
+            all.join(",")
+        })
+    };
+    let before = contents();
+    assert_eq!(
+        before,
+        "c.txt=charlie,exports/a.txt=alpha,exports/b.txt=bravo"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drill = dir.path().join("drill.yaml");
+    std::fs::write(&drill, BUCKET_DRILL).expect("write drill");
+    let file = |destroy: &str| {
+        let mut s3 = up["services"]["s3"].clone();
+        s3["bucket"] = "artifacts".into();
+        let mut doc = serde_json::json!({"s3": s3});
+        if !destroy.is_empty() {
+            doc["destroy"] = serde_json::from_str(destroy).expect("destroy json");
+        }
+        let path = dir
+            .path()
+            .join(format!("bucket-target-{}.json", destroy.len()));
+        std::fs::write(&path, doc.to_string()).expect("write target");
+        path
+    };
+    let run = |target: &Path, extra: &[&str]| {
+        let out = harness()
+            .arg("drill")
+            .arg(&drill)
+            .arg("--target")
+            .arg(target)
+            .args(extra)
+            .output()
+            .expect("harness drill");
+        (out.status.code(), text(&out.stderr))
+    };
+
+    let (code, err) = run(&file(""), &["--i-understand-this-destroys-data"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("refused: this `disaster` step would destroy bucket artifacts of the target")
+            && err.contains("`destroy: { s3: [artifacts] }` in the target file")
+            && err.contains("nothing was"),
+        "{err}"
+    );
+    assert_eq!(contents(), before);
+    let allowed = file(r#"{"s3": ["artifacts"]}"#);
+    let (code, err) = run(&allowed, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("needs `--i-understand-this-destroys-data`"),
+        "{err}"
+    );
+    assert_eq!(contents(), before);
+    // A graph cannot be destroyed on a target: the file says so before anything runs.
+    let (code, err) = run(
+        &file(r#"{"s3": ["artifacts"], "neo4j": ["graph"]}"#),
+        &["--i-understand-this-destroys-data"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`destroy.neo4j`"), "{err}");
+
+    // Both: the bucket is emptied, put back from the mirror and verified object by object.
+    let (code, err) = run(&allowed, &["--i-understand-this-destroys-data"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("drill met"), "{err}");
+    assert_eq!(contents(), before);
+}

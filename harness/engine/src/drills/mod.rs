@@ -86,28 +86,61 @@ pub enum Provider {
     },
 }
 
-/// An external target of `harness drill --target FILE`: the database the drills act on (the
-/// endpoint's own, not a scenario's copy), and whether they may destroy it: only when the
-/// file's `destroy` allow-list names it and the run was given
+/// An external target of `harness drill --target FILE`: the database and the bucket the
+/// drills act on (the endpoints' own, not a scenario's copies), and whether they may destroy
+/// them: only when the file's `destroy` allow-list names each and the run was given
 /// `--i-understand-this-destroys-data`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Target {
-    pub database: String,
-    /// The names the file's `destroy.postgres` allows.
+    /// The target's database (`postgres.database` of the file).
+    pub database: Option<String>,
+    /// The target's bucket (`s3.bucket` of the file).
+    pub bucket: Option<String>,
+    /// The databases the file's `destroy.postgres` allows.
     pub allowed: Vec<String>,
+    /// The buckets the file's `destroy.s3` allows.
+    pub allowed_buckets: Vec<String>,
     /// `--i-understand-this-destroys-data` was given.
     pub confirmed: bool,
 }
 
 impl Target {
-    /// Why a destructive step must not touch the target, or `None` when it may.
+    /// Why a destructive step must not touch the target's database, or `None` when it may.
     pub fn refusal(&self, step: &str) -> Option<String> {
-        let listed = self.allowed.iter().any(|d| d == &self.database);
+        self.refusal_of(
+            step,
+            "postgres",
+            "database",
+            self.database.as_deref(),
+            &self.allowed,
+        )
+    }
+
+    /// Why a destructive step must not touch the target's bucket, or `None` when it may.
+    pub fn bucket_refusal(&self, step: &str) -> Option<String> {
+        self.refusal_of(
+            step,
+            "s3",
+            "bucket",
+            self.bucket.as_deref(),
+            &self.allowed_buckets,
+        )
+    }
+
+    fn refusal_of(
+        &self,
+        step: &str,
+        store: &str,
+        noun: &str,
+        name: Option<&str>,
+        allowed: &[String],
+    ) -> Option<String> {
+        // Without one of its own the drill acts on the scenario's copy, which harness made.
+        let name = name?;
         let mut missing = Vec::new();
-        if !listed {
+        if !allowed.iter().any(|d| d == name) {
             missing.push(format!(
-                "`destroy: {{ postgres: [{}] }}` in the target file",
-                self.database
+                "`destroy: {{ {store}: [{name}] }}` in the target file"
             ));
         }
         if !self.confirmed {
@@ -115,8 +148,7 @@ impl Target {
         }
         (!missing.is_empty()).then(|| {
             format!(
-                "refused: this `{step}` step would destroy database {} of the target, and it needs {}; nothing was touched",
-                self.database,
+                "refused: this `{step}` step would destroy {noun} {name} of the target, and it needs {}; nothing was touched",
                 missing.join(" and ")
             )
         })

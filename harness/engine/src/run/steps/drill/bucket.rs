@@ -2,13 +2,35 @@
 
 use super::*;
 
-/// The scenario's bucket and the client that reaches it.
+/// The bucket the drill acts on, and the client that reaches it: the scenario's, or on an
+/// external target that names one, the target's.
 pub(super) fn scenario_bucket(ctx: &Ctx) -> Result<(aws_sdk_s3::Client, String), StepError> {
+    if let Some(bucket) = ctx.drill.target.as_ref().and_then(|t| t.bucket.clone()) {
+        let endpoint =
+            ctx.endpoints.s3.as_ref().ok_or_else(|| {
+                StepError::error("the target names a bucket but no `s3` endpoint")
+            })?;
+        return Ok((endpoint.client(), bucket));
+    }
     match (&ctx.iso.s3, &ctx.iso.bucket) {
         (Some(c), Some(b)) => Ok((c.clone(), b.clone())),
         _ => Err(StepError::error(
             "the scenario has no bucket (is `s3` in its `stack`?)",
         )),
+    }
+}
+
+/// Refuses a destructive step on a target bucket that does not allow it, before it touches
+/// anything.
+pub(super) fn guard_bucket(ctx: &Ctx, step: &str) -> Result<(), StepError> {
+    match ctx
+        .drill
+        .target
+        .as_ref()
+        .and_then(|t| t.bucket_refusal(step))
+    {
+        Some(why) => Err(StepError::error(why)),
+        None => Ok(()),
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use self::{
-    bucket::{backup_s3, scenario_bucket, verify_s3},
+    bucket::{backup_s3, guard_bucket, scenario_bucket, verify_s3},
     graph::{backup_neo4j, scenario_graph, verify_neo4j},
     pg::{
         backup_pg, drill_db, guard, restore_pgbackrest, restore_physical, server_disaster,
@@ -190,6 +190,7 @@ impl Handler for Disaster {
             ));
         }
         if let (None, Some(s)) = (&self.postgres, &self.s3) {
+            guard_bucket(ctx, "disaster")?;
             let (client, bucket) = scenario_bucket(ctx)?;
             let (what, keys) =
                 object_store::damage(&client, &bucket, &s.delete, s.delete_all, &s.overwrite)
@@ -294,6 +295,7 @@ impl Handler for Restore {
             return Ok(Some(doc));
         }
         if let (None, Some(_)) = (&self.postgres, &self.s3) {
+            guard_bucket(ctx, "restore")?;
             let (client, bucket) = scenario_bucket(ctx)?;
             let backup = ctx.drill.s3_backups.last().cloned().ok_or_else(|| {
                 StepError::error("there is no backup of the bucket to restore: a `backup` step with `s3` comes first")

@@ -11,10 +11,9 @@ pub(super) async fn drill_db(
     ctx: &mut Ctx,
 ) -> Result<(PostgresEndpoint, String, PgPool), StepError> {
     let (pg, db, pool) = scenario_db(ctx)?;
-    let Some(t) = &ctx.drill.target else {
+    let Some(database) = ctx.drill.target.as_ref().and_then(|t| t.database.clone()) else {
         return Ok((pg, db, pool));
     };
-    let database = t.database.clone();
     if ctx.drill.target_pool.is_none() {
         let direct = ctx.endpoints.postgres.clone().unwrap_or_else(|| pg.clone());
         let p = postgres::reconnect(&direct, &database)
