@@ -3,6 +3,7 @@
 mod emulate;
 mod init;
 mod scenarios;
+mod supabase;
 
 use std::{
     path::{Path, PathBuf},
@@ -147,6 +148,9 @@ enum EmulateCommand {
     /// revision, with an ingress per service on 127.0.0.1. Prints the environment that
     /// points gcloud at it (or, with --json, its endpoint).
     CloudRun(emulate::CloudRunArgs),
+    /// Supabase's gateway (Auth at /auth/v1 and PostgREST's REST surface at /rest/v1) over
+    /// a Postgres of its own, for supabase-js and supabase-py. Prints the URL and keys.
+    Supabase(supabase::SupabaseArgs),
 }
 
 #[derive(Subcommand)]
@@ -280,7 +284,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn progress() -> Progress {
+pub(crate) fn progress() -> Progress {
     Arc::new(|event: &ProgressEvent| match event {
         ProgressEvent::InstallStep { runtime, step } => eprintln!("  installing {runtime}: {step}"),
         ProgressEvent::Installed {
@@ -403,6 +407,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Emulate {
             command: EmulateCommand::CloudRun(args),
         } => emulate::cloud_run(args).await,
+        Command::Emulate {
+            command: EmulateCommand::Supabase(args),
+        } => supabase::emulate(args).await,
         Command::Status { json } => {
             let runs = stack::list();
             if json {

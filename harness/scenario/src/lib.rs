@@ -206,6 +206,7 @@ fn parse_source(
     problems.append(&mut cx.problems);
     if let Some(s) = &mut scenario {
         validate::check(s, &cx.refs, &cx.fixture_spans, &mut problems);
+        s.uses_supabase = cx.refs.iter().any(|r| r.r.root == "supabase");
         for r in &cx.refs {
             if r.r.root == "faults"
                 && let Some(svc) = r.r.path.first()

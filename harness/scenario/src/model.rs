@@ -66,6 +66,10 @@ pub struct Scenario {
     /// each gets a proxy of the scenario's own before its processes start.
     #[serde(skip)]
     pub fault_targets: std::collections::BTreeSet<Service>,
+    /// Whether anything refers to `${supabase.…}`: the scenario then gets a Supabase
+    /// emulator of its own over its database before its processes start.
+    #[serde(skip)]
+    pub uses_supabase: bool,
     /// The processes something reaches through its fault proxy
     /// (`${faults.processes.NAME.…}`): each gets one when it starts.
     #[serde(skip)]

@@ -11,7 +11,7 @@
 use crate::diag::Span;
 
 /// Names a reference may start with.
-pub const ROOTS: [&str; 10] = [
+pub const ROOTS: [&str; 11] = [
     "vars",
     "captures",
     "stack",
@@ -22,6 +22,17 @@ pub const ROOTS: [&str; 10] = [
     "processes",
     "fake",
     "cloud_run",
+    "supabase",
+];
+
+/// Fields under `${supabase.…}`: the scenario's Supabase emulator.
+pub const SUPABASE_FIELDS: [&str; 6] = [
+    "url",
+    "anon_key",
+    "publishable_key",
+    "service_role_key",
+    "secret_key",
+    "jwt_secret",
 ];
 
 /// Fields under `${scenario.…}`.

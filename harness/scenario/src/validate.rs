@@ -311,6 +311,22 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
                 .help("write `${mocks.NAME.url}` where the value is used"),
         ),
         "cloud_run" => check_cloud_run_ref(s, u, problems),
+        "supabase" => {
+            let field = first.unwrap_or_default();
+            if r.path.len() != 1 || !crate::template::SUPABASE_FIELDS.contains(&field) {
+                let mut p = err(format!("`${{supabase.{}}}` is not a field of the Supabase emulator", r.path.join(".")));
+                p = match did_you_mean(field, crate::template::SUPABASE_FIELDS) {
+                    Some(c) => p.help(format!("did you mean `{c}`?")),
+                    None => p.help(format!("fields: {}", crate::template::SUPABASE_FIELDS.join(", "))),
+                };
+                problems.push(p);
+            } else if !s.stack.is_empty() && !s.stack.contains(&Service::Postgres) {
+                problems.push(
+                    err("the Supabase emulator serves the scenario's Postgres database".into())
+                        .help("add `postgres` to the scenario's `stack`"),
+                );
+            }
+        }
         "mocks" => match first {
             Some(name) if s.mocks.iter().any(|m| m.name == name) => {
                 if r.path.get(1).map(String::as_str) != Some("url") || r.path.len() != 2 {

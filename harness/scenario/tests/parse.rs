@@ -324,6 +324,34 @@ fn a_pgbackrest_backup_takes_a_type_only_pgbackrest_takes_and_runs_its_scenario_
 }
 
 #[test]
+fn supabase_references_name_the_emulators_fields_and_start_it() {
+    let s = parse(
+        "t.yaml",
+        "name: s\nstack: [postgres]\nsteps:\n  - http: { url: \"${supabase.url}/rest/v1/notes\", headers: { apikey: \"${supabase.anon_key}\" } }\n",
+    )
+    .expect("a scenario through the emulator");
+    assert!(s.uses_supabase);
+    let s = parse(
+        "t.yaml",
+        "name: s\nsteps:\n  - http: { url: \"http://127.0.0.1:1/\" }\n",
+    )
+    .expect("a scenario without it");
+    assert!(!s.uses_supabase);
+    let p = problems(
+        "name: s\nstack: [postgres]\nsteps:\n  - http: { url: \"${supabase.anon_kye}\" }\n",
+    );
+    assert!(
+        p.contains("t.yaml:4:") && p.contains("did you mean `anon_key`?"),
+        "{p}"
+    );
+    let p = problems("name: s\nstack: [s3]\nsteps:\n  - http: { url: \"${supabase.url}\" }\n");
+    assert!(
+        p.contains("add `postgres` to the scenario's `stack`"),
+        "{p}"
+    );
+}
+
+#[test]
 fn a_disaster_that_kills_or_corrupts_the_server_runs_its_scenario_alone() {
     let s = parse(
         "t.yaml",

@@ -107,6 +107,8 @@ pub struct Ctx {
     /// The scenario's Cloud Run emulator, started by its first `deploy`, `traffic` or
     /// `rollback` step and stopped with its processes.
     pub cloud_run: Option<Arc<crate::emulators::cloud_run::CloudRun>>,
+    /// The scenario's Supabase emulator, over its database, when it refers to `${supabase.…}`.
+    pub supabase: Option<Arc<crate::emulators::supabase::Supabase>>,
     /// The scenario's restore drill: its backups, writer, disaster and restore.
     pub drill: crate::drills::Drill,
     pub seed: u64,
@@ -149,6 +151,7 @@ impl Ctx {
             running: Vec::new(),
             process_faults: Arc::default(),
             cloud_run: None,
+            supabase: None,
             drill: crate::drills::Drill::default(),
             seed,
             update_snapshots,
@@ -253,6 +256,33 @@ impl Ctx {
         })
     }
 
+    /// Starts the scenario's Supabase emulator over its database; its keys are secrets of
+    /// the run (the publishable and anon keys are meant for browsers, but a report has no
+    /// use for them either).
+    pub async fn start_supabase(&mut self) -> Result<(), StepError> {
+        let pg = self.endpoints.postgres.clone().ok_or_else(|| {
+            StepError::error("`${supabase.…}`: the Supabase emulator needs the stack's Postgres")
+        })?;
+        let database = self
+            .iso
+            .database
+            .clone()
+            .ok_or_else(|| StepError::error("`${supabase.…}`: the scenario has no database"))?;
+        let s = crate::emulators::supabase::Supabase::start(crate::emulators::supabase::Config {
+            postgres: pg,
+            database,
+            port: 0,
+            auth: Default::default(),
+        })
+        .await
+        .map_err(|e| StepError::error(format!("start the Supabase emulator: {e}")))?;
+        for secret in s.keys().secrets() {
+            self.redactor.add(secret);
+        }
+        self.supabase = Some(Arc::new(s));
+        Ok(())
+    }
+
     /// The scenario's Cloud Run emulator, started on first use.
     pub async fn cloud_run(
         &mut self,
@@ -349,6 +379,27 @@ impl Ctx {
                     _ => doc,
                 };
                 (v, &[])
+            }
+            "supabase" => {
+                let s = self
+                    .supabase
+                    .as_ref()
+                    .ok_or_else(|| missing("the Supabase emulator is not running".into()))?;
+                let k = s.keys();
+                let v = match first.as_str() {
+                    "url" => s.url(),
+                    "anon_key" => k.anon.expose().to_owned(),
+                    "publishable_key" => k.publishable.expose().to_owned(),
+                    "service_role_key" => k.service_role.expose().to_owned(),
+                    "secret_key" => k.secret.expose().to_owned(),
+                    "jwt_secret" => k.jwt_secret().expose().to_owned(),
+                    other => {
+                        return Err(missing(format!(
+                            "`{other}` is not a field of the Supabase emulator"
+                        )));
+                    }
+                };
+                (Value::String(v), &[])
             }
             "scenario" => (
                 self.scenario_field(&first)

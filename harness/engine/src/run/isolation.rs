@@ -242,7 +242,13 @@ impl Shared {
             .collect();
         if let (Some(admin), Some(pg)) = (&self.admin, &self.endpoints.postgres) {
             let template = self
-                .template(admin, pg.connect_options(), &sql_fixtures, dir)
+                .template(
+                    admin,
+                    pg.connect_options(),
+                    &sql_fixtures,
+                    scenario.uses_supabase,
+                    dir,
+                )
                 .await?;
             let name = format!("h_{}", id.replace('-', "_"));
             sqlx::query(&format!(
@@ -332,18 +338,23 @@ impl Shared {
     }
 
     /// The template database for a set of SQL fixtures, made once (also across processes
-    /// sharing the stack, under an advisory lock).
+    /// sharing the stack, under an advisory lock). With `supabase`, Supabase's roles and
+    /// `auth` schema come first, so that fixtures can write policies on `auth.uid()`.
     async fn template(
         &self,
         admin: &PgPool,
         options: PgConnectOptions,
         files: &[&String],
+        supabase: bool,
         dir: &Path,
     ) -> Result<String, String> {
-        if files.is_empty() {
+        if files.is_empty() && !supabase {
             return Ok("template1".into());
         }
         let mut hasher = Sha256::new();
+        if supabase {
+            hasher.update(b"supabase\0");
+        }
         let mut scripts = Vec::new();
         for f in files {
             let path = dir.join(f);
@@ -400,6 +411,9 @@ impl Shared {
                 .connect_with(options.database(&name))
                 .await
                 .map_err(|e| e.to_string())?;
+            if supabase {
+                crate::emulators::supabase::schema::install(&pool).await?;
+            }
             for (path, text) in &scripts {
                 sqlx::raw_sql(text)
                     .execute(&pool)

@@ -127,7 +127,17 @@ impl ScenarioRun {
         let mut failed: Option<FailedStep> = None;
         let mut rollback_failures = Vec::new();
         let mut running_mocks = Vec::new();
-        match ctx.resolve_vars() {
+        if sc.uses_supabase
+            && let Err(e) = ctx.start_supabase().await
+        {
+            failed = Some(self.setup_failure(self.failure(&e, sc.span)));
+        }
+        match if failed.is_none() {
+            ctx.resolve_vars()
+        } else {
+            Ok(())
+        } {
+            Ok(()) if failed.is_some() => {}
             Ok(()) => match mocks::start(&mut ctx, &sc.mocks).await {
                 Ok(m) => running_mocks = m,
                 Err(e) => failed = Some(self.setup_failure(self.failure(&e, sc.span))),
@@ -328,6 +338,9 @@ impl ScenarioRun {
         // A drill's writer stops before the database goes; its backups go with the drill.
         ctx.drill.close().await;
         let drill = ctx.drill.report.take().map(Box::new);
+        if let Some(s) = ctx.supabase.take() {
+            s.shutdown().await;
+        }
         if let Some(c) = ctx.cloud_run.take() {
             c.shutdown().await;
             let dir = c.log_dir().to_path_buf();

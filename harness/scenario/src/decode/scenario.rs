@@ -86,6 +86,7 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
         code_refs: std::mem::take(&mut cx.code_refs),
         captures_used: BTreeMap::new(),
         fault_targets: Default::default(),
+        uses_supabase: false,
         fault_processes: Default::default(),
         fault_mocks: Default::default(),
     })

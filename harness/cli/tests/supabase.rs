@@ -1,0 +1,267 @@
+//! `harness emulate supabase` driven by the official Python client (supabase-py), and the
+//! security properties a Supabase project relies on, checked over HTTP: tokens that are
+//! expired, unsigned, wrongly signed or of a role no request may take are refused; a reused
+//! refresh token revokes its session; injection attempts in filters and names are inert;
+//! row-level security is Postgres's.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+};
+
+use base64::Engine;
+use common::harness;
+use serde_json::{Value, json};
+
+/// The emulator as a child process; stopped (SIGINT) when dropped.
+struct Emulator {
+    child: Child,
+    info: Value,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> Emulator {
+    let mut child = harness()
+        .args(["emulate", "supabase", "--json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("harness emulate supabase");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the emulator's first line");
+    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    Emulator { child, info }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new(harness_engine::runtimes::postgres_bin_dir().join("psql"))
+        .args([url, "-qtAX", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const NOTES: &str = "CREATE TABLE notes (id bigserial PRIMARY KEY, \
+    owner uuid NOT NULL DEFAULT auth.uid() REFERENCES auth.users (id) ON DELETE CASCADE, \
+    body text NOT NULL, score int); \
+    ALTER TABLE notes ENABLE ROW LEVEL SECURITY; \
+    CREATE POLICY own_select ON notes FOR SELECT TO authenticated USING (owner = auth.uid()); \
+    CREATE POLICY own_insert ON notes FOR INSERT TO authenticated WITH CHECK (owner = auth.uid()); \
+    CREATE POLICY own_update ON notes FOR UPDATE TO authenticated USING (owner = auth.uid()) WITH CHECK (owner = auth.uid()); \
+    CREATE POLICY own_delete ON notes FOR DELETE TO authenticated USING (owner = auth.uid()); \
+    CREATE FUNCTION my_note_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM notes $$;";
+
+#[test]
+fn supabase_py_signs_up_signs_in_refreshes_and_reads_only_its_own_rows() {
+    let e = start(&[]);
+    let s = |k: &str| e.info[k].as_str().expect(k).to_owned();
+    psql(&s("database_url"), NOTES);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/supabase/py_client.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .env("SUPABASE_URL", s("url"))
+        .env("SUPABASE_ANON_KEY", s("anon_key"))
+        .env("SUPABASE_PUBLISHABLE_KEY", s("publishable_key"))
+        .env("SUPABASE_SERVICE_ROLE_KEY", s("service_role_key"))
+        .env("SUPABASE_SECRET_KEY", s("secret_key"))
+        .output()
+        .expect("python3");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "supabase-py: {stdout}\n{stderr}");
+    let n: usize = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("ok "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 31, "every check ran: {stdout}");
+}
+
+fn b64(v: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+}
+
+#[test]
+fn tokens_that_are_expired_unsigned_forged_or_of_another_role_are_refused_and_injection_is_inert() {
+    let e = start(&["--refresh-reuse-interval", "0"]);
+    let s = |k: &str| e.info[k].as_str().expect(k).to_owned();
+    let (url, anon, secret) = (s("url"), s("anon_key"), s("jwt_secret"));
+    psql(&s("database_url"), NOTES);
+    let http = reqwest::blocking::Client::new();
+    let now = chrono_now();
+    let rest = |token: Option<&str>, query: &str| {
+        let mut r = http
+            .get(format!("{url}/rest/v1/notes?{query}"))
+            .header("apikey", &anon);
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = r.send().expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().unwrap_or(Value::Null))
+    };
+    let sign =
+        |claims: Value| harness_engine::emulators::supabase::keys::sign(secret.as_bytes(), &claims);
+
+    // No key, a key that is not the project's.
+    let r = http
+        .get(format!("{url}/rest/v1/notes"))
+        .send()
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        r.json::<Value>().expect("json")["message"],
+        "No API key found in request"
+    );
+    let r = http
+        .get(format!("{url}/rest/v1/notes"))
+        .header("apikey", "sb_publishable_not-this-project")
+        .send()
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        r.json::<Value>().expect("json")["message"],
+        "Invalid API key"
+    );
+
+    // A valid token of the project reads (nothing, under RLS): the baseline.
+    let user = json!({"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated", "aud": "authenticated", "exp": now + 600});
+    assert_eq!(
+        rest(Some(&sign(user.clone())), "select=id"),
+        (200, json!([]))
+    );
+    // Expired.
+    let mut expired = user.clone();
+    expired["exp"] = json!(now - 10);
+    let (status, body) = rest(Some(&sign(expired)), "select=id");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("PGRST303")),
+        "{body}"
+    );
+    // Wrongly signed, and a payload changed after signing.
+    let wrong = harness_engine::emulators::supabase::keys::sign(
+        b"not-the-project-secret-at-all-32-bytes",
+        &user,
+    );
+    assert_eq!(rest(Some(&wrong), "select=id").1["code"], "PGRST301");
+    let good = sign(user.clone());
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut admin = user.clone();
+    admin["role"] = json!("service_role");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(admin.to_string().as_bytes()),
+        parts[2]
+    );
+    assert_eq!(rest(Some(&forged), "select=id").0, 401);
+    // alg none, unsigned.
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(admin.to_string().as_bytes())
+    );
+    assert_eq!(rest(Some(&none), "select=id").0, 401);
+    // A role no request may take.
+    let mut superuser = user.clone();
+    superuser["role"] = json!("postgres");
+    assert_eq!(rest(Some(&sign(superuser)), "select=id").0, 401);
+
+    // Injection attempts: parse errors or inert values; the table stays.
+    for q in [
+        "select=id);DROP TABLE notes;--",
+        "id=eq.1;DROP TABLE notes",
+        "body=eq.'; DROP TABLE notes; --",
+        "order=id;DROP TABLE notes",
+        "select=\"id\"\"; DROP TABLE notes; --\"",
+        "or=(id.eq.1)OR(1=1)",
+        "body=in.(a'),(DROP TABLE notes",
+        "score=gt.1 OR 1=1",
+    ] {
+        let (status, body) = rest(Some(&sign(user.clone())), q);
+        assert!(
+            (400..500).contains(&status) || body == json!([]),
+            "{q}: {status} {body}"
+        );
+    }
+    let service = sign(json!({"role": "service_role", "exp": now + 600}));
+    assert_eq!(
+        rest(Some(&service), "select=id"),
+        (200, json!([])),
+        "the table is still there"
+    );
+
+    // Refresh-token reuse (no reuse interval here): the spent token is refused and the
+    // session's family revoked, so its current token is refused too.
+    let auth = |path: &str, body: Value| {
+        let r = http
+            .post(format!("{url}/auth/v1/{path}"))
+            .header("apikey", &anon)
+            .json(&body)
+            .send()
+            .expect("auth request");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let (status, session) = auth(
+        "signup",
+        json!({"email": "reuse@example.com", "password": "reuse-password"}),
+    );
+    assert_eq!(status, 200, "{session}");
+    let first = session["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    let (status, next) = auth(
+        "token?grant_type=refresh_token",
+        json!({"refresh_token": first}),
+    );
+    assert_eq!(status, 200, "{next}");
+    let second = next["refresh_token"].as_str().expect("rotated").to_owned();
+    assert_ne!(first, second);
+    let (status, body) = auth(
+        "token?grant_type=refresh_token",
+        json!({"refresh_token": first}),
+    );
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (400, Some("refresh_token_already_used")),
+        "{body}"
+    );
+    let (status, body) = auth(
+        "token?grant_type=refresh_token",
+        json!({"refresh_token": second}),
+    );
+    assert_eq!(status, 400, "the revoked family's current token: {body}");
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

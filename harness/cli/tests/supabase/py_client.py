@@ -1,0 +1,154 @@
+"""supabase-py against `harness emulate supabase`: auth, REST and row-level security.
+
+Run by harness/cli/tests/supabase.rs with SUPABASE_URL, SUPABASE_ANON_KEY,
+SUPABASE_PUBLISHABLE_KEY, SUPABASE_SERVICE_ROLE_KEY and SUPABASE_SECRET_KEY set, after the
+test created the `notes` table and its policies. Every check is an assert; the last line
+printed is `ok N` with the number of checks that held.
+"""
+
+import os
+import uuid
+
+from supabase import create_client
+from supabase_auth.errors import AuthApiError, AuthWeakPasswordError
+from postgrest.exceptions import APIError
+
+URL = os.environ["SUPABASE_URL"]
+ANON = os.environ["SUPABASE_ANON_KEY"]
+PUBLISHABLE = os.environ["SUPABASE_PUBLISHABLE_KEY"]
+SERVICE = os.environ["SUPABASE_SERVICE_ROLE_KEY"]
+SECRET = os.environ["SUPABASE_SECRET_KEY"]
+
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    assert cond, what
+    checks += 1
+
+
+def client(key=ANON):
+    return create_client(URL, key)
+
+
+suffix = uuid.uuid4().hex[:8]
+ada_email, bob_email = f"ada-{suffix}@example.com", f"bob-{suffix}@example.com"
+
+# Sign up: with confirmations off, a session comes back at once.
+ada = client()
+res = ada.auth.sign_up({"email": ada_email, "password": "ada-password-1", "options": {"data": {"name": "Ada"}}})
+check(res.session is not None and res.user.email == ada_email, "sign-up returns a session")
+check(res.user.user_metadata.get("name") == "Ada", "sign-up keeps the user metadata")
+ada_id = res.user.id
+
+# A second sign-up with the same email is refused as GoTrue refuses it.
+try:
+    client().auth.sign_up({"email": ada_email, "password": "another-password"})
+    check(False, "a taken email is refused")
+except AuthApiError as e:
+    check(e.code == "user_already_exists", f"taken email: {e.code} {e}")
+
+# A weak password.
+try:
+    client().auth.sign_up({"email": f"weak-{suffix}@example.com", "password": "123"})
+    check(False, "a weak password is refused")
+except AuthWeakPasswordError as e:
+    check(e.reasons == ["length"], f"weak password: {e.reasons}")
+
+bob = client(PUBLISHABLE)
+bob.auth.sign_up({"email": bob_email, "password": "bob-password-1"})
+bob.auth.sign_out()
+res = bob.auth.sign_in_with_password({"email": bob_email, "password": "bob-password-1"})
+check(res.user.email == bob_email and res.session.access_token, "password sign-in")
+try:
+    client().auth.sign_in_with_password({"email": bob_email, "password": "wrong"})
+    check(False, "a wrong password is refused")
+except AuthApiError as e:
+    check(e.code == "invalid_credentials" and e.status == 400, f"wrong password: {e.code} {e.status}")
+
+# get_user / update_user.
+user = ada.auth.get_user().user
+check(user.id == ada_id, "get_user is the signed-in user")
+user = ada.auth.update_user({"data": {"team": "engines"}}).user
+check(user.user_metadata == {"name": "Ada", "team": "engines"}, f"update_user merges: {user.user_metadata}")
+
+# Refresh: a new access token and a rotated refresh token.
+before = ada.auth.get_session()
+after = ada.auth.refresh_session()
+check(after.session.refresh_token != before.refresh_token, "the refresh token rotates")
+check(ada.auth.get_user().user.id == ada_id, "the refreshed session works")
+
+# REST as each user: inserts, reads under RLS.
+ada.table("notes").insert([{"body": "ada's first", "score": 3}, {"body": "ada's second", "score": 9}]).execute()
+bob.table("notes").insert({"body": "bob's only", "score": 5}).execute()
+mine = ada.table("notes").select("body, score").order("score", desc=True).execute().data
+check([n["body"] for n in mine] == ["ada's second", "ada's first"], f"ada reads her own notes, ordered: {mine}")
+check(len(bob.table("notes").select("*").execute().data) == 1, "bob reads only his note")
+check(bob.table("notes").select("*").eq("body", "ada's first").execute().data == [], "bob cannot find ada's note")
+# Bob cannot change or delete Ada's rows: RLS filters them out.
+changed = bob.table("notes").update({"body": "hacked"}).eq("body", "ada's first").execute().data
+check(changed == [], "bob's update of ada's note changes nothing")
+bob.table("notes").delete().eq("body", "ada's second").execute()
+check(len(ada.table("notes").select("id").execute().data) == 2, "bob's delete of ada's note deletes nothing")
+# Bob cannot insert a note as Ada: the policy's check refuses it.
+try:
+    bob.table("notes").insert({"body": "forged", "owner": ada_id}).execute()
+    check(False, "a row for another user is refused")
+except APIError as e:
+    check(e.code == "42501", f"RLS refuses the forged row: {e.code} {e.message}")
+
+# Anonymous callers see nothing of the users' notes.
+check(client().table("notes").select("*").execute().data == [], "anon reads no note")
+# The service role bypasses RLS.
+all_notes = client(SERVICE).table("notes").select("*", count="exact").execute()
+check(all_notes.count == 3 and len(all_notes.data) == 3, f"service_role sees every note: {all_notes.count}")
+check(client(SECRET).table("notes").select("id", count="exact").execute().count == 3, "the secret key is service_role too")
+
+# Filters, ranges, counts, single.
+r = ada.table("notes").select("body", count="exact").gt("score", 4).execute()
+check(r.count == 1 and r.data == [{"body": "ada's second"}], f"gt with count: {r.count} {r.data}")
+r = ada.table("notes").select("score").in_("score", [3, 9]).order("score").range(0, 0).execute()
+check(r.data == [{"score": 3}], f"in, order and range: {r.data}")
+r = ada.table("notes").select("body").ilike("body", "%SECOND%").single().execute()
+check(r.data == {"body": "ada's second"}, f"ilike and single: {r.data}")
+r = ada.table("notes").select("body").or_("score.lt.4,body.eq.nothing").execute()
+check(r.data == [{"body": "ada's first"}], f"or: {r.data}")
+
+# Upsert on the primary key, and an RPC.
+row = ada.table("notes").select("id").eq("score", 3).single().execute().data
+ada.table("notes").upsert({"id": row["id"], "body": "ada's first, edited", "score": 4}).execute()
+check(ada.table("notes").select("body").eq("id", row["id"]).single().execute().data["body"] == "ada's first, edited", "upsert updates")
+check(ada.rpc("my_note_count", {}).execute().data == 2, "rpc runs as the user")
+
+# Bad requests get PostgREST's errors.
+try:
+    ada.table("no_such_table").select("*").execute()
+    check(False, "an unknown table is an error")
+except APIError as e:
+    check(e.code == "PGRST205", f"unknown table: {e.code}")
+try:
+    ada.table("notes").select("nope").execute()
+    check(False, "an unknown column is an error")
+except APIError as e:
+    check(e.code == "42703", f"unknown column: {e.code}")
+
+# Sign out: the old access token no longer reaches the user.
+token = ada.auth.get_session().access_token
+ada.auth.sign_out()
+try:
+    client().auth.get_user(token)
+    check(False, "a signed-out session's token is refused")
+except AuthApiError as e:
+    check(e.status in (401, 403), f"signed out: {e.status}")
+
+# Admin: list, get, delete.
+admin = client(SERVICE).auth.admin
+users = admin.list_users()
+check({ada_email, bob_email} <= {u.email for u in users}, "admin lists the users")
+check(admin.get_user_by_id(ada_id).user.email == ada_email, "admin gets a user")
+created = admin.create_user({"email": f"carol-{suffix}@example.com", "password": "carol-password", "email_confirm": True})
+admin.delete_user(created.user.id)
+check(f"carol-{suffix}@example.com" not in {u.email for u in admin.list_users()}, "admin deletes a user")
+
+print(f"ok {checks}")

@@ -1,0 +1,243 @@
+//! The project's keys and JWTs: the legacy `anon` and `service_role` keys (HS256 JWTs signed
+//! with the project's JWT secret, as Supabase issues them), the newer publishable and secret
+//! keys (`sb_publishable_…`, `sb_secret_…`), and the user access tokens Auth issues. All are
+//! random per emulator (per run); none is ever printed in a report.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::secret::Secret;
+
+/// The database roles a request may take, as Supabase's gateway and PostgREST allow them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Anon,
+    Authenticated,
+    ServiceRole,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Anon => "anon",
+            Role::Authenticated => "authenticated",
+            Role::ServiceRole => "service_role",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Role> {
+        match name {
+            "anon" => Some(Role::Anon),
+            "authenticated" => Some(Role::Authenticated),
+            "service_role" => Some(Role::ServiceRole),
+            _ => None,
+        }
+    }
+}
+
+/// Why a token was refused, worded as PostgREST words it (`PGRST301`, `PGRST303`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not three base64url parts of JSON.
+    Malformed(String),
+    /// `alg` is not HS256 (`none` included).
+    Algorithm(String),
+    /// The signature does not match the project's secret.
+    Signature,
+    Expired,
+    /// `aud` is not what the surface accepts.
+    Audience(String),
+}
+
+impl TokenError {
+    pub fn message(&self) -> String {
+        match self {
+            TokenError::Malformed(why) => format!("JWSError (CompactDecodeError {why})"),
+            TokenError::Algorithm(alg) => {
+                format!("JWSError (JWSInvalidAlgorithm: {alg} is not the project's HS256)")
+            }
+            TokenError::Signature => "JWSError JWSInvalidSignature".into(),
+            TokenError::Expired => "JWT expired".into(),
+            TokenError::Audience(aud) => format!("JWT claim 'aud' {aud} is not accepted"),
+        }
+    }
+
+    /// PostgREST's code for it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::Expired => "PGRST303",
+            _ => "PGRST301",
+        }
+    }
+}
+
+/// The project's signing secret and API keys.
+#[derive(Clone)]
+pub struct Keys {
+    jwt_secret: Secret,
+    pub anon: Secret,
+    pub service_role: Secret,
+    pub publishable: Secret,
+    pub secret: Secret,
+    /// The `iss` of the tokens Auth issues (`{url}/auth/v1`).
+    pub issuer: String,
+}
+
+fn hmac(secret: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// An HS256 JWT of `claims`.
+pub fn sign(secret: &[u8], claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let input = format!("{header}.{payload}");
+    let sig = URL_SAFE_NO_PAD.encode(hmac(secret, input.as_bytes()));
+    format!("{input}.{sig}")
+}
+
+/// Checks an HS256 JWT's signature and expiry, and returns its claims.
+pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<Value, TokenError> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, payload, sig] = parts[..] else {
+        return Err(TokenError::Malformed(format!(
+            "{} parts instead of 3",
+            parts.len()
+        )));
+    };
+    let decode = |part: &str, what: &str| -> Result<Value, TokenError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(part.trim_end_matches('='))
+            .map_err(|_| TokenError::Malformed(format!("the {what} is not base64url")))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|_| TokenError::Malformed(format!("the {what} is not JSON")))
+    };
+    let h = decode(header, "header")?;
+    let alg = h["alg"].as_str().unwrap_or("(none)");
+    if alg != "HS256" {
+        return Err(TokenError::Algorithm(alg.to_owned()));
+    }
+    let given = URL_SAFE_NO_PAD
+        .decode(sig)
+        .map_err(|_| TokenError::Signature)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(format!("{header}.{payload}").as_bytes());
+    mac.verify_slice(&given)
+        .map_err(|_| TokenError::Signature)?;
+    let claims = decode(payload, "payload")?;
+    if let Some(exp) = claims["exp"].as_i64()
+        && exp <= now
+    {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
+impl Keys {
+    /// Fresh random keys for a project served at `url`.
+    pub fn generate(url: &str) -> Keys {
+        let jwt_secret = Secret::random(40);
+        let now = chrono::Utc::now().timestamp();
+        let key = |role: &str| {
+            Secret::new(sign(
+                jwt_secret.expose().as_bytes(),
+                &json!({"iss": "supabase", "ref": "harness", "role": role, "iat": now, "exp": now + 10 * 365 * 86_400}),
+            ))
+        };
+        Keys {
+            anon: key("anon"),
+            service_role: key("service_role"),
+            publishable: Secret::new(format!("sb_publishable_{}", crate::secret::random_id(31))),
+            secret: Secret::new(format!("sb_secret_{}", crate::secret::random_id(31))),
+            issuer: format!("{url}/auth/v1"),
+            jwt_secret,
+        }
+    }
+
+    pub fn jwt_secret(&self) -> &Secret {
+        &self.jwt_secret
+    }
+
+    /// Signs claims with the project's secret.
+    pub fn sign(&self, claims: &Value) -> String {
+        sign(self.jwt_secret.expose().as_bytes(), claims)
+    }
+
+    /// Verifies a JWT signed with the project's secret.
+    pub fn verify(&self, token: &str) -> Result<Value, TokenError> {
+        verify(
+            self.jwt_secret.expose().as_bytes(),
+            token,
+            chrono::Utc::now().timestamp(),
+        )
+    }
+
+    /// The role an API key stands for, or `None` when it is none of the project's.
+    pub fn role_of_key(&self, key: &str) -> Option<Role> {
+        let eq = |s: &Secret| constant_eq(s.expose().as_bytes(), key.as_bytes());
+        if eq(&self.anon) || eq(&self.publishable) {
+            Some(Role::Anon)
+        } else if eq(&self.service_role) || eq(&self.secret) {
+            Some(Role::ServiceRole)
+        } else {
+            None
+        }
+    }
+
+    /// Every key and the JWT secret, for redaction.
+    pub fn secrets(&self) -> Vec<String> {
+        [
+            &self.jwt_secret,
+            &self.anon,
+            &self.service_role,
+            &self.publishable,
+            &self.secret,
+        ]
+        .iter()
+        .map(|s| s.expose().to_owned())
+        .collect()
+    }
+}
+
+/// Compares without stopping at the first difference.
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_signed_with_the_secret_verifies_and_nothing_else_does() {
+        let secret = b"super-secret-jwt-token-with-at-least-32-characters";
+        let t = sign(
+            secret,
+            &json!({"sub": "u1", "role": "authenticated", "exp": 2_000}),
+        );
+        assert_eq!(verify(secret, &t, 1_000).expect("valid")["sub"], "u1");
+        assert_eq!(verify(secret, &t, 2_000), Err(TokenError::Expired));
+        assert_eq!(verify(b"another", &t, 1_000), Err(TokenError::Signature));
+        // alg none, and a token whose payload was changed after signing.
+        let (h, rest) = t.split_once('.').expect("parts");
+        let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        assert!(matches!(
+            verify(secret, &format!("{none}.{rest}"), 1_000),
+            Err(TokenError::Algorithm(a)) if a == "none"
+        ));
+        let (_, sig) = rest.split_once('.').expect("parts");
+        let forged = URL_SAFE_NO_PAD.encode(br#"{"sub":"u1","role":"service_role","exp":2000}"#);
+        assert_eq!(
+            verify(secret, &format!("{h}.{forged}.{sig}"), 1_000),
+            Err(TokenError::Signature)
+        );
+        assert!(matches!(
+            verify(secret, "a.b", 1_000),
+            Err(TokenError::Malformed(_))
+        ));
+    }
+}
