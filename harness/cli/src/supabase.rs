@@ -1,5 +1,6 @@
-//! `harness emulate supabase`: a Postgres of its own (the native provider) with Supabase's
-//! gateway in front of it, until Ctrl-C; then both stop and nothing is left.
+//! `harness emulate supabase`: a Postgres and an object store of its own (the native
+//! provider) with Supabase's gateway in front of them, until Ctrl-C; then everything stops
+//! and nothing is left.
 
 use harness_engine::{
     Error,
@@ -28,6 +29,7 @@ pub async fn emulate(a: SupabaseArgs) -> Result<(), Error> {
     let stack = Stack::builder()
         .progress(crate::progress())
         .service(ServiceKind::Postgres)
+        .service(ServiceKind::S3)
         .start()
         .await?;
     let pg = stack
@@ -43,6 +45,11 @@ pub async fn emulate(a: SupabaseArgs) -> Result<(), Error> {
             reuse_interval: std::time::Duration::from_secs(a.refresh_reuse_interval),
             ..supabase::auth::Settings::default()
         },
+        storage: stack
+            .endpoints()
+            .s3
+            .clone()
+            .map(|s3| (s3, "supabase-storage".to_owned())),
     })
     .await;
     let emulator = match started {

@@ -67,7 +67,15 @@ const NOTES: &str = "CREATE TABLE notes (id bigserial PRIMARY KEY, \
     CREATE POLICY own_insert ON notes FOR INSERT TO authenticated WITH CHECK (owner = auth.uid()); \
     CREATE POLICY own_update ON notes FOR UPDATE TO authenticated USING (owner = auth.uid()) WITH CHECK (owner = auth.uid()); \
     CREATE POLICY own_delete ON notes FOR DELETE TO authenticated USING (owner = auth.uid()); \
-    CREATE FUNCTION my_note_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM notes $$;";
+    CREATE FUNCTION my_note_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM notes $$; \
+    CREATE POLICY own_folder_read ON storage.objects FOR SELECT TO authenticated \
+        USING (bucket_id = 'avatars' AND (storage.foldername(name))[1] = auth.uid()::text); \
+    CREATE POLICY own_folder_write ON storage.objects FOR INSERT TO authenticated \
+        WITH CHECK (bucket_id = 'avatars' AND (storage.foldername(name))[1] = auth.uid()::text); \
+    CREATE POLICY own_folder_update ON storage.objects FOR UPDATE TO authenticated \
+        USING (bucket_id = 'avatars' AND (storage.foldername(name))[1] = auth.uid()::text); \
+    CREATE POLICY own_folder_delete ON storage.objects FOR DELETE TO authenticated \
+        USING (bucket_id = 'avatars' AND (storage.foldername(name))[1] = auth.uid()::text);";
 
 #[test]
 fn supabase_py_signs_up_signs_in_refreshes_and_reads_only_its_own_rows() {
@@ -96,7 +104,7 @@ fn supabase_py_signs_up_signs_in_refreshes_and_reads_only_its_own_rows() {
         .and_then(|l| l.strip_prefix("ok "))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    assert!(n >= 31, "every check ran: {stdout}");
+    assert!(n >= 51, "every check ran: {stdout}");
 }
 
 fn b64(v: &[u8]) -> String {
@@ -213,6 +221,46 @@ fn tokens_that_are_expired_unsigned_forged_or_of_another_role_are_refused_and_in
         (200, json!([])),
         "the table is still there"
     );
+
+    // Bad requests get PostgREST's and Storage's errors, never a 500.
+    let token = sign(user.clone());
+    for (q, status, code) in [
+        ("score=between.1.5", 400, "PGRST100"),
+        ("select=id&limit=ten", 400, "PGRST100"),
+        ("select=nope", 400, "42703"),
+        ("score=gt.not-a-number", 400, "22P02"),
+    ] {
+        let (got, body) = rest(Some(&token), q);
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{q}: {body}");
+    }
+    let r = http
+        .get(format!("{url}/rest/v1/notes"))
+        .header("apikey", &anon)
+        .header("range", "5-2")
+        .send()
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 416);
+    let r = http
+        .get(format!("{url}/rest/v1/no_such_table"))
+        .header("apikey", &anon)
+        .send()
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 404);
+    for (path, error) in [
+        ("object/avatars/a%2F..%2Fsecret", "InvalidKey"),
+        ("object/avatars//double", "InvalidKey"),
+        ("object/bad%20bucket/a.txt", "InvalidBucketName"),
+    ] {
+        let r = http
+            .post(format!("{url}/storage/v1/{path}"))
+            .header("apikey", &anon)
+            .body("x")
+            .send()
+            .expect("request");
+        let status = r.status().as_u16();
+        let body: Value = r.json().expect("json");
+        assert!(status == 400 && body["error"] == error, "{path}: {status} {body}");
+    }
 
     // Refresh-token reuse (no reuse interval here): the spent token is refused and the
     // session's family revoked, so its current token is refused too.

@@ -151,4 +151,59 @@ created = admin.create_user({"email": f"carol-{suffix}@example.com", "password":
 admin.delete_user(created.user.id)
 check(f"carol-{suffix}@example.com" not in {u.email for u in admin.list_users()}, "admin deletes a user")
 
+# Storage: buckets by the service role; objects under policies on storage.objects (each
+# user's own folder), bytes in the object store.
+import httpx
+from storage3.utils import StorageException
+
+service = client(SERVICE)
+service.storage.create_bucket("avatars", options={"public": False, "file_size_limit": 1024, "allowed_mime_types": ["text/plain", "image/png"]})
+service.storage.create_bucket("public-assets", options={"public": True})
+check({"avatars", "public-assets"} <= {b.name for b in service.storage.list_buckets()}, "buckets are listed")
+check(service.storage.get_bucket("avatars").file_size_limit == 1024, "a bucket keeps its limit")
+
+ada = client()
+ada.auth.sign_in_with_password({"email": ada_email, "password": "ada-password-1"})
+bob = client()
+bob.auth.sign_in_with_password({"email": bob_email, "password": "bob-password-1"})
+up = ada.storage.from_("avatars").upload(f"{ada_id}/hello.txt", b"hello ada", {"content-type": "text/plain"})
+check(up.full_path == f"avatars/{ada_id}/hello.txt", f"upload: {up}")
+check(ada.storage.from_("avatars").download(f"{ada_id}/hello.txt") == b"hello ada", "ada downloads her object")
+
+
+def refused(fn, what, statuses=("400", "403", "404", 400, 403, 404)):
+    try:
+        fn()
+        check(False, what)
+    except StorageException as e:
+        status = e.args[0].get("statusCode") if e.args and isinstance(e.args[0], dict) else getattr(e, "status", None)
+        check(status in statuses, f"{what}: {e!r}")
+
+
+refused(lambda: bob.storage.from_("avatars").download(f"{ada_id}/hello.txt"), "bob cannot download ada's object")
+refused(lambda: bob.storage.from_("avatars").upload(f"{ada_id}/evil.txt", b"x", {"content-type": "text/plain"}), "bob cannot write in ada's folder")
+check([o["name"] for o in ada.storage.from_("avatars").list(ada_id)] == ["hello.txt"], "ada lists her folder")
+check(bob.storage.from_("avatars").list(ada_id) == [], "bob lists nothing of ada's")
+refused(lambda: ada.storage.from_("avatars").upload(f"{ada_id}/big.txt", b"x" * 2048, {"content-type": "text/plain"}), "an oversized upload is refused", ("413", 413))
+refused(lambda: ada.storage.from_("avatars").upload(f"{ada_id}/doc.pdf", b"%PDF", {"content-type": "application/pdf"}), "a refused MIME type", ("415", 415))
+refused(lambda: ada.storage.from_("avatars").upload(f"{ada_id}/hello.txt", b"again", {"content-type": "text/plain"}), "an existing object without upsert", ("409", 409))
+ada.storage.from_("avatars").upload(f"{ada_id}/hello.txt", b"hello again", {"content-type": "text/plain", "upsert": "true"})
+ada.storage.from_("avatars").move(f"{ada_id}/hello.txt", f"{ada_id}/renamed.txt")
+check(ada.storage.from_("avatars").download(f"{ada_id}/renamed.txt") == b"hello again", "move, then download")
+ada.storage.from_("avatars").copy(f"{ada_id}/renamed.txt", f"{ada_id}/copy.txt")
+check(sorted(o["name"] for o in ada.storage.from_("avatars").list(ada_id)) == ["copy.txt", "renamed.txt"], "copy")
+signed = ada.storage.from_("avatars").create_signed_url(f"{ada_id}/renamed.txt", 60)
+check(httpx.get(signed["signedURL"]).content == b"hello again", "a signed URL downloads without a session")
+check(httpx.get(signed["signedURL"].replace("token=", "token=x")).status_code == 400, "a forged signed URL is refused")
+up_url = ada.storage.from_("avatars").create_signed_upload_url(f"{ada_id}/via-signed.txt")
+ada.storage.from_("avatars").upload_to_signed_url(f"{ada_id}/via-signed.txt", up_url["token"], b"signed upload", {"content-type": "text/plain"})
+check(ada.storage.from_("avatars").download(f"{ada_id}/via-signed.txt") == b"signed upload", "a signed upload")
+removed = ada.storage.from_("avatars").remove([f"{ada_id}/copy.txt", f"{ada_id}/via-signed.txt"])
+check(len(removed) == 2, f"remove: {removed}")
+check([o["name"] for o in ada.storage.from_("avatars").list(ada_id)] == ["renamed.txt"], "removed objects are gone")
+service.storage.from_("public-assets").upload("logo.txt", b"public bytes", {"content-type": "text/plain"})
+public_url = service.storage.from_("public-assets").get_public_url("logo.txt")
+check(httpx.get(public_url).content == b"public bytes", "a public bucket's object downloads by its public URL")
+refused(lambda: ada.storage.from_("no such bucket").list(), "an invalid bucket name")
+
 print(f"ok {checks}")

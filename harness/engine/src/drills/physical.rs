@@ -619,6 +619,7 @@ pub(super) async fn start_recovering(
                     "not yet accepting connections",
                     "is starting up",
                     "is shutting down",
+                    "is in recovery mode",
                 ]
                 .iter()
                 .any(|noise| l.contains(noise))

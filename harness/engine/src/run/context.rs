@@ -273,6 +273,8 @@ impl Ctx {
             database,
             port: 0,
             auth: Default::default(),
+            // Storage's bytes go to the scenario's bucket, when the stack has an object store.
+            storage: self.endpoints.s3.clone().zip(self.iso.bucket.clone()),
         })
         .await
         .map_err(|e| StepError::error(format!("start the Supabase emulator: {e}")))?;

@@ -1,5 +1,6 @@
-//! An emulator of Supabase's API gateway in front of the stack's real Postgres: Auth
-//! (`/auth/v1`, [`auth`]) and REST (`/rest/v1`, [`rest`], PostgREST's surface) on one
+//! An emulator of Supabase's API gateway in front of the stack's real Postgres and object
+//! store: Auth (`/auth/v1`, [`auth`]), REST (`/rest/v1`, [`rest`], PostgREST's surface) and
+//! Storage (`/storage/v1`, [`storage`], its objects' bytes in the object store) on one
 //! 127.0.0.1 port, with the project's keys ([`keys`]) and the roles, `auth` schema and
 //! functions Supabase puts in a database ([`schema`]). Row-level security is Postgres's own:
 //! each REST request runs as `anon`, `authenticated` or `service_role` with the caller's JWT
@@ -9,6 +10,7 @@ pub mod auth;
 pub mod keys;
 pub mod rest;
 pub mod schema;
+pub mod storage;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -35,6 +37,8 @@ pub struct Reply {
     pub body: Option<Value>,
     /// A body that is not JSON (CSV).
     pub text: Option<(String, String)>,
+    /// Bytes (a downloaded object), with their content type.
+    pub raw: Option<(String, Vec<u8>)>,
 }
 
 impl Reply {
@@ -44,6 +48,7 @@ impl Reply {
             headers: Vec::new(),
             body: Some(body),
             text: None,
+            raw: None,
         }
     }
 
@@ -52,9 +57,21 @@ impl Reply {
         self
     }
 
+    /// A body of raw bytes (a downloaded object).
+    pub fn bytes(status: StatusCode, content_type: &str, data: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: None,
+            text: None,
+            raw: Some((content_type.to_owned(), data)),
+        }
+    }
+
     pub fn without_body(mut self) -> Reply {
         self.body = None;
         self.text = None;
+        self.raw = None;
         self
     }
 
@@ -124,13 +141,14 @@ impl Reply {
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        let (ctype, body) = match (self.text, self.body) {
-            (Some((t, b)), _) => (Some(t), Body::from(b)),
-            (None, Some(v)) => (
+        let (ctype, body) = match (self.raw, self.text, self.body) {
+            (Some((t, b)), _, _) => (Some(t), Body::from(b)),
+            (None, Some((t, b)), _) => (Some(t), Body::from(b)),
+            (None, None, Some(v)) => (
                 Some("application/json; charset=utf-8".to_owned()),
                 Body::from(v.to_string()),
             ),
-            (None, None) => (None, Body::empty()),
+            (None, None, None) => (None, Body::empty()),
         };
         let mut r = Response::new(body);
         *r.status_mut() = self.status;
@@ -185,11 +203,15 @@ pub struct Config {
     /// The port on 127.0.0.1 (0: a free one).
     pub port: u16,
     pub auth: auth::Settings,
+    /// The object store and the bucket that holds Storage's bytes; without it, Storage
+    /// answers 404.
+    pub storage: Option<(crate::stack::S3Endpoint, String)>,
 }
 
 struct Shared {
     keys: Keys,
     auth: auth::Auth,
+    storage: Option<storage::Storage>,
     pool: sqlx::PgPool,
 }
 
@@ -217,7 +239,34 @@ impl Supabase {
             .local_addr()
             .map_err(|e| Error::io("read local address", e))?;
         let keys = Keys::generate(&format!("http://127.0.0.1:{}", addr.port()));
+        let storage = match &cfg.storage {
+            Some((endpoint, backing)) => {
+                let s3 = endpoint.client();
+                // The backing bucket: the scenario's (it exists), or one made for it.
+                if s3.head_bucket().bucket(backing).send().await.is_err() {
+                    s3.create_bucket()
+                        .bucket(backing)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            Error::Other(format!(
+                                "the Supabase emulator's storage bucket {backing}: {}",
+                                crate::run::stores::sdk_error(&e)
+                            ))
+                        })?;
+                }
+                Some(storage::Storage {
+                    pool: pool.clone(),
+                    keys: keys.clone(),
+                    s3,
+                    backing: backing.clone(),
+                    max_upload: 50 << 20,
+                })
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            storage,
             auth: auth::Auth {
                 pool: pool.clone(),
                 keys: keys.clone(),
@@ -285,6 +334,29 @@ async fn gateway(
     }
     let path = uri.path();
     let query = uri.query().unwrap_or("");
+    // What a browser fetches by URL alone: a public object, and a signed URL (its token
+    // is the credential), as Supabase's gateway lets them through without a key.
+    if let Some(rest_of) = path.strip_prefix("/storage/v1/")
+        && ((method == Method::GET || method == Method::HEAD)
+            && (rest_of.starts_with("object/public/") || rest_of.starts_with("object/sign/"))
+            || method == Method::PUT && rest_of.starts_with("object/upload/sign/"))
+        && headers.get("apikey").is_none()
+    {
+        let Some(storage) = &s.storage else {
+            return storage::error(
+                404,
+                "not_found",
+                "this emulator has no object store for Storage",
+            );
+        };
+        let anon = rest::Caller {
+            role: Role::Anon,
+            claims: json!({"role": "anon"}),
+        };
+        return storage
+            .serve(&method, rest_of, query, &headers, &body, anon)
+            .await;
+    }
     let key = headers
         .get("apikey")
         .and_then(|v| v.to_str().ok())
@@ -333,6 +405,24 @@ async fn gateway(
         return s
             .auth
             .serve(&method, rest, query, &headers, &body, role)
+            .await;
+    }
+    if let Some(rest_of) = path.strip_prefix("/storage/v1/") {
+        let Some(storage) = &s.storage else {
+            return storage::error(
+                404,
+                "not_found",
+                "this emulator has no object store for Storage",
+            );
+        };
+        let caller = match caller(&s.keys, key_role, bearer.as_deref()) {
+            Ok(c) => c,
+            Err(r) => {
+                return storage::error(r.status.as_u16(), "InvalidJWT", "invalid JWT");
+            }
+        };
+        return storage
+            .serve(&method, rest_of, query, &headers, &body, caller)
             .await;
     }
     if let Some(resource) = path.strip_prefix("/rest/v1") {
