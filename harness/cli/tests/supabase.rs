@@ -68,6 +68,11 @@ const NOTES: &str = "CREATE TABLE notes (id bigserial PRIMARY KEY, \
     CREATE POLICY own_update ON notes FOR UPDATE TO authenticated USING (owner = auth.uid()) WITH CHECK (owner = auth.uid()); \
     CREATE POLICY own_delete ON notes FOR DELETE TO authenticated USING (owner = auth.uid()); \
     CREATE FUNCTION my_note_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM notes $$; \
+    CREATE TABLE tags (id serial PRIMARY KEY, note_id bigint NOT NULL REFERENCES notes (id) ON DELETE CASCADE, label text NOT NULL); \
+    ALTER TABLE tags ENABLE ROW LEVEL SECURITY; \
+    CREATE POLICY tags_of_visible_notes ON tags FOR ALL TO authenticated \
+        USING (EXISTS (SELECT 1 FROM notes n WHERE n.id = note_id)) \
+        WITH CHECK (EXISTS (SELECT 1 FROM notes n WHERE n.id = note_id)); \
     CREATE POLICY own_folder_read ON storage.objects FOR SELECT TO authenticated \
         USING (bucket_id = 'avatars' AND (storage.foldername(name))[1] = auth.uid()::text); \
     CREATE POLICY own_folder_write ON storage.objects FOR INSERT TO authenticated \
@@ -105,6 +110,63 @@ fn supabase_py_signs_up_signs_in_refreshes_and_reads_only_its_own_rows() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(n >= 51, "every check ran: {stdout}");
+}
+
+/// Where `.ci/run` installs supabase-js (pinned) and ws.
+fn node_modules() -> std::path::PathBuf {
+    std::env::var_os("HARNESS_NODE_MODULES").map_or_else(
+        || {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/harness-ci/node/node_modules")
+        },
+        std::path::PathBuf::from,
+    )
+}
+
+#[test]
+fn supabase_js_signs_in_writes_and_reads_under_rls_and_uses_storage() {
+    let modules = node_modules();
+    assert!(
+        modules.join("@supabase/supabase-js").is_dir(),
+        "supabase-js is not installed in {}: run `.ci/run --setup-only`",
+        modules.display()
+    );
+    let e = start(&[]);
+    let s = |k: &str| e.info[k].as_str().expect(k).to_owned();
+    psql(&s("database_url"), NOTES);
+    psql(
+        &s("database_url"),
+        "CREATE POLICY js_folder_read ON storage.objects FOR SELECT TO authenticated \
+           USING (bucket_id = 'avatars-js' AND (storage.foldername(name))[1] = auth.uid()::text); \
+         CREATE POLICY js_folder_write ON storage.objects FOR INSERT TO authenticated \
+           WITH CHECK (bucket_id = 'avatars-js' AND (storage.foldername(name))[1] = auth.uid()::text); \
+         CREATE POLICY js_folder_update ON storage.objects FOR UPDATE TO authenticated \
+           USING (bucket_id = 'avatars-js' AND (storage.foldername(name))[1] = auth.uid()::text); \
+         CREATE POLICY js_folder_delete ON storage.objects FOR DELETE TO authenticated \
+           USING (bucket_id = 'avatars-js' AND (storage.foldername(name))[1] = auth.uid()::text);",
+    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/supabase/js_client.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .env("NODE_PATH", &modules)
+        .env("SUPABASE_URL", s("url"))
+        .env("SUPABASE_ANON_KEY", s("anon_key"))
+        .env("SUPABASE_SERVICE_ROLE_KEY", s("service_role_key"))
+        .output()
+        .expect("node");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "supabase-js: {stdout}\n{stderr}");
+    let n: usize = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("ok "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 30, "every check ran: {stdout}");
 }
 
 fn b64(v: &[u8]) -> String {
@@ -231,7 +293,11 @@ fn tokens_that_are_expired_unsigned_forged_or_of_another_role_are_refused_and_in
         ("score=gt.not-a-number", 400, "22P02"),
     ] {
         let (got, body) = rest(Some(&token), q);
-        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{q}: {body}");
+        assert_eq!(
+            (got, body["code"].as_str()),
+            (status, Some(code)),
+            "{q}: {body}"
+        );
     }
     let r = http
         .get(format!("{url}/rest/v1/notes"))
@@ -259,7 +325,10 @@ fn tokens_that_are_expired_unsigned_forged_or_of_another_role_are_refused_and_in
             .expect("request");
         let status = r.status().as_u16();
         let body: Value = r.json().expect("json");
-        assert!(status == 400 && body["error"] == error, "{path}: {status} {body}");
+        assert!(
+            status == 400 && body["error"] == error,
+            "{path}: {status} {body}"
+        );
     }
 
     // Refresh-token reuse (no reuse interval here): the spent token is refused and the

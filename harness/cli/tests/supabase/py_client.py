@@ -115,6 +115,22 @@ check(r.data == {"body": "ada's second"}, f"ilike and single: {r.data}")
 r = ada.table("notes").select("body").or_("score.lt.4,body.eq.nothing").execute()
 check(r.data == [{"body": "ada's first"}], f"or: {r.data}")
 
+# Embedded resources through the foreign key, both ways, and !inner; RLS applies inside.
+second = ada.table("notes").select("id").eq("score", 9).single().execute().data["id"]
+ada.table("tags").insert({"note_id": second, "label": "important"}).execute()
+r = ada.table("notes").select("body, tags(label)").order("score").execute()
+check(r.data == [{"body": "ada's first", "tags": []}, {"body": "ada's second", "tags": [{"label": "important"}]}], f"one-to-many embed: {r.data}")
+r = ada.table("tags").select("label, note:notes(body)").execute()
+check(r.data == [{"label": "important", "note": {"body": "ada's second"}}], f"many-to-one embed: {r.data}")
+r = ada.table("notes").select("body, tags!inner(label)").execute()
+check(r.data == [{"body": "ada's second", "tags": [{"label": "important"}]}], f"!inner embed: {r.data}")
+check(bob.table("tags").select("label").execute().data == [], "bob sees no tag of ada's notes")
+try:
+    ada.table("notes").select("body, nothing(x)").execute()
+    check(False, "an embed without a relationship is an error")
+except APIError as e:
+    check(e.code == "PGRST200", f"no relationship: {e.code}")
+
 # Upsert on the primary key, and an RPC.
 row = ada.table("notes").select("id").eq("score", 3).single().execute().data
 ada.table("notes").upsert({"id": row["id"], "body": "ada's first, edited", "score": 4}).execute()

@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use self::{
     query::{Item, Query},
-    sql::{BuildError, Builder, Param, Table},
+    sql::{BuildError, Builder, Embed, Param, Table},
 };
 use super::{Reply, keys::Role};
 use crate::run::stores::quote_ident;
@@ -129,6 +129,145 @@ async fn table(
         columns: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
         primary_key,
     }))
+}
+
+/// Each item's embedded resource, resolved through the foreign keys between `t` and it
+/// (in either direction; a hint names the constraint or a column of it).
+fn plan<'a>(
+    tx: &'a mut Transaction<'_, Postgres>,
+    t: &'a Table,
+    items: &'a [Item],
+) -> futures::future::BoxFuture<'a, Result<Vec<Option<Embed>>, Reply>> {
+    Box::pin(async move {
+        let mut out = Vec::new();
+        for item in items {
+            let Item::Embed {
+                name,
+                hint,
+                inner,
+                items: inner_items,
+                ..
+            } = item
+            else {
+                out.push(None);
+                continue;
+            };
+            let Some(other) = table(tx, name)
+                .await
+                .map_err(|e| db_error(e, Role::ServiceRole))?
+            else {
+                return Err(error(
+                    400,
+                    "PGRST200",
+                    &format!(
+                        "Could not find a relationship between '{}' and '{name}' in the schema cache",
+                        t.name
+                    ),
+                    None,
+                    Some(&format!("'{name}' is not a table of the schema")),
+                ));
+            };
+            let rows = sqlx::query(
+                "SELECT c.conname::text, (SELECT relname::text FROM pg_class WHERE oid = c.conrelid), \
+                 (SELECT relname::text FROM pg_class WHERE oid = c.confrelid), \
+                 array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i) \
+                       JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i), \
+                 array(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, i) \
+                       JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) \
+                 FROM pg_constraint c WHERE c.contype = 'f' AND \
+                 ((c.conrelid = to_regclass($1) AND c.confrelid = to_regclass($2)) OR \
+                  (c.conrelid = to_regclass($2) AND c.confrelid = to_regclass($1)))",
+            )
+            .bind(t.qualified())
+            .bind(other.qualified())
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| db_error(e, Role::ServiceRole))?;
+            // (constraint, one-to-many, join, the key's columns)
+            type Relation = (String, bool, Vec<(String, String)>, Vec<String>);
+            let mut rels: Vec<Relation> = Vec::new();
+            for r in &rows {
+                let (con, from, _to, from_cols, to_cols): (
+                    String,
+                    String,
+                    String,
+                    Vec<String>,
+                    Vec<String>,
+                ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+                if from == t.name {
+                    // Many-to-one: the outer rows hold the key.
+                    let on = to_cols
+                        .iter()
+                        .cloned()
+                        .zip(from_cols.iter().cloned())
+                        .collect();
+                    rels.push((con.clone(), false, on, from_cols.clone()));
+                }
+                if from == other.name && other.name != t.name {
+                    // One-to-many: the embedded rows hold the key.
+                    let on = from_cols
+                        .iter()
+                        .cloned()
+                        .zip(to_cols.iter().cloned())
+                        .collect();
+                    rels.push((con, true, on, from_cols));
+                }
+            }
+            if let Some(h) = hint {
+                rels.retain(|(con, _, _, cols)| con == h || cols.contains(h));
+            }
+            let (many, on) = match rels.len() {
+                0 => {
+                    return Err(error(
+                        400,
+                        "PGRST200",
+                        &format!(
+                            "Could not find a relationship between '{}' and '{name}' in the schema cache",
+                            t.name
+                        ),
+                        Some(&format!(
+                            "Searched for a foreign key relationship between '{}' and '{name}' in the schema 'public', but no matches were found.",
+                            t.name
+                        )),
+                        None,
+                    ));
+                }
+                1 => {
+                    let (_, many, on, _) = rels.remove(0);
+                    (many, on)
+                }
+                _ => {
+                    let names: Vec<&str> = rels.iter().map(|r| r.0.as_str()).collect();
+                    return Err(error(
+                        300,
+                        "PGRST201",
+                        &format!(
+                            "Could not embed because more than one relationship was found for '{}' and '{name}'",
+                            t.name
+                        ),
+                        Some(&format!("the foreign keys {}", names.join(", "))),
+                        Some(&format!(
+                            "Try changing '{name}' to one of: {}",
+                            names
+                                .iter()
+                                .map(|n| format!("'{name}!{n}'"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    ));
+                }
+            };
+            let children = plan(tx, &other, inner_items).await?;
+            out.push(Some(Embed {
+                table: other,
+                many,
+                on,
+                inner: *inner,
+                children,
+            }));
+        }
+        Ok(out)
+    })
 }
 
 /// The checked type names of `items`' casts (`::text`), in order.
@@ -363,9 +502,13 @@ async fn read(
     prefs: &[(String, String)],
 ) -> Result<Reply, Reply> {
     let casts = casts(tx, q.select.as_deref()).await?;
+    let embeds = plan(tx, t, q.select.as_deref().unwrap_or_default()).await?;
     let mut b = Builder::new(t);
-    let list = b.select_list(q.select.as_deref(), &casts)?;
-    let filters = b.filters(&q.filters)?;
+    let list = b.select_in(q.select.as_deref(), &casts, "_t", &embeds, 0)?;
+    let mut filters = b.filters(&q.filters)?;
+    for c in std::mem::take(&mut b.inner) {
+        filters = format!("{filters} AND {c}");
+    }
     let order = b.order(&q.order)?;
     let (mut offset, mut limit) = (q.offset.unwrap_or(0), q.limit);
     if let Some((from, count)) = range(headers)? {
@@ -380,7 +523,7 @@ async fn read(
         None => format!(" OFFSET {offset}"),
     };
     let statement = format!(
-        "SELECT coalesce(json_agg(_r), '[]'::json)::text FROM (SELECT {list} FROM {} WHERE {filters}{order}{page}) _r",
+        "SELECT coalesce(json_agg(_r), '[]'::json)::text FROM (SELECT {list} FROM {} AS _t WHERE {filters}{order}{page}) _r",
         t.qualified()
     );
     let text: String = bind_all(sqlx::query(&statement), &b.params)
@@ -542,7 +685,8 @@ async fn write(
             format!("DELETE FROM {} WHERE {filters} RETURNING *", t.qualified())
         }
     };
-    let list = b.select_list(q.select.as_deref(), &casts)?;
+    let embeds = plan(tx, t, q.select.as_deref().unwrap_or_default()).await?;
+    let list = b.select_in(q.select.as_deref(), &casts, "_w", &embeds, 0)?;
     let wrapped = format!(
         "WITH _w AS ({statement}) SELECT coalesce(json_agg(_r), '[]'::json)::text, (SELECT count(*) FROM _w) FROM (SELECT {list} FROM _w) _r"
     );

@@ -54,10 +54,26 @@ impl Table {
     }
 }
 
+/// A resource embedded through a foreign key, resolved against the catalog.
+#[derive(Clone, Debug)]
+pub struct Embed {
+    pub table: Table,
+    /// One-to-many (an array of rows) or many-to-one (one row or null).
+    pub many: bool,
+    /// The join: each embedded column and the outer column it equals.
+    pub on: Vec<(String, String)>,
+    /// `!inner`: an outer row without a related row is left out.
+    pub inner: bool,
+    /// The embedded items' own embeds, item by item.
+    pub children: Vec<Option<Embed>>,
+}
+
 /// Builds one statement's text and parameters.
 pub struct Builder<'t> {
     pub table: &'t Table,
     pub params: Vec<Param>,
+    /// Conditions on the outer rows that `!inner` embeds add.
+    pub inner: Vec<String>,
 }
 
 impl<'t> Builder<'t> {
@@ -65,6 +81,7 @@ impl<'t> Builder<'t> {
         Builder {
             table,
             params: Vec::new(),
+            inner: Vec::new(),
         }
     }
 
@@ -264,12 +281,25 @@ impl<'t> Builder<'t> {
         items: Option<&[Item]>,
         casts: &[Option<String>],
     ) -> Result<String, BuildError> {
+        self.select_in(items, casts, "", &[], 0)
+    }
+
+    /// The select list of rows of `self.table` reached as `alias`, with `embeds` resolved
+    /// item by item (`depth` names the nested aliases).
+    pub fn select_in(
+        &mut self,
+        items: Option<&[Item]>,
+        casts: &[Option<String>],
+        alias: &str,
+        embeds: &'t [Option<Embed>],
+        depth: usize,
+    ) -> Result<String, BuildError> {
         let Some(items) = items else {
             return Ok("*".into());
         };
         let mut out = Vec::new();
         let mut cast_i = 0;
-        for item in items {
+        for (i, item) in items.iter().enumerate() {
             match item {
                 Item::Star => out.push("*".to_owned()),
                 Item::Column { path, alias, cast } => {
@@ -285,18 +315,67 @@ impl<'t> Builder<'t> {
                     let name = alias.as_deref().unwrap_or(path.default_name());
                     out.push(format!("{expr} AS {}", quote_ident(name)));
                 }
-                Item::Embed { name, .. } => {
-                    return Err(BuildError {
-                        status: 400,
-                        code: "PGRST200".into(),
-                        message: format!(
-                            "Could not embed '{name}': the emulator does not embed resources through foreign keys yet"
-                        ),
-                        details: Some(
-                            "select the related table with its own request and a filter on the foreign key".into(),
-                        ),
-                        hint: None,
-                    });
+                Item::Embed {
+                    name,
+                    alias: as_name,
+                    items: inner_items,
+                    ..
+                } => {
+                    let Some(Some(e)) = embeds.get(i) else {
+                        return Err(BuildError {
+                            status: 400,
+                            code: "PGRST200".into(),
+                            message: format!(
+                                "Could not find a relationship between '{}' and '{name}' in the schema cache",
+                                self.table.name
+                            ),
+                            details: None,
+                            hint: None,
+                        });
+                    };
+                    let here = format!("_e{depth}");
+                    let outer = self.table;
+                    self.table = &e.table;
+                    let list =
+                        self.select_in(Some(inner_items), &[], &here, &e.children, depth + 1);
+                    self.table = outer;
+                    let list = list?;
+                    let on = |a: &str| {
+                        e.on.iter()
+                            .map(|(inner, o)| {
+                                let outer_col = if alias.is_empty() {
+                                    format!("{}.{}", self.table.qualified(), quote_ident(o))
+                                } else {
+                                    format!("{alias}.{}", quote_ident(o))
+                                };
+                                format!("{a}.{} = {outer_col}", quote_ident(inner))
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" AND ")
+                    };
+                    let from = e.table.qualified();
+                    let sub = if e.many {
+                        format!(
+                            "(SELECT coalesce(json_agg(_j), '[]'::json) FROM (SELECT {list} FROM {from} AS {here} WHERE {}) _j)",
+                            on(&here)
+                        )
+                    } else {
+                        format!(
+                            "(SELECT row_to_json(_j) FROM (SELECT {list} FROM {from} AS {here} WHERE {} LIMIT 1) _j)",
+                            on(&here)
+                        )
+                    };
+                    if e.inner {
+                        let x = format!("_x{depth}_{i}");
+                        self.inner.push(format!(
+                            "EXISTS (SELECT 1 FROM {from} AS {x} WHERE {})",
+                            on(&x)
+                        ));
+                    }
+                    out.push(format!(
+                        "{sub} AS {}",
+                        quote_ident(as_name.as_deref().unwrap_or(name))
+                    ));
                 }
             }
         }
