@@ -169,6 +169,46 @@ fn supabase_js_signs_in_writes_and_reads_under_rls_and_uses_storage() {
     assert!(n >= 30, "every check ran: {stdout}");
 }
 
+#[test]
+fn the_rest_surface_follows_the_live_schema_through_migrations() {
+    let e = start(&[]);
+    let s = |k: &str| e.info[k].as_str().expect(k).to_owned();
+    let (url, db) = (s("url"), s("database_url"));
+    let key = s("service_role_key");
+    let http = reqwest::blocking::Client::new();
+    let get = |q: &str| {
+        let r = http
+            .get(format!("{url}/rest/v1/{q}"))
+            .header("apikey", &key)
+            .header("authorization", format!("Bearer {key}"))
+            .send()
+            .expect("request");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(get("items?select=a").0, 404, "no table yet");
+    psql(
+        &db,
+        "CREATE TABLE items (a int); INSERT INTO items VALUES (1)",
+    );
+    assert_eq!(get("items?select=a"), (200, json!([{"a": 1}])));
+    psql(&db, "ALTER TABLE items ADD COLUMN b text DEFAULT 'x'");
+    assert_eq!(get("items?select=a,b"), (200, json!([{"a": 1, "b": "x"}])));
+    psql(
+        &db,
+        "DROP TABLE items; CREATE TABLE items (c int); INSERT INTO items VALUES (7)",
+    );
+    assert_eq!(get("items?select=c&c=eq.7"), (200, json!([{"c": 7}])));
+    let (status, body) = get("items?select=a");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("42703")),
+        "{body}"
+    );
+}
+
 fn b64(v: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
 }

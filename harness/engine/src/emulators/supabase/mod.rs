@@ -213,6 +213,7 @@ struct Shared {
     auth: auth::Auth,
     storage: Option<storage::Storage>,
     pool: sqlx::PgPool,
+    schema: rest::SchemaCache,
 }
 
 /// A running emulator.
@@ -239,6 +240,7 @@ impl Supabase {
             .local_addr()
             .map_err(|e| Error::io("read local address", e))?;
         let keys = Keys::generate(&format!("http://127.0.0.1:{}", addr.port()));
+        let closed = CancellationToken::new();
         let storage = match &cfg.storage {
             Some((endpoint, backing)) => {
                 let s3 = endpoint.client();
@@ -274,8 +276,33 @@ impl Supabase {
             },
             keys,
             pool,
+            schema: rest::SchemaCache::default(),
         });
-        let closed = CancellationToken::new();
+        // The schema cache empties when the database's schema changes.
+        let mut ddl = sqlx::postgres::PgListener::connect_with(&shared.pool)
+            .await
+            .map_err(|e| Error::Other(format!("the Supabase emulator's schema listener: {e}")))?;
+        ddl.listen("pgrst")
+            .await
+            .map_err(|e| Error::Other(format!("the Supabase emulator's schema listener: {e}")))?;
+        let watched = Arc::downgrade(&shared);
+        let stop_listening = closed.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    n = ddl.try_recv() => n,
+                    () = stop_listening.cancelled() => return,
+                };
+                let Some(shared) = watched.upgrade() else {
+                    return;
+                };
+                // A notification, or a lost connection (missed notifications): start over.
+                shared.schema.clear();
+                if next.is_err() {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        });
         let app = Router::new()
             .fallback(gateway)
             .with_state(Arc::clone(&shared));
@@ -431,7 +458,10 @@ async fn gateway(
             Err(r) => return r,
         };
         let resource = rest::query::decode(resource.trim_start_matches('/'));
-        return rest::serve(&s.pool, caller, method, &resource, query, &headers, &body).await;
+        return rest::serve(
+            &s.pool, &s.schema, caller, method, &resource, query, &headers, &body,
+        )
+        .await;
     }
     Reply::json(
         StatusCode::NOT_FOUND,

@@ -138,6 +138,24 @@ GRANT USAGE ON SCHEMA storage TO anon, authenticated, service_role;
 GRANT ALL ON storage.buckets, storage.objects TO anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION storage.foldername(text), storage.filename(text), storage.extension(text)
     TO anon, authenticated, service_role;
+CREATE SCHEMA IF NOT EXISTS extensions;
+CREATE OR REPLACE FUNCTION extensions.pgrst_ddl_watch() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NOTIFY pgrst, 'reload schema';
+END
+$$;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgrst_ddl_watch') THEN
+        CREATE EVENT TRIGGER pgrst_ddl_watch ON ddl_command_end
+            EXECUTE FUNCTION extensions.pgrst_ddl_watch();
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgrst_drop_watch') THEN
+        CREATE EVENT TRIGGER pgrst_drop_watch ON sql_drop
+            EXECUTE FUNCTION extensions.pgrst_ddl_watch();
+    END IF;
+END
+$$;
 GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION auth.jwt(), auth.uid(), auth.role(), auth.email()
     TO anon, authenticated, service_role;

@@ -399,9 +399,45 @@ async fn begin(
     Ok(tx)
 }
 
+/// The tables requests have used, as the catalog described them, until the schema changes:
+/// a DDL event trigger in the database (`extensions.pgrst_ddl_watch`, as Supabase installs
+/// it) notifies channel `pgrst`, and the emulator's listener empties the cache. A request
+/// that fails on a name the cached schema lacks is tried once more on a fresh one (the
+/// notification of a migration that just committed may still be on its way).
+#[derive(Default)]
+pub struct SchemaCache {
+    tables: std::sync::Mutex<std::collections::HashMap<String, Table>>,
+}
+
+impl SchemaCache {
+    pub fn clear(&self) {
+        self.tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    fn get(&self, name: &str) -> Option<Table> {
+        self.tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn put(&self, t: &Table) {
+        self.tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(t.name.clone(), t.clone());
+    }
+}
+
 /// Serves `/rest/v1/{table}` and `/rest/v1/rpc/{function}`.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     pool: &PgPool,
+    cache: &SchemaCache,
     caller: Caller,
     method: Method,
     resource: &str,
@@ -409,13 +445,37 @@ pub async fn serve(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Reply {
-    match serve_inner(pool, &caller, &method, resource, raw_query, headers, body).await {
+    let first = serve_inner(
+        pool,
+        Some(cache),
+        &caller,
+        &method,
+        resource,
+        raw_query,
+        headers,
+        body,
+    )
+    .await;
+    let stale = matches!(&first, Err(r) if r.body.as_ref().and_then(|b| b["code"].as_str())
+        .is_some_and(|c| matches!(c, "42703" | "PGRST204" | "PGRST200")));
+    let result = if stale {
+        cache.clear();
+        serve_inner(
+            pool, None, &caller, &method, resource, raw_query, headers, body,
+        )
+        .await
+    } else {
+        first
+    };
+    match result {
         Ok(r) | Err(r) => r,
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_inner(
     pool: &PgPool,
+    cache: Option<&SchemaCache>,
     caller: &Caller,
     method: &Method,
     resource: &str,
@@ -450,10 +510,20 @@ async fn serve_inner(
     let reply = if rpc {
         rpc::call(&mut tx, caller, method, name, &q, body, &prefs).await?
     } else {
-        let Some(t) = table(&mut tx, name)
-            .await
-            .map_err(|e| db_error(e, caller.role))?
-        else {
+        let cached = cache.and_then(|c| c.get(name));
+        let t = match cached {
+            Some(t) => Some(t),
+            None => {
+                let t = table(&mut tx, name)
+                    .await
+                    .map_err(|e| db_error(e, caller.role))?;
+                if let (Some(c), Some(t)) = (cache, &t) {
+                    c.put(t);
+                }
+                t
+            }
+        };
+        let Some(t) = t else {
             return Err(error(
                 404,
                 "PGRST205",
