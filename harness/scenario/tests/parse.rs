@@ -292,6 +292,14 @@ fn a_physical_restore_takes_a_recovery_target_and_the_logical_options_stay_logic
     );
     let p = problems("name: r\nsteps:\n  - backup: { postgres: { method: physicl } }\n");
     assert!(p.contains("did you mean `physical`?"), "{p}");
+    let p = problems(
+        "name: r\nsteps:\n  - restore: { postgres: { method: physical, into: instance } }\n",
+    );
+    assert!(p.contains("`into` goes with the `logical` method"), "{p}");
+    let p = problems(
+        "name: r\nsteps:\n  - restore: { postgres: { method: logical, into: instanse } }\n",
+    );
+    assert!(p.contains("did you mean `instance`?"), "{p}");
 }
 
 #[test]

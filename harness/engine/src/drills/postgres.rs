@@ -174,6 +174,19 @@ pub async fn backup(
         cmd.arg(format!("--exclude-table={t}"));
     }
     run_tool(cmd, "pg_dump").await?;
+    // The roles the objects belong to and are granted to, without their passwords, for a
+    // restore into a fresh instance (where they do not exist yet). A user that may not read
+    // the roles has none written, and such a restore then says which role is missing.
+    let mut globals = tool("pg_dumpall", pg, "postgres");
+    globals
+        .args([
+            "--globals-only",
+            "--no-role-passwords",
+            "--no-password",
+            "--file",
+        ])
+        .arg(globals_of(path));
+    let _ = run_tool(globals, "pg_dumpall").await;
     Ok(Backup {
         id: path
             .file_name()
@@ -189,6 +202,82 @@ pub async fn backup(
         replay: Vec::new(),
         finished: std::time::SystemTime::now(),
     })
+}
+
+/// Where a logical backup's roles are (`pg_dumpall --globals-only`).
+fn globals_of(path: &Path) -> std::path::PathBuf {
+    path.with_extension("globals.sql")
+}
+
+/// Restores a logical backup into a fresh, empty instance of Postgres started by `on` in
+/// `dir`: the backed-up server's roles first, then the database under its own name with
+/// `pg_restore -j`. The phases: provision (the folder and the instance), restore.
+pub async fn restore_into_instance(
+    backup: &Backup,
+    database: &str,
+    dir: &Path,
+    jobs: u64,
+    on: &super::Provider,
+    groups: Option<crate::stack::records::Groups>,
+) -> Result<(super::physical::Instance, Vec<(&'static str, Duration)>), String> {
+    let t = Instant::now();
+    let provisioned = super::physical::provision(dir, on)?;
+    let data = dir.join("data");
+    match &provisioned.native {
+        // A copy of the runtime's empty cluster, as the stack's own Postgres starts from.
+        Some((runtime, _)) => {
+            let (template, d, owner) = (
+                runtime.path(crate::runtimes::POSTGRES_TEMPLATE),
+                data.clone(),
+                provisioned.owner,
+            );
+            tokio::task::spawn_blocking(move || crate::fsutil::copy_tree(&template, &d, owner))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("copy the empty cluster: {e}"))?;
+        }
+        // The image makes its cluster on an empty folder.
+        None => {
+            std::fs::create_dir_all(&data)
+                .map_err(|e| format!("create {}: {e}", data.display()))?;
+            if let Some((uid, gid)) = provisioned.owner {
+                std::os::unix::fs::chown(&data, Some(uid), Some(gid))
+                    .map_err(|e| format!("chown {}: {e}", data.display()))?;
+            }
+        }
+    }
+    let instance =
+        super::physical::start_recovering(dir, "a fresh instance", on, provisioned, &[], groups)
+            .await?;
+    let provision = t.elapsed();
+    let t = Instant::now();
+    let globals = globals_of(&backup.path);
+    if globals.is_file() {
+        // Roles that exist already (the superuser) fail alone; the others are made.
+        let mut psql = tool("psql", &instance.endpoint, "postgres");
+        psql.args(["-q", "--no-password", "-f"]).arg(&globals);
+        let _ = run_tool(psql, "psql").await;
+    }
+    let admin = admin(&instance.endpoint).await?;
+    sqlx::query(&format!("CREATE DATABASE {}", quote(database)))
+        .execute(&admin)
+        .await
+        .map_err(|e| format!("create database {database} on the fresh instance: {e}"))?;
+    admin.close().await;
+    let mut cmd = tool("pg_restore", &instance.endpoint, database);
+    cmd.arg(format!("--jobs={jobs}"))
+        .args(["--no-password", "--exit-on-error"])
+        .arg(format!("--dbname={database}"))
+        .arg(&backup.path);
+    run_tool(cmd, "pg_restore").await?;
+    Ok((
+        instance,
+        vec![
+            ("provision", provision),
+            ("restore", t.elapsed()),
+            ("replay", Duration::ZERO),
+        ],
+    ))
 }
 
 /// Damages the database: `DROP TABLE` or `TRUNCATE`, with `CASCADE`.

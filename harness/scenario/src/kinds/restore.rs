@@ -44,10 +44,25 @@ pub struct PgRestore {
     /// Parallel jobs of `pg_restore` (default: the backup's; `logical` only).
     #[serde(default)]
     pub jobs: Option<u64>,
+    /// Where a logical backup is restored (`logical` only): `database` (the default), a
+    /// fresh database that takes the damaged one's place on the same server, so the
+    /// processes that hold its URL reach the restored data; or `instance`, a fresh instance
+    /// of Postgres started by the stack's provider (the backed-up server's roles first),
+    /// which the scenario's later steps reach.
+    #[serde(default)]
+    pub into: Option<RestoreInto>,
     /// Where the WAL replay stops (`physical` and `pgbackrest`): by default just before the drill's
     /// `disaster` step, or at the end of the WAL without one.
     #[serde(default)]
     pub target: Option<PitrTarget>,
+}
+
+/// Where a logical restore goes.
+#[derive(Clone, Copy, Debug, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreInto {
+    Database,
+    Instance,
 }
 
 /// The recovery target of a point-in-time restore.
@@ -162,8 +177,22 @@ impl Kind for Restore {
             let method = req(cx, &g, "method", what, pg_method);
             let jobs = opt(cx, &g, "jobs", pg_jobs);
             let target = opt(cx, &g, "target", pitr_target);
+            let into = opt(cx, &g, "into", |cx, n| match n.as_str() {
+                Some("database") => Some(RestoreInto::Database),
+                Some("instance") => Some(RestoreInto::Instance),
+                _ => {
+                    let mut p = Problem::new(n.span, "unknown restore destination")
+                        .label("not a destination");
+                    p = match n.as_str().and_then(|s| did_you_mean(s, ["database", "instance"])) {
+                        Some(s) => p.help(format!("did you mean `{s}`?")),
+                        None => p.help("`database` (a fresh database in the damaged one's place) or `instance` (a fresh instance of Postgres)"),
+                    };
+                    cx.push(p);
+                    None
+                }
+            });
             let method = method?;
-            logical_only(cx, &g, method, &["jobs"])?;
+            logical_only(cx, &g, method, &["jobs", "into"])?;
             if method == PgMethod::Logical
                 && let Some(t) = g.get("target")
             {
@@ -179,6 +208,7 @@ impl Kind for Restore {
             Some(PgRestore {
                 method,
                 jobs,
+                into,
                 target,
             })
         });

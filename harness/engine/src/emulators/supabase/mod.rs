@@ -227,8 +227,11 @@ impl Supabase {
     /// Installs Supabase's roles and `auth` schema into the database and serves the gateway
     /// on 127.0.0.1.
     pub async fn start(cfg: Config) -> Result<Supabase, Error> {
+        // No ping before each request's connection (PostgREST sends none either): a broken
+        // one fails its request and leaves the pool.
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            .test_before_acquire(false)
             .connect_with(cfg.postgres.connect_options().database(&cfg.database))
             .await
             .map_err(|e| Error::Other(format!("the Supabase emulator's database: {e}")))?;

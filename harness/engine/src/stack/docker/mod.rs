@@ -402,7 +402,8 @@ pub async fn image_of(run_id: &str, service: &str) -> Result<String, Error> {
 }
 
 /// Starts a container of `image` on the data directory already in `dir/data` (a restored
-/// base backup, owned by the image's postgres user), with `settings` added (`-c`), labelled
+/// base backup, owned by the image's postgres user; or an empty folder, which the image
+/// makes a cluster of), with `settings` added (`-c`), labelled
 /// with `run_id` (a run of scenarios) so that the reaper finds it. The restored cluster
 /// keeps its roles, so the container is reached with `password` (the backed-up server's).
 pub(crate) async fn start_postgres_from(
@@ -422,6 +423,13 @@ pub(crate) async fn start_postgres_from(
     )?;
     for s in settings {
         d.args.extend(["-c".to_owned(), s.clone()]);
+    }
+    // A restored cluster keeps its roles; an empty folder is made a cluster with the same
+    // password.
+    for (k, v) in &mut d.env {
+        if k == "POSTGRES_PASSWORD" {
+            *v = password.expose().to_owned();
+        }
     }
     if let Some(ep) = d.endpoints.postgres.as_mut() {
         ep.password = password;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use harness_scenario::kinds::{
     backup::{Backup, PgBackup, PgMethod, S3Backup, S3Method},
     disaster::Disaster,
-    restore::{PgRestore, PitrTarget, Restore},
+    restore::{PgRestore, PitrTarget, Restore, RestoreInto},
     verify::{PgVerify, S3Verify, Verify},
 };
 use serde_json::{Value, json};
@@ -16,8 +16,8 @@ use self::{
     bucket::{backup_s3, guard_bucket, scenario_bucket, verify_s3},
     graph::{backup_neo4j, scenario_graph, verify_neo4j},
     pg::{
-        backup_pg, drill_db, guard, restore_pgbackrest, restore_physical, server_disaster,
-        verify_pg,
+        backup_pg, drill_db, guard, restore_logical_instance, restore_pgbackrest, restore_physical,
+        server_disaster, verify_pg,
     },
 };
 use super::{Ctx, Handler, StepError};
@@ -334,10 +334,13 @@ impl Handler for Restore {
             }
             PgMethod::Logical => {}
         }
+        if p.into == Some(RestoreInto::Instance) {
+            return restore_logical_instance(p, ctx, started, detect).await;
+        }
         guard(ctx, "restore")?;
         if ctx.drill.disaster.as_ref().is_some_and(|d| d.down) {
             return Err(StepError::error(
-                "the server is down (the disaster killed it), and a logical backup restores into the same server: back up with `method: physical` or `pgbackrest`, which restore into a fresh instance",
+                "the server is down (the disaster killed it), and a logical backup restores into the same server by default: restore it with `into: instance` (a fresh instance), or back up with `method: physical` or `pgbackrest`",
             ));
         }
         let (pg, db, pool) = drill_db(ctx).await?;

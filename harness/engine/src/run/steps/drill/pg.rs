@@ -397,6 +397,54 @@ pub(super) async fn restore_pgbackrest(
     Ok(Some(doc))
 }
 
+/// A logical backup restored into a fresh instance of Postgres (`into: instance`); the
+/// scenario's pool then reaches its copy of the database there, as after a physical restore.
+pub(super) async fn restore_logical_instance(
+    p: &PgRestore,
+    ctx: &mut Ctx,
+    started: Instant,
+    detect: Duration,
+) -> Result<Option<Value>, StepError> {
+    let (pg, db, _) = drill_db(ctx).await?;
+    let backup = latest(ctx, PgMethod::Logical)?;
+    ctx.drill.stop_writer().await;
+    let dir = drill_dir(ctx).join(format!("restored-{}", ctx.drill.instances.len() + 1));
+    let on = if ctx.drill.target.is_some() {
+        drills::Provider::Native
+    } else {
+        restore_provider(ctx, "postgres", &pg.password).await?
+    };
+    let jobs = p.jobs.unwrap_or(backup.jobs);
+    let (instance, phases) =
+        postgres::restore_into_instance(&backup, &db, &dir, jobs, &on, ctx.groups.clone())
+            .await
+            .map_err(StepError::error)?;
+    let pool = postgres::reconnect(&instance.endpoint, &db).await;
+    let endpoint = json!({"host": instance.endpoint.host, "port": instance.endpoint.port});
+    ctx.drill.instances.push(instance);
+    let pool = pool.map_err(StepError::error)?;
+    if ctx.drill.target.is_some() {
+        ctx.drill.target_pool = Some(pool);
+    } else {
+        ctx.iso.pool = Some(pool);
+    }
+    let doc = json!({
+        "store": "postgres",
+        "method": "logical",
+        "into": "instance",
+        "backup": backup.id,
+        "instance": endpoint,
+        "phases_ms": phases.iter().map(|(k, d)| ((*k).to_owned(), json!(ms(*d)))).collect::<serde_json::Map<_, _>>(),
+        "duration_ms": ms(started.elapsed()),
+    });
+    ctx.drill.restore = Some(drills::Restored {
+        detect,
+        phases,
+        ended: Instant::now(),
+    });
+    Ok(Some(doc))
+}
+
 /// The latest backup, which must have been taken with `method`.
 fn latest(ctx: &Ctx, method: PgMethod) -> Result<postgres::Backup, StepError> {
     let backup = ctx.drill.backups.last().cloned().ok_or_else(|| {
