@@ -478,7 +478,7 @@ pub async fn cloud_run_detached(
 /// Starts `harness ARGS PATH` as a process of its own (its own process group, stdin closed,
 /// stderr in `log`) and waits for the first line it prints, which `ok` must accept. Returns
 /// its pid and that line; on failure it is killed and the error quotes its log.
-async fn announced(
+pub(crate) async fn announced(
     args: &[&str],
     path: &Path,
     log: &Path,

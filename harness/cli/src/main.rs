@@ -56,7 +56,8 @@ enum Command {
     },
     /// Bring the stack up.
     Up {
-        /// Comma-separated services: postgres, s3, neo4j, otel, and the emulator cloud-run
+        /// Comma-separated services: postgres, s3, neo4j, otel, and the emulators cloud-run
+        /// and supabase (which brings postgres and s3)
         /// (default: the four runtimes).
         #[arg(long, value_delimiter = ',')]
         services: Vec<String>,
@@ -601,6 +602,7 @@ async fn up(
     let mut builder = Stack::builder().progress(progress()).provider(provider);
     let (want_cloud_run, runtimes, image_map) =
         emulate::cloud_run_wanted(services, cloud_run_images)?;
+    let (want_supabase, runtimes) = supabase::wanted(&runtimes);
     if !(want_cloud_run && runtimes.is_empty()) {
         for kind in kinds(&runtimes)? {
             builder = builder.service(kind);
@@ -617,6 +619,7 @@ async fn up(
     }
     let mut faults_port = 0;
     let mut cloud_run_port = 0;
+    let mut supabase_port = 0;
     for spec in ports {
         let (name, port) = spec
             .split_once('=')
@@ -628,6 +631,10 @@ async fn up(
         }
         if emulate::is_cloud_run(name) {
             cloud_run_port = port;
+            continue;
+        }
+        if name == "supabase" {
+            supabase_port = port;
             continue;
         }
         builder = builder.port(ServiceKind::parse(name)?, port);
@@ -697,6 +704,26 @@ async fn up(
             }
         }
     }
+    // The Supabase emulator, the same way.
+    let mut supabase = None;
+    if want_supabase {
+        match supabase::beside(&mut stack, detach, supabase_port).await {
+            Ok((s, endpoint)) => {
+                supabase = s;
+                if let Some(map) = services.as_object_mut() {
+                    map.insert("supabase".into(), endpoint);
+                }
+            }
+            Err(e) => {
+                drop(faults);
+                if let Some(c) = cloud_run {
+                    c.shutdown().await;
+                }
+                stack.shutdown().await;
+                return Err(e);
+            }
+        }
+    }
     let summary = serde_json::json!({
         "run_id": stack.run_id(),
         "provider": stack.provider().name(),
@@ -727,6 +754,9 @@ async fn up(
     drop(faults);
     if let Some(c) = cloud_run {
         c.shutdown().await;
+    }
+    if let Some(s) = supabase {
+        s.shutdown().await;
     }
     stack.shutdown().await;
     Ok(())

@@ -209,6 +209,58 @@ fn the_rest_surface_follows_the_live_schema_through_migrations() {
     );
 }
 
+#[test]
+fn harness_up_serves_supabase_beside_its_stack_and_down_stops_it() {
+    let out = harness()
+        .args(["up", "--services", "supabase", "--detach", "--json"])
+        .output()
+        .expect("harness up");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let up: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let run = up["run_id"].as_str().expect("run id").to_owned();
+    let _down = common::DownOnDrop(run.clone());
+    let services = &up["services"];
+    assert!(
+        services["postgres"].is_object() && services["s3"].is_object(),
+        "{services}"
+    );
+    let sb = &services["supabase"];
+    let url = sb["url"].as_str().expect("url").to_owned();
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{url}/auth/v1/signup"))
+        .header("apikey", sb["publishable_key"].as_str().expect("key"))
+        .json(&json!({"email": "up@example.com", "password": "up-password"}))
+        .send()
+        .expect("signup");
+    assert_eq!(r.status().as_u16(), 200);
+    // The user is in the stack's own Postgres.
+    let pg = &services["postgres"];
+    let url_pg = pg["url"].as_str().expect("postgres url");
+    let out = Command::new(harness_engine::runtimes::postgres_bin_dir().join("psql"))
+        .args([url_pg, "-qtAX", "-c", "SELECT count(*) FROM auth.users"])
+        .output()
+        .expect("psql");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    let down = harness()
+        .args(["down", &run])
+        .output()
+        .expect("harness down");
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        http.get(format!("{url}/auth/v1/settings")).send().is_err(),
+        "the emulator stopped with the stack"
+    );
+}
+
 fn b64(v: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
 }
