@@ -525,7 +525,15 @@ fn the_standalone_cloud_run_emulator_runs_local_images_on_the_docker_provider() 
     );
     // ... until the next start reaps the run it recorded.
     let mut next = Emulator::start_in(Some(home.path()), &["--provider", "docker"]);
-    let left = instance_containers();
+    // `docker ps` may still list a container the engine is removing for a moment.
+    let mut left = instance_containers();
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        left = instance_containers();
+    }
     assert!(left.is_empty(), "the next start removed {left:?}");
     // A normal stop removes its instances' containers too.
     next.ok(&[

@@ -375,10 +375,7 @@ pub(super) async fn restore_pgbackrest(
     ctx.drill.pgbackrest = Some(repo);
     let (instance, mut phases) = restored?;
     phases[0].1 += archive;
-    let pool = postgres::reconnect(&instance.endpoint, &db).await;
-    let endpoint = json!({"host": instance.endpoint.host, "port": instance.endpoint.port});
-    ctx.drill.instances.push(instance);
-    ctx.iso.pool = Some(pool.map_err(StepError::error)?);
+    let endpoint = adopt(ctx, instance, &db).await?;
     let doc = json!({
         "store": "postgres",
         "method": "pgbackrest",
@@ -419,15 +416,7 @@ pub(super) async fn restore_logical_instance(
         postgres::restore_into_instance(&backup, &db, &dir, jobs, &on, ctx.groups.clone())
             .await
             .map_err(StepError::error)?;
-    let pool = postgres::reconnect(&instance.endpoint, &db).await;
-    let endpoint = json!({"host": instance.endpoint.host, "port": instance.endpoint.port});
-    ctx.drill.instances.push(instance);
-    let pool = pool.map_err(StepError::error)?;
-    if ctx.drill.target.is_some() {
-        ctx.drill.target_pool = Some(pool);
-    } else {
-        ctx.iso.pool = Some(pool);
-    }
+    let endpoint = adopt(ctx, instance, &db).await?;
     let doc = json!({
         "store": "postgres",
         "method": "logical",
@@ -443,6 +432,22 @@ pub(super) async fn restore_logical_instance(
         ended: Instant::now(),
     });
     Ok(Some(doc))
+}
+
+/// Makes a restored instance the drill's: it is stopped with the drill, and the scenario's
+/// pool (or the target's) reaches its copy of `db` from now on. Returns its address for the
+/// step's document.
+async fn adopt(ctx: &mut Ctx, instance: physical::Instance, db: &str) -> Result<Value, StepError> {
+    let pool = postgres::reconnect(&instance.endpoint, db).await;
+    let endpoint = json!({"host": instance.endpoint.host, "port": instance.endpoint.port});
+    ctx.drill.instances.push(instance);
+    let pool = pool.map_err(StepError::error)?;
+    if ctx.drill.target.is_some() {
+        ctx.drill.target_pool = Some(pool);
+    } else {
+        ctx.iso.pool = Some(pool);
+    }
+    Ok(endpoint)
 }
 
 /// The latest backup, which must have been taken with `method`.
@@ -569,15 +574,7 @@ pub(super) async fn restore_physical(
     .await
     .map_err(StepError::error)?;
     phases[0].1 += drained;
-    let pool = postgres::reconnect(&instance.endpoint, &db).await;
-    let endpoint = json!({"host": instance.endpoint.host, "port": instance.endpoint.port});
-    ctx.drill.instances.push(instance);
-    let pool = pool.map_err(StepError::error)?;
-    if ctx.drill.target.is_some() {
-        ctx.drill.target_pool = Some(pool);
-    } else {
-        ctx.iso.pool = Some(pool);
-    }
+    let endpoint = adopt(ctx, instance, &db).await?;
     let doc = json!({
         "store": "postgres",
         "method": "physical",
