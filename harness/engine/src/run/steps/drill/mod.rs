@@ -123,6 +123,22 @@ async fn writer_sink(step: &Backup, ctx: &mut Ctx) -> Result<drills::writer::Sin
     Ok(Sink::Neo4j { endpoint, label })
 }
 
+/// Keeps a restore's phases for the verdict (the recovery's end is now) and returns them as
+/// the step document's `phases_ms`.
+fn record_restore(ctx: &mut Ctx, detect: Duration, phases: Vec<(&'static str, Duration)>) -> Value {
+    let doc = phases
+        .iter()
+        .map(|(k, d)| ((*k).to_owned(), json!(ms(*d))))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    ctx.drill.restore = Some(drills::Restored {
+        detect,
+        phases,
+        ended: Instant::now(),
+    });
+    doc
+}
+
 /// The writer's acknowledged records that `found` lacks: the data lost.
 fn loss(ctx: &Ctx, found: Vec<i64>) -> Option<Loss> {
     let acked = ctx.drill.acknowledged.as_ref()?;
@@ -278,19 +294,15 @@ impl Handler for Restore {
             let bolt = instance.endpoint.bolt_url.clone();
             ctx.drill.graph_instances.push(instance);
             ctx.iso.graph = Some(graph.map_err(|e| StepError::error(e.to_string()))?);
+            let phases_ms = record_restore(ctx, detect, phases);
             let doc = json!({
                 "store": "neo4j",
                 "method": "offline",
                 "backup": backup.id,
                 "consistency_check_ms": checked.map(ms),
                 "instance": {"bolt_url": bolt},
-                "phases_ms": phases.iter().map(|(k, d)| ((*k).to_owned(), json!(ms(*d)))).collect::<serde_json::Map<_, _>>(),
+                "phases_ms": phases_ms,
                 "duration_ms": ms(started.elapsed()),
-            });
-            ctx.drill.restore = Some(drills::Restored {
-                detect,
-                phases,
-                ended: Instant::now(),
             });
             return Ok(Some(doc));
         }
@@ -304,21 +316,18 @@ impl Handler for Restore {
                 .await
                 .map_err(StepError::error)?;
             let took = started.elapsed();
-            ctx.drill.restore = Some(drills::Restored {
-                detect,
-                phases: vec![
-                    ("provision", Duration::ZERO),
-                    ("restore", took),
-                    ("replay", Duration::ZERO),
-                ],
-                ended: Instant::now(),
-            });
+            let phases = vec![
+                ("provision", Duration::ZERO),
+                ("restore", took),
+                ("replay", Duration::ZERO),
+            ];
+            let phases_ms = record_restore(ctx, detect, phases);
             return Ok(Some(json!({
                 "store": "s3",
                 "method": if backup.mirror { "mirror" } else { "versions" },
                 "backup": backup.id,
                 "restored": restored,
-                "phases_ms": {"provision": 0.0, "restore": ms(took), "replay": 0.0},
+                "phases_ms": phases_ms,
                 "duration_ms": ms(took),
             })));
         }
@@ -377,17 +386,13 @@ impl Handler for Restore {
             }
         }
         let phases = restored.map_err(StepError::error)?;
+        let phases_ms = record_restore(ctx, detect, phases);
         let doc = json!({
             "store": "postgres",
             "method": "logical",
             "backup": backup.id,
-            "phases_ms": phases.iter().map(|(k, d)| ((*k).to_owned(), json!(ms(*d)))).collect::<serde_json::Map<_, _>>(),
+            "phases_ms": phases_ms,
             "duration_ms": ms(started.elapsed()),
-        });
-        ctx.drill.restore = Some(drills::Restored {
-            detect,
-            phases,
-            ended: Instant::now(),
         });
         Ok(Some(doc))
     }

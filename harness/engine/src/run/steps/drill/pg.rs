@@ -376,6 +376,7 @@ pub(super) async fn restore_pgbackrest(
     let (instance, mut phases) = restored?;
     phases[0].1 += archive;
     let endpoint = adopt(ctx, instance, &db).await?;
+    let phases_ms = record_restore(ctx, detect, phases);
     let doc = json!({
         "store": "postgres",
         "method": "pgbackrest",
@@ -383,13 +384,8 @@ pub(super) async fn restore_pgbackrest(
         "target": target.describe(),
         "archived_current_wal": !down,
         "instance": endpoint,
-        "phases_ms": phases.iter().map(|(k, d)| ((*k).to_owned(), json!(ms(*d)))).collect::<serde_json::Map<_, _>>(),
+        "phases_ms": phases_ms,
         "duration_ms": ms(started.elapsed()),
-    });
-    ctx.drill.restore = Some(drills::Restored {
-        detect,
-        phases,
-        ended: Instant::now(),
     });
     Ok(Some(doc))
 }
@@ -417,19 +413,15 @@ pub(super) async fn restore_logical_instance(
             .await
             .map_err(StepError::error)?;
     let endpoint = adopt(ctx, instance, &db).await?;
+    let phases_ms = record_restore(ctx, detect, phases);
     let doc = json!({
         "store": "postgres",
         "method": "logical",
         "into": "instance",
         "backup": backup.id,
         "instance": endpoint,
-        "phases_ms": phases.iter().map(|(k, d)| ((*k).to_owned(), json!(ms(*d)))).collect::<serde_json::Map<_, _>>(),
+        "phases_ms": phases_ms,
         "duration_ms": ms(started.elapsed()),
-    });
-    ctx.drill.restore = Some(drills::Restored {
-        detect,
-        phases,
-        ended: Instant::now(),
     });
     Ok(Some(doc))
 }
@@ -575,19 +567,15 @@ pub(super) async fn restore_physical(
     .map_err(StepError::error)?;
     phases[0].1 += drained;
     let endpoint = adopt(ctx, instance, &db).await?;
+    let phases_ms = record_restore(ctx, detect, phases);
     let doc = json!({
         "store": "postgres",
         "method": "physical",
         "backup": backup.id,
         "target": target.describe(),
         "instance": endpoint,
-        "phases_ms": phases.iter().map(|(k, d)| ((*k).to_owned(), json!(ms(*d)))).collect::<serde_json::Map<_, _>>(),
+        "phases_ms": phases_ms,
         "duration_ms": ms(started.elapsed()),
-    });
-    ctx.drill.restore = Some(drills::Restored {
-        detect,
-        phases,
-        ended: Instant::now(),
     });
     Ok(Some(doc))
 }
