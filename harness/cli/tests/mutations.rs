@@ -69,6 +69,10 @@ caught! {
     hanging_readiness_fails_postgres_paused: "ready_hangs" in "platform/postgres_paused.yaml" at "readiness goes red while Postgres is frozen";
     untimed_store_fails_store_slow: "no_store_timeout" in "platform/store_slow.yaml" at "the upload fails cleanly within the api's timeout";
     critical_telemetry_fails_collector_down: "telemetry_critical" in "platform/collector_down.yaml" at "the api keeps serving while its telemetry cannot be sent";
+    service_role_key_in_the_browser_fails_supabase_browser_config: "browser_service_role" in "platform/supabase_browser_config.yaml" at "the browser config holds the project URL and the publishable key only";
+    open_policy_fails_supabase_rls: "policy_using_true" in "platform/supabase_rls.yaml" at "the api lists grace only her own deck";
+    unpoliced_table_fails_the_rls_check: "table_without_policy" in "platform/supabase_rls.yaml" at "no user-scoped table lets a caller reach another user's rows";
+    cross_user_storage_fails_supabase_storage: "storage_cross_user" in "platform/supabase_storage.yaml" at "grace cannot read ada's export";
     silent_ingest_fails_ingest: "no_telemetry" in "platform_ingest.yaml" at "the job's run span reached the collector";
 }
 

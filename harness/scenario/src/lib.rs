@@ -205,8 +205,14 @@ fn parse_source(
     let mut scenario = decode::scenario(&mut cx, &root);
     problems.append(&mut cx.problems);
     if let Some(s) = &mut scenario {
+        s.uses_supabase = cx.refs.iter().any(|r| r.r.root == "supabase")
+            || s.supabase.is_some()
+            || s.steady_state
+                .iter()
+                .chain(&s.steps)
+                .chain(&s.rollbacks)
+                .any(|st| st.action.calls_supabase());
         validate::check(s, &cx.refs, &cx.fixture_spans, &mut problems);
-        s.uses_supabase = cx.refs.iter().any(|r| r.r.root == "supabase");
         for r in &cx.refs {
             if r.r.root == "faults"
                 && let Some(svc) = r.r.path.first()

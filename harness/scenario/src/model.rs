@@ -37,6 +37,10 @@ pub struct Scenario {
     /// HTTP stubs the scenario declares; each gets its own server at `${mocks.NAME.url}`.
     #[serde(default)]
     pub mocks: Vec<Mock>,
+    /// The scenario's Supabase project (harness's emulator over its database): fixture
+    /// users, signed in before the steps.
+    #[serde(default)]
+    pub supabase: Option<SupabaseProject>,
     /// Local processes (the system under test) started after the mocks and stopped after
     /// the rollbacks; each is reachable at `${processes.NAME.url}`.
     #[serde(default)]
@@ -102,6 +106,39 @@ impl Scenario {
                     if d.postgres.as_ref().is_some_and(|p| p.kill || p.corrupt.is_some()))
             })
     }
+}
+
+/// What the scenario's Supabase project holds before its steps run.
+#[derive(Clone, Debug, Default, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct SupabaseProject {
+    /// Users created through the Auth admin API (email confirmed) and signed in with their
+    /// password before the processes start. Each is `${supabase.users.NAME.id}` (also
+    /// `email`, `phone`, `password`, `access_token`, `refresh_token`; the last three secret),
+    /// and an `http` step with `as: NAME` calls as that user.
+    #[serde(default)]
+    pub users: BTreeMap<String, SupabaseUser>,
+}
+
+/// A fixture user of the Supabase project.
+#[derive(Clone, Debug, JsonSchema, Keys)]
+#[serde(deny_unknown_fields)]
+pub struct SupabaseUser {
+    pub email: String,
+    /// Default: random per run (a secret either way).
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// `raw_user_meta_data`: the JWT's `user_metadata`.
+    #[serde(default)]
+    pub user_metadata: Option<Value>,
+    /// `raw_app_meta_data` (Supabase adds `provider` and `providers`): the JWT's
+    /// `app_metadata`, which only the secret key may write.
+    #[serde(default)]
+    pub app_metadata: Option<Value>,
+    #[serde(skip)]
+    pub span: Span,
 }
 
 /// A service of the stack.

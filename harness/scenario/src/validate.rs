@@ -20,6 +20,114 @@ pub fn check(s: &Scenario, refs: &[UsedRef], fixture_spans: &[Span], problems: &
         check_ref(s, r, problems);
     }
     check_var_cycles(s, refs, problems);
+    check_supabase(s, problems);
+}
+
+/// Fields of `${supabase.users.NAME.…}`.
+pub const SUPABASE_USER_FIELDS: [&str; 6] = [
+    "id",
+    "email",
+    "phone",
+    "password",
+    "access_token",
+    "refresh_token",
+];
+
+/// The `http` steps' callers name fixture users, and the emails are the users' own.
+fn check_supabase(s: &Scenario, problems: &mut Vec<Problem>) {
+    let users = s.supabase.as_ref().map(|p| &p.users);
+    let mut emails: BTreeMap<String, Span> = BTreeMap::new();
+    for u in users.into_iter().flat_map(|u| u.values()) {
+        if let Some(first) = emails.insert(u.email.to_ascii_lowercase(), u.span) {
+            problems.push(
+                Problem::new(
+                    u.span,
+                    format!("two fixture users have the email {}", u.email),
+                )
+                .also(first, "first here")
+                .help("Supabase keeps one user per email address"),
+            );
+        }
+    }
+    let message = "the Supabase emulator serves the scenario's Postgres database";
+    let callers = all_steps(s).any(|st| st.action.calls_supabase());
+    if (s.supabase.is_some() || callers)
+        && !s.stack.is_empty()
+        && !s.stack.contains(&Service::Postgres)
+        && !problems.iter().any(|p| p.message == message)
+    {
+        problems
+            .push(Problem::new(s.span, message).help("add `postgres` to the scenario's `stack`"));
+    }
+    fn http_steps<'a>(step: &'a Step, out: &mut Vec<&'a crate::kinds::http::Http>) {
+        match &step.action {
+            Action::Http(h) => out.push(h),
+            Action::Eventually(e) => http_steps(&e.probe, out),
+            _ => {}
+        }
+    }
+    let mut https = Vec::new();
+    for step in all_steps(s) {
+        http_steps(step, &mut https);
+    }
+    for step in all_steps(s) {
+        let Action::Rls(r) = &step.action else {
+            continue;
+        };
+        let declared = users.map(|u| u.len()).unwrap_or(0);
+        if declared == 0 {
+            problems.push(
+                Problem::new(
+                    step.span,
+                    "an `rls` step reads as fixture users, and this scenario declares none",
+                )
+                .help("declare them under `supabase.users`"),
+            );
+        }
+        for name in &r.users {
+            if !users.is_some_and(|u| u.contains_key(name)) {
+                let mut p = Problem::new(
+                    step.span,
+                    format!(
+                        "`rls` reads as `{name}`, which is not a Supabase user of this scenario"
+                    ),
+                );
+                if let Some(c) = did_you_mean(
+                    name,
+                    users.into_iter().flat_map(|u| u.keys().map(String::as_str)),
+                ) {
+                    p = p.help(format!("did you mean `{c}`?"));
+                }
+                problems.push(p);
+            }
+        }
+    }
+    for h in https {
+        let (Some(name), Some(span)) = (&h.caller, h.caller_span) else {
+            continue;
+        };
+        let known = users.is_some_and(|u| u.contains_key(name))
+            || crate::decode::SUPABASE_CALLERS.contains(&name.as_str());
+        if !known {
+            let names: Vec<&str> = users
+                .into_iter()
+                .flat_map(|u| u.keys().map(String::as_str))
+                .chain(crate::decode::SUPABASE_CALLERS)
+                .collect();
+            let mut p = Problem::new(
+                span,
+                format!("`as: {name}` is not a Supabase user of this scenario"),
+            )
+            .label("unknown user");
+            p = match did_you_mean(name, names.iter().copied()) {
+                Some(c) => p.help(format!("did you mean `{c}`?")),
+                None => p.help(
+                    "declare it under `supabase.users`, or write `as: anon` or `as: service_role`",
+                ),
+            };
+            problems.push(p);
+        }
+    }
 }
 
 /// The service a step kind talks to.
@@ -311,6 +419,31 @@ fn check_ref(s: &Scenario, u: &UsedRef, problems: &mut Vec<Problem>) {
                 .help("write `${mocks.NAME.url}` where the value is used"),
         ),
         "cloud_run" => check_cloud_run_ref(s, u, problems),
+        "supabase" if first == Some("users") => {
+            let users = s.supabase.as_ref().map(|p| &p.users);
+            match (r.path.get(1), r.path.get(2)) {
+                (Some(name), field) if users.is_some_and(|u| u.contains_key(name)) => {
+                    let field = field.map(String::as_str).unwrap_or_default();
+                    if r.path.len() != 3 || !SUPABASE_USER_FIELDS.contains(&field) {
+                        let mut p = err(format!("`${{supabase.users.{name}.{field}}}` is not a field of a Supabase user"));
+                        p = match did_you_mean(field, SUPABASE_USER_FIELDS) {
+                            Some(c) => p.help(format!("did you mean `{c}`?")),
+                            None => p.help(format!("fields: {}", SUPABASE_USER_FIELDS.join(", "))),
+                        };
+                        problems.push(p);
+                    }
+                }
+                (Some(name), _) => {
+                    let mut p = err(format!("unknown Supabase user `{name}`"));
+                    p = match did_you_mean(name, users.into_iter().flat_map(|u| u.keys().map(String::as_str))) {
+                        Some(c) => p.help(format!("did you mean `{c}`?")),
+                        None => p.help("declare it under `supabase.users`"),
+                    };
+                    problems.push(p);
+                }
+                (None, _) => problems.push(err("write `${supabase.users.NAME.FIELD}`".into())),
+            }
+        }
         "supabase" => {
             let field = first.unwrap_or_default();
             if r.path.len() != 1 || !crate::template::SUPABASE_FIELDS.contains(&field) {

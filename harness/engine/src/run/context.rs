@@ -109,11 +109,24 @@ pub struct Ctx {
     pub cloud_run: Option<Arc<crate::emulators::cloud_run::CloudRun>>,
     /// The scenario's Supabase emulator, over its database, when it refers to `${supabase.…}`.
     pub supabase: Option<Arc<crate::emulators::supabase::Supabase>>,
+    /// The fixture users of `supabase.users`, created and signed in when it started.
+    pub supabase_users: BTreeMap<String, SupabaseSession>,
     /// The scenario's restore drill: its backups, writer, disaster and restore.
     pub drill: crate::drills::Drill,
     pub seed: u64,
     pub update_snapshots: bool,
     rng: StdRng,
+}
+
+/// A fixture user of the scenario's Supabase project, signed in.
+#[derive(Clone, Debug)]
+pub struct SupabaseSession {
+    pub id: String,
+    pub email: String,
+    pub phone: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
 }
 
 impl Ctx {
@@ -152,6 +165,7 @@ impl Ctx {
             process_faults: Arc::default(),
             cloud_run: None,
             supabase: None,
+            supabase_users: BTreeMap::new(),
             drill: crate::drills::Drill::default(),
             seed,
             update_snapshots,
@@ -281,8 +295,112 @@ impl Ctx {
         for secret in s.keys().secrets() {
             self.redactor.add(secret);
         }
-        self.supabase = Some(Arc::new(s));
+        let s = Arc::new(s);
+        self.supabase = Some(Arc::clone(&s));
+        let users = self.scenario.supabase.as_ref().map(|p| p.users.clone());
+        for (name, user) in users.unwrap_or_default() {
+            let session = self.sign_up_fixture_user(&s, &name, &user).await?;
+            self.supabase_users.insert(name, session);
+        }
         Ok(())
+    }
+
+    /// Creates a fixture user through the Auth admin API (its email and phone confirmed)
+    /// and signs it in with its password, as a test would by hand.
+    async fn sign_up_fixture_user(
+        &mut self,
+        s: &crate::emulators::supabase::Supabase,
+        name: &str,
+        user: &harness_scenario::SupabaseUser,
+    ) -> Result<SupabaseSession, StepError> {
+        let fail = |what: &str, e: String| StepError::Error {
+            message: format!("fixture user `{name}`: {what}: {e}"),
+            span: Some(user.span),
+        };
+        let password = user
+            .password
+            .clone()
+            .unwrap_or_else(|| crate::secret::random_id(24));
+        self.redactor.add(password.clone());
+        let k = s.keys();
+        let mut body = serde_json::json!({
+            "email": user.email,
+            "password": password,
+            "email_confirm": true,
+            "user_metadata": user.user_metadata.clone().unwrap_or_else(|| serde_json::json!({})),
+            "app_metadata": user.app_metadata.clone().unwrap_or_else(|| serde_json::json!({})),
+        });
+        if let Some(phone) = &user.phone {
+            body["phone"] = Value::String(phone.clone());
+            body["phone_confirm"] = Value::Bool(true);
+        }
+        let call = |path: &str, key: &str, body: &Value| {
+            let req = self
+                .http
+                .post(format!("{}{path}", s.url()))
+                .header("apikey", key)
+                .json(body);
+            let req = if key == k.secret.expose() {
+                req.bearer_auth(key)
+            } else {
+                req
+            };
+            async move {
+                let resp = req.send().await.map_err(|e| e.to_string())?;
+                let status = resp.status();
+                let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+                if status.is_success() {
+                    Ok(v)
+                } else {
+                    let msg = v["msg"].as_str().unwrap_or_default().to_owned();
+                    Err(format!("{status} {msg}"))
+                }
+            }
+        };
+        call("/auth/v1/admin/users", k.secret.expose(), &body)
+            .await
+            .map_err(|e| fail("create it", e))?;
+        let session = call(
+            "/auth/v1/token?grant_type=password",
+            k.publishable.expose(),
+            &serde_json::json!({"email": user.email, "password": password}),
+        )
+        .await
+        .map_err(|e| fail("sign it in", e))?;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let out = SupabaseSession {
+            id: text(&session["user"]["id"]),
+            email: user.email.clone(),
+            phone: user.phone.clone().unwrap_or_default(),
+            password,
+            access_token: text(&session["access_token"]),
+            refresh_token: text(&session["refresh_token"]),
+        };
+        self.redactor.add(out.access_token.clone());
+        self.redactor.add(out.refresh_token.clone());
+        Ok(out)
+    }
+
+    /// The headers an `http` step's `as:` adds: `apikey` and `Authorization`.
+    pub fn supabase_caller(&self, caller: &str) -> Result<[(String, String); 2], StepError> {
+        let s = self.supabase.as_ref().ok_or_else(|| {
+            StepError::error("`as:` needs the Supabase emulator, which is not running")
+        })?;
+        let k = s.keys();
+        let (apikey, bearer) = match caller {
+            "anon" => (k.publishable.expose(), k.anon.expose()),
+            "service_role" => (k.secret.expose(), k.secret.expose()),
+            user => {
+                let u = self.supabase_users.get(user).ok_or_else(|| {
+                    StepError::error(format!("`as: {user}`: no such fixture user"))
+                })?;
+                (k.publishable.expose(), u.access_token.as_str())
+            }
+        };
+        Ok([
+            ("apikey".to_owned(), apikey.to_owned()),
+            ("authorization".to_owned(), format!("Bearer {bearer}")),
+        ])
     }
 
     /// The scenario's Cloud Run emulator, started on first use.
@@ -381,6 +499,27 @@ impl Ctx {
                     _ => doc,
                 };
                 (v, &[])
+            }
+            "supabase" if first == "users" => {
+                let name = r.path.get(1).cloned().unwrap_or_default();
+                let u = self
+                    .supabase_users
+                    .get(&name)
+                    .ok_or_else(|| missing(format!("no fixture user `{name}`")))?;
+                let v = match r.path.get(2).map(String::as_str).unwrap_or_default() {
+                    "id" => u.id.clone(),
+                    "email" => u.email.clone(),
+                    "phone" => u.phone.clone(),
+                    "password" => u.password.clone(),
+                    "access_token" => u.access_token.clone(),
+                    "refresh_token" => u.refresh_token.clone(),
+                    other => {
+                        return Err(missing(format!(
+                            "`{other}` is not a field of a Supabase user"
+                        )));
+                    }
+                };
+                (Value::String(v), &[])
             }
             "supabase" => {
                 let s = self

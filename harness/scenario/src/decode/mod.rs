@@ -752,4 +752,4 @@ mod scenario;
 pub(crate) mod steps;
 
 pub(crate) use self::env::{env_from, env_with_from, service_node};
-pub use self::scenario::scenario;
+pub use self::scenario::{SUPABASE_CALLERS, scenario};

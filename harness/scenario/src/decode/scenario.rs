@@ -41,6 +41,7 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
     let mocks = opt(cx, &f, "mocks", |cx, n| {
         list(cx, n, "`mocks`", |cx, _, n| mock(cx, n))
     });
+    let supabase = opt(cx, &f, "supabase", supabase_project);
     let processes = opt(cx, &f, "processes", |cx, n| {
         list(cx, n, "`processes`", |cx, i, n| {
             cx.scope = Scope::Process(i);
@@ -77,6 +78,7 @@ pub fn scenario(cx: &mut Cx, root: &Node) -> Option<Scenario> {
         vars: vars.unwrap_or_default(),
         fixtures: fixtures.unwrap_or_default(),
         mocks: mocks.unwrap_or_default(),
+        supabase,
         processes: processes.unwrap_or_default(),
         defaults: defaults.unwrap_or_default(),
         steady_state: steady_state.unwrap_or_default(),
@@ -200,6 +202,94 @@ fn fixture(cx: &mut Cx, node: &Node) -> Option<Fixture> {
             }))
         }),
     }
+}
+
+/// Names an `http` step's `as` takes besides the fixture users.
+pub const SUPABASE_CALLERS: [&str; 2] = ["anon", "service_role"];
+
+fn supabase_project(cx: &mut Cx, node: &Node) -> Option<SupabaseProject> {
+    let f = fields(cx, node, "`supabase`", SupabaseProject::KEYS)?;
+    let users = opt(cx, &f, "users", |cx, n| {
+        map(cx, n, "`supabase.users`", |cx, k, v| {
+            let key = k.key_text();
+            if !valid_ident(&key) {
+                cx.error(
+                    k.span,
+                    format!("user name `{key}` must be 1 to 100 letters, digits, `_` or `-`"),
+                );
+                return None;
+            }
+            if SUPABASE_CALLERS.contains(&key.as_str()) {
+                cx.error(
+                    k.span,
+                    format!("`{key}` is the name `as: {key}` already gives a caller; pick another"),
+                );
+                return None;
+            }
+            supabase_user(cx, v)
+        })
+    });
+    Some(SupabaseProject {
+        users: users.unwrap_or_default(),
+    })
+}
+
+fn supabase_user(cx: &mut Cx, node: &Node) -> Option<SupabaseUser> {
+    let what = "a Supabase user";
+    let f = fields(cx, node, what, SupabaseUser::KEYS)?;
+    let email = req(cx, &f, "email", what, |cx, n| {
+        let s = literal(
+            cx,
+            n,
+            "fixture users (they exist before the scenario starts)",
+        )?;
+        if s.contains('@') {
+            Some(s)
+        } else {
+            cx.error(n.span, format!("`{s}` is not an email address"));
+            None
+        }
+    });
+    let password = opt(cx, &f, "password", |cx, n| {
+        let s = literal(
+            cx,
+            n,
+            "fixture users (they exist before the scenario starts)",
+        )?;
+        if s.len() >= 6 {
+            Some(s)
+        } else {
+            // Supabase's default minimum.
+            cx.error(n.span, "Password should be at least 6 characters.");
+            None
+        }
+    });
+    let phone = opt(cx, &f, "phone", |cx, n| {
+        literal(
+            cx,
+            n,
+            "fixture users (they exist before the scenario starts)",
+        )
+    });
+    let object = |cx: &mut Cx, n: &Node| {
+        let v = value(cx, n)?;
+        if v.is_object() {
+            Some(v)
+        } else {
+            cx.error(n.span, "metadata is a map");
+            None
+        }
+    };
+    let user_metadata = opt(cx, &f, "user_metadata", object);
+    let app_metadata = opt(cx, &f, "app_metadata", object);
+    Some(SupabaseUser {
+        email: email?,
+        password,
+        phone,
+        user_metadata,
+        app_metadata,
+        span: node.span,
+    })
 }
 
 fn defaults(cx: &mut Cx, node: &Node) -> Option<Defaults> {

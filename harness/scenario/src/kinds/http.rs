@@ -25,6 +25,14 @@ pub struct Http {
     /// Values to keep: `NAME: "$.json.path"` or `NAME: { header: etag }`.
     #[serde(default)]
     pub capture: BTreeMap<String, Capture>,
+    /// Call the scenario's Supabase emulator as a fixture user (`supabase.users`): sends its
+    /// access token as `Authorization: Bearer` and the publishable key as `apikey`, unless
+    /// the step sets them. `anon` sends the publishable key only; `service_role` the secret
+    /// key in both.
+    #[serde(default, rename = "as")]
+    pub caller: Option<String>,
+    #[serde(skip)]
+    pub caller_span: Option<Span>,
 }
 
 #[derive(Clone, Debug, Default, JsonSchema, Keys)]
@@ -91,7 +99,10 @@ impl Kind for Http {
             })
         });
         let capture = opt(cx, &f, "capture", |cx, n| captures(cx, n, true));
+        let caller = opt(cx, &f, "as", name);
         Some(Http {
+            caller,
+            caller_span: f.get("as").map(|n| n.span),
             method,
             url: url?,
             headers: headers.unwrap_or_default(),

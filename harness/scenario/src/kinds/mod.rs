@@ -20,6 +20,7 @@ pub mod fault;
 pub mod http;
 pub mod job;
 pub mod restore;
+pub mod rls;
 pub mod rollback;
 pub mod s3;
 pub mod schedule;
@@ -99,6 +100,16 @@ macro_rules! kinds {
         pub const BUILTIN_KINDS: &[&str] = &[$(<$ty as Kind>::KEY),*];
 
         impl Action {
+    /// Whether this step (or an `eventually`'s probe) calls as a Supabase user (`as:`).
+    pub fn calls_supabase(&self) -> bool {
+        match self {
+            Action::Http(h) => h.caller.is_some(),
+            Action::Rls(_) => true,
+            Action::Eventually(e) => e.probe.action.calls_supabase(),
+            _ => false,
+        }
+    }
+
             /// The key that names the step's kind.
             pub fn kind(&self) -> &str {
                 match self {
@@ -182,6 +193,8 @@ kinds! {
     Restore(restore::Restore),
     /// Check the restored data, measure RTO and RPO, and hold them to their objectives.
     Verify(verify::Verify),
+    /// Prove row-level security over every user-scoped table, through the Supabase emulator.
+    Rls(rls::Rls),
 }
 
 impl Action {

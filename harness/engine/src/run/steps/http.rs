@@ -86,8 +86,19 @@ async fn send(ctx: &mut Ctx, s: &Http) -> Result<Response, StepError> {
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|e| StepError::error(e.to_string()))?;
     let mut req = ctx.http.request(method, &url);
+    // A step's own headers win over its caller's, which win over the defaults'.
+    let caller = match &s.caller {
+        Some(c) => ctx.supabase_caller(c)?.to_vec(),
+        None => Vec::new(),
+    };
+    for (k, v) in &caller {
+        if !s.headers.keys().any(|h| h.eq_ignore_ascii_case(k)) {
+            req = req.header(k, v);
+        }
+    }
     for (k, v) in &defaults.headers {
-        let overridden = s.headers.keys().any(|h| h.eq_ignore_ascii_case(k));
+        let overridden = s.headers.keys().any(|h| h.eq_ignore_ascii_case(k))
+            || caller.iter().any(|(h, _)| h.eq_ignore_ascii_case(k));
         if !overridden {
             let v = ctx.render(v)?;
             req = req.header(k, v);

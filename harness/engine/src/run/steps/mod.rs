@@ -13,6 +13,7 @@ pub mod eventually;
 pub mod exec;
 pub mod fault;
 pub mod http;
+pub mod rls;
 pub mod s3;
 pub mod snapshot;
 pub mod sql;
@@ -136,6 +137,7 @@ pub fn run<'a>(
             Action::Disaster(s) => checked(ctx, s).await,
             Action::Restore(s) => checked(ctx, s).await,
             Action::Verify(s) => checked(ctx, s).await,
+            Action::Rls(s) => checked(ctx, s).await,
             Action::Eventually(e) => return eventually::run(ctx, e, ext).await,
             // The plan refuses these; a runner driven without a plan says so too.
             Action::Reserved(r) => Err(StepError::Error {

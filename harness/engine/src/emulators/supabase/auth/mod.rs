@@ -725,6 +725,27 @@ impl Auth {
                             "A user with this email address has already been registered",
                         )
                     })?;
+                if let Some(phone) = b["phone"].as_str().filter(|p| !p.is_empty()) {
+                    let confirmed = b["phone_confirm"].as_bool().unwrap_or(false);
+                    let set = sqlx::query("UPDATE auth.users SET phone = $2, phone_confirmed_at = CASE WHEN $3 THEN now() END WHERE id = CAST($1 AS uuid)")
+                        .bind(&id)
+                        .bind(phone.trim_start_matches('+'))
+                        .bind(confirmed)
+                        .execute(&self.pool)
+                        .await;
+                    if set.is_err() {
+                        sqlx::query("DELETE FROM auth.users WHERE id = CAST($1 AS uuid)")
+                            .bind(&id)
+                            .execute(&self.pool)
+                            .await
+                            .map_err(internal)?;
+                        return Err(error(
+                            422,
+                            "phone_exists",
+                            "A user with this phone number has already been registered",
+                        ));
+                    }
+                }
                 let user = user_by_id(&self.pool, &id).await?.unwrap_or(Value::Null);
                 Ok(Reply::json(StatusCode::OK, user))
             }
