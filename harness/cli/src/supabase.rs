@@ -29,12 +29,22 @@ pub struct SupabaseArgs {
     /// object store when it has one.
     #[arg(long, value_name = "FILE")]
     pub endpoints: Option<PathBuf>,
+    /// New addresses must be confirmed, by the mailed link or code, before a password
+    /// sign-in (Supabase's `enable_confirmations`); the mails go to the local inbox,
+    /// `URL/inbox` (Mailpit's API).
+    #[arg(long)]
+    pub confirm_email: bool,
 }
 
 /// The bucket of the object store that holds Storage's bytes.
 const STORAGE_BUCKET: &str = "supabase-storage";
 
-fn config(endpoints: &Endpoints, port: u16, reuse: u64) -> Result<supabase::Config, Error> {
+fn config(
+    endpoints: &Endpoints,
+    port: u16,
+    reuse: u64,
+    confirm_email: bool,
+) -> Result<supabase::Config, Error> {
     let pg = endpoints.postgres.clone().ok_or_else(|| {
         Error::BadInput("the Supabase emulator serves a Postgres, and the stack has none".into())
     })?;
@@ -44,6 +54,7 @@ fn config(endpoints: &Endpoints, port: u16, reuse: u64) -> Result<supabase::Conf
         port,
         auth: supabase::auth::Settings {
             reuse_interval: std::time::Duration::from_secs(reuse),
+            confirm_email,
             ..supabase::auth::Settings::default()
         },
         storage: endpoints
@@ -94,7 +105,7 @@ pub async fn beside(
     port: u16,
 ) -> Result<(Option<Supabase>, Value), Error> {
     if !detach {
-        let e = Supabase::start(config(stack.endpoints(), port, 10)?).await?;
+        let e = Supabase::start(config(stack.endpoints(), port, 10, false)?).await?;
         let endpoint = endpoint_of(&e);
         return Ok((Some(e), endpoint));
     }
@@ -160,7 +171,12 @@ pub async fn emulate(a: SupabaseArgs) -> Result<(), Error> {
             (Some(stack), e)
         }
     };
-    let started = match config(&endpoints, a.port, a.refresh_reuse_interval) {
+    let started = match config(
+        &endpoints,
+        a.port,
+        a.refresh_reuse_interval,
+        a.confirm_email,
+    ) {
         Ok(cfg) => Supabase::start(cfg).await,
         Err(e) => Err(e),
     };
@@ -189,6 +205,7 @@ pub async fn emulate(a: SupabaseArgs) -> Result<(), Error> {
         println!("publishable key: {}", k.publishable.expose());
         println!("service_role key: {}", k.service_role.expose());
         println!("secret key: {}", k.secret.expose());
+        println!("inbox: {}/inbox/api/v1/messages", emulator.url());
         eprintln!("serving until Ctrl-C");
     }
     signals.wait().await;

@@ -112,6 +112,32 @@ fn supabase_py_signs_up_signs_in_refreshes_and_reads_only_its_own_rows() {
     assert!(n >= 51, "every check ran: {stdout}");
 }
 
+#[test]
+fn supabase_py_confirms_sign_ups_and_signs_in_by_magic_link_code_and_recovery_through_the_inbox() {
+    let e = start(&["--confirm-email"]);
+    let s = |k: &str| e.info[k].as_str().expect(k).to_owned();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/supabase/py_email.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .env("SUPABASE_URL", s("url"))
+        .env("SUPABASE_ANON_KEY", s("anon_key"))
+        .output()
+        .expect("python3");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "supabase-py: {stdout}\n{stderr}");
+    let n: usize = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("ok "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 30, "every check ran: {stdout}");
+}
+
 /// Where `.ci/run` installs supabase-js (pinned) and ws.
 fn node_modules() -> std::path::PathBuf {
     std::env::var_os("HARNESS_NODE_MODULES").map_or_else(

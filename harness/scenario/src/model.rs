@@ -118,6 +118,11 @@ pub struct SupabaseProject {
     /// and an `http` step with `as: NAME` calls as that user.
     #[serde(default)]
     pub users: BTreeMap<String, SupabaseUser>,
+    /// New addresses must be confirmed (by the mailed link or code, in the emulator's inbox
+    /// at `${supabase.url}/inbox`) before a password sign-in. Default false, as
+    /// `supabase start` has it; fixture users are confirmed either way.
+    #[serde(default)]
+    pub confirm_email: bool,
 }
 
 /// A fixture user of the Supabase project.

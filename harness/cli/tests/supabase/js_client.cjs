@@ -106,6 +106,19 @@ const client = (key = ANON) =>
 
   r = await ada.auth.signOut();
   check(!r.error, "signOut");
+
+  // A magic link and its code, read from the local inbox (Mailpit's API).
+  const otp = client();
+  r = await otp.auth.signInWithOtp({ email: bobEmail, options: { emailRedirectTo: "http://127.0.0.1:3000/in" } });
+  check(!r.error, `signInWithOtp: ${JSON.stringify(r.error)}`);
+  const search = await (await fetch(`${URL}/inbox/api/v1/search?query=${encodeURIComponent(`to:${bobEmail}`)}`)).json();
+  const mail = await (await fetch(`${URL}/inbox/api/v1/message/${search.messages[0].ID}`)).json();
+  check(mail.Subject === "Your Magic Link" && mail.Text.includes("redirect_to=http%3A%2F%2F127.0.0.1%3A3000%2Fin"), mail.Text);
+  const code = /enter the code: (\d{6})/.exec(mail.Text)[1];
+  r = await otp.auth.verifyOtp({ email: bobEmail, token: code, type: "email" });
+  check(!r.error && r.data.session && r.data.user.email === bobEmail, `verifyOtp: ${JSON.stringify(r.error)}`);
+  r = await otp.auth.verifyOtp({ email: bobEmail, token: code, type: "email" });
+  check(r.error && r.error.code === "otp_expired", `a spent code: ${JSON.stringify(r.error)}`);
   console.log(`ok ${checks}`);
 })().catch((e) => {
   console.error(e);

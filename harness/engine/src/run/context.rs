@@ -286,7 +286,14 @@ impl Ctx {
             postgres: pg,
             database,
             port: 0,
-            auth: Default::default(),
+            auth: crate::emulators::supabase::auth::Settings {
+                confirm_email: self
+                    .scenario
+                    .supabase
+                    .as_ref()
+                    .is_some_and(|p| p.confirm_email),
+                ..Default::default()
+            },
             // Storage's bytes go to the scenario's bucket, when the stack has an object store.
             storage: self.endpoints.s3.clone().zip(self.iso.bucket.clone()),
         })

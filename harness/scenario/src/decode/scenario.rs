@@ -229,8 +229,10 @@ fn supabase_project(cx: &mut Cx, node: &Node) -> Option<SupabaseProject> {
             supabase_user(cx, v)
         })
     });
+    let confirm_email = opt(cx, &f, "confirm_email", boolean).unwrap_or(false);
     Some(SupabaseProject {
         users: users.unwrap_or_default(),
+        confirm_email,
     })
 }
 

@@ -1,12 +1,13 @@
 //! An emulator of Supabase's API gateway in front of the stack's real Postgres and object
-//! store: Auth (`/auth/v1`, [`auth`]), REST (`/rest/v1`, [`rest`], PostgREST's surface) and
-//! Storage (`/storage/v1`, [`storage`], its objects' bytes in the object store) on one
+//! store: Auth (`/auth/v1`, [`auth`], its mails in the local [`inbox`]), REST (`/rest/v1`,
+//! [`rest`], PostgREST's surface) and Storage (`/storage/v1`, [`storage`], its objects' bytes in the object store) on one
 //! 127.0.0.1 port, with the project's keys ([`keys`]) and the roles, `auth` schema and
 //! functions Supabase puts in a database ([`schema`]). Row-level security is Postgres's own:
 //! each REST request runs as `anon`, `authenticated` or `service_role` with the caller's JWT
 //! claims set, as on Supabase.
 
 pub mod auth;
+pub mod inbox;
 pub mod keys;
 pub mod rest;
 pub mod schema;
@@ -276,6 +277,7 @@ impl Supabase {
                 pool: pool.clone(),
                 keys: keys.clone(),
                 settings: cfg.auth.clone(),
+                inbox: Arc::default(),
             },
             keys,
             pool,
@@ -364,6 +366,17 @@ async fn gateway(
     }
     let path = uri.path();
     let query = uri.query().unwrap_or("");
+    // The local inbox takes no key, as Mailpit takes none; nor does the link a mail holds,
+    // which a browser opens by URL alone.
+    if let Some(rest) = path.strip_prefix("/inbox/") {
+        return s.auth.inbox.serve(&method, rest, query);
+    }
+    if method == Method::GET && path == "/auth/v1/verify" && headers.get("apikey").is_none() {
+        return s
+            .auth
+            .serve(&method, "verify", query, &headers, &body, Role::Anon)
+            .await;
+    }
     // What a browser fetches by URL alone: a public object, and a signed URL (its token
     // is the credential), as Supabase's gateway lets them through without a key.
     if let Some(rest_of) = path.strip_prefix("/storage/v1/")

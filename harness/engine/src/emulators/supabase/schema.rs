@@ -1,7 +1,7 @@
 //! What Supabase puts in a project's database, installed into the emulator's database: the
 //! roles `anon`, `authenticated` and `service_role` (the last one bypasses row-level
-//! security), the `auth` schema with `auth.users`, `auth.identities`, `auth.sessions` and
-//! `auth.refresh_tokens`, and the functions `auth.uid()`, `auth.role()`, `auth.jwt()` that
+//! security), the `auth` schema with `auth.users`, `auth.identities`, `auth.sessions`,
+//! `auth.refresh_tokens` and `auth.one_time_tokens`, and the functions `auth.uid()`, `auth.role()`, `auth.jwt()` that
 //! policies written for Supabase call. Every role may use the `public` schema, as on
 //! Supabase: what a role sees is decided by the tables' policies, in Postgres.
 
@@ -74,6 +74,16 @@ CREATE TABLE IF NOT EXISTS auth.sessions (
     aal text NOT NULL DEFAULT 'aal1',
     not_after timestamptz,
     refreshed_at timestamp
+);
+CREATE TABLE IF NOT EXISTS auth.one_time_tokens (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+    token_type text NOT NULL,
+    token_hash text NOT NULL,
+    relates_to text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (user_id, token_type)
 );
 CREATE TABLE IF NOT EXISTS auth.refresh_tokens (
     instance_id uuid,

@@ -1,11 +1,14 @@
 //! The Auth surface (`/auth/v1`), GoTrue's as the official clients call it: sign-up, the
 //! password and refresh-token grants (refresh tokens rotate; a spent one is accepted again
 //! only within the reuse interval, after which its whole session is revoked), the user,
-//! logout by scope, settings, and the admin users API. Users, identities, sessions and
+//! logout by scope, settings, the admin users API, and the email flows of [`otp`]
+//! (confirmation, magic links and codes, recovery) through the local inbox. Users, identities, sessions and
 //! refresh tokens live in `auth.*` tables of the database, passwords as bcrypt hashes
 //! (pgcrypto's `crypt`).
 
-use std::time::Duration;
+mod otp;
+
+use std::{sync::Arc, time::Duration};
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
@@ -25,6 +28,13 @@ pub struct Settings {
     pub reuse_interval: Duration,
     /// Shortest password accepted.
     pub min_password: usize,
+    /// Whether a new address must be confirmed (by the mailed link or code) before its
+    /// user can sign in with a password; off by default, as `supabase start` has it.
+    pub confirm_email: bool,
+    /// How long a mailed code or link works (Supabase's default: an hour).
+    pub otp_expiry: Duration,
+    /// Where a mailed link sends the browser when it names no (allowed) `redirect_to`.
+    pub site_url: String,
 }
 
 impl Default for Settings {
@@ -33,6 +43,9 @@ impl Default for Settings {
             jwt_expiry: Duration::from_secs(3600),
             reuse_interval: Duration::from_secs(10),
             min_password: 6,
+            confirm_email: false,
+            otp_expiry: Duration::from_secs(3600),
+            site_url: "http://127.0.0.1:3000".into(),
         }
     }
 }
@@ -105,6 +118,7 @@ pub struct Auth {
     pub pool: PgPool,
     pub keys: Keys,
     pub settings: Settings,
+    pub inbox: Arc<super::inbox::Inbox>,
 }
 
 fn body_json(body: &[u8]) -> Result<Value, Reply> {
@@ -151,7 +165,12 @@ impl Auth {
                 StatusCode::OK,
                 json!({"version": "harness", "name": "GoTrue", "description": "harness's emulation of Supabase Auth"}),
             )),
-            (Method::POST, "signup") => self.signup(body).await,
+            (Method::POST, "signup") => self.signup(query, body).await,
+            (Method::POST, "otp" | "magiclink") => self.otp(query, body).await,
+            (Method::POST, "recover") => self.recover(query, body).await,
+            (Method::POST, "resend") => self.resend(query, body).await,
+            (Method::POST, "verify") => self.verify_post(body).await,
+            (Method::GET, "verify") => Ok(self.verify_get(query).await),
             (Method::POST, "token") => self.token(query, body).await,
             (Method::GET, "user") => self.get_user(bearer.as_deref()).await,
             (Method::PUT, "user") => self.update_user(bearer.as_deref(), body).await,
@@ -191,7 +210,7 @@ impl Auth {
             json!({
                 "external": {"anonymous_users": false, "email": true, "phone": false},
                 "disable_signup": false,
-                "mailer_autoconfirm": true,
+                "mailer_autoconfirm": !self.settings.confirm_email,
                 "phone_autoconfirm": false,
                 "sms_provider": "",
                 "saml_enabled": false,
@@ -199,7 +218,7 @@ impl Auth {
         )
     }
 
-    async fn signup(&self, body: &[u8]) -> Result<Reply, Reply> {
+    async fn signup(&self, query: &str, body: &[u8]) -> Result<Reply, Reply> {
         let b = body_json(body)?;
         let email = b["email"]
             .as_str()
@@ -231,12 +250,24 @@ impl Auth {
             Value::Object(_) => b["data"].clone(),
             _ => return Err(error(400, "validation_failed", "`data` is a JSON object")),
         };
+        let confirmed = !self.settings.confirm_email;
         let id = self
-            .create_user(&email, password, &data, &json!({}), true)
+            .create_user(&email, password, &data, &json!({}), confirmed)
             .await?;
         let Some(id) = id else {
             return Err(error(422, "user_already_exists", "User already registered"));
         };
+        if !confirmed {
+            // No session until the address is confirmed: the user, and a mail.
+            let redirect = super::rest::query::pairs(query)
+                .into_iter()
+                .find(|(k, _)| k == "redirect_to")
+                .map(|(_, v)| v);
+            self.send_token(&id, &email, otp::Purpose::Signup, redirect.as_deref())
+                .await?;
+            let user = user_by_id(&self.pool, &id).await?.unwrap_or(Value::Null);
+            return Ok(Reply::json(StatusCode::OK, user));
+        }
         self.session_for(&id)
             .await
             .map(|s| Reply::json(StatusCode::OK, s))
@@ -279,6 +310,11 @@ impl Auth {
 
     /// A new session for the user: an access token and its first refresh token.
     async fn session_for(&self, user_id: &str) -> Result<Value, Reply> {
+        self.session_with(user_id, "password").await
+    }
+
+    /// A new session, signed in by `method` (the access token's `amr`).
+    async fn session_with(&self, user_id: &str, method: &str) -> Result<Value, Reply> {
         let session: String = sqlx::query_scalar(
             "WITH s AS (INSERT INTO auth.sessions (user_id) VALUES (CAST($1 AS uuid)) RETURNING id) \
              , touched AS (UPDATE auth.users SET last_sign_in_at = now() WHERE id = CAST($1 AS uuid)) \
@@ -288,7 +324,7 @@ impl Auth {
         .fetch_one(&self.pool)
         .await
         .map_err(internal)?;
-        self.issue(user_id, &session, None).await
+        self.issue(user_id, &session, None, method).await
     }
 
     /// An access token and a fresh refresh token of `session` (the child of `parent`).
@@ -297,6 +333,7 @@ impl Auth {
         user_id: &str,
         session: &str,
         parent: Option<&str>,
+        method: &str,
     ) -> Result<Value, Reply> {
         let refresh = crate::secret::random_id(22);
         sqlx::query(
@@ -331,7 +368,7 @@ impl Auth {
             "user_metadata": user["user_metadata"],
             "role": "authenticated",
             "aal": "aal1",
-            "amr": [{"method": "password", "timestamp": now}],
+            "amr": [{"method": method, "timestamp": now}],
             "session_id": session,
             "is_anonymous": false,
         });
@@ -360,8 +397,8 @@ impl Auth {
                     .trim()
                     .to_lowercase();
                 let password = b["password"].as_str().unwrap_or_default();
-                let id: Option<String> = sqlx::query_scalar(
-                    "SELECT id::text FROM auth.users WHERE lower(email) = $1 AND deleted_at IS NULL \
+                let id: Option<(String, bool)> = sqlx::query_as(
+                    "SELECT id::text, email_confirmed_at IS NOT NULL FROM auth.users WHERE lower(email) = $1 AND deleted_at IS NULL \
                      AND encrypted_password = crypt($2, encrypted_password)",
                 )
                 .bind(&email)
@@ -369,13 +406,16 @@ impl Auth {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(internal)?;
-                let Some(id) = id else {
+                let Some((id, confirmed)) = id else {
                     return Err(error(
                         400,
                         "invalid_credentials",
                         "Invalid login credentials",
                     ));
                 };
+                if !confirmed && self.settings.confirm_email {
+                    return Err(error(400, "email_not_confirmed", "Email not confirmed"));
+                }
                 self.session_for(&id)
                     .await
                     .map(|s| Reply::json(StatusCode::OK, s))
@@ -464,7 +504,7 @@ impl Auth {
         .await
         .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
-        self.issue(&user, &session, Some(token)).await
+        self.issue(&user, &session, Some(token), "password").await
     }
 
     /// The user a bearer access token stands for, with its session still alive.
