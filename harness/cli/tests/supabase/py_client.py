@@ -131,6 +131,25 @@ try:
 except APIError as e:
     check(e.code == "PGRST200", f"no relationship: {e.code}")
 
+# Filters, order and limits on an embedded resource apply to its rows, not the outer ones
+# (unless !inner).
+ada.table("tags").insert({"note_id": second, "label": "later"}).execute()
+r = ada.table("notes").select("body, tags(label)").eq("tags.label", "important").order("score").execute()
+check(r.data == [{"body": "ada's first", "tags": []}, {"body": "ada's second", "tags": [{"label": "important"}]}], f"a filter on the embed: {r.data}")
+r = ada.table("notes").select("body, tags!inner(label)").eq("tags.label", "later").execute()
+check(r.data == [{"body": "ada's second", "tags": [{"label": "later"}]}], f"a filter on an !inner embed: {r.data}")
+r = ada.table("notes").select("body, tags(label)").eq("id", second).order("label", desc=True, foreign_table="tags").limit(1, foreign_table="tags").execute()
+check(r.data == [{"body": "ada's second", "tags": [{"label": "later"}]}], f"order and limit on the embed: {r.data}")
+r = ada.table("notes").select("body, tags(label)").eq("id", second).or_("label.eq.important,label.eq.nothing", reference_table="tags").execute()
+check(r.data == [{"body": "ada's second", "tags": [{"label": "important"}]}], f"or on the embed: {r.data}")
+r = ada.table("tags").select("label, note:notes(body)").eq("note.body", "nothing like it").order("label").execute()
+check(r.data == [{"label": "important", "note": None}, {"label": "later", "note": None}], f"a filtered to-one embed is null: {r.data}")
+try:
+    ada.table("notes").select("body").eq("tags.label", "important").execute()
+    check(False, "a filter on a resource not embedded is an error")
+except APIError as e:
+    check(e.code == "PGRST108", f"not embedded: {e.code}")
+
 # Upsert on the primary key, and an RPC.
 row = ada.table("notes").select("id").eq("score", 3).single().execute().data
 ada.table("notes").upsert({"id": row["id"], "body": "ada's first, edited", "score": 4}).execute()

@@ -574,7 +574,9 @@ async fn read(
     let casts = casts(tx, q.select.as_deref()).await?;
     let embeds = plan(tx, t, q.select.as_deref().unwrap_or_default()).await?;
     let mut b = Builder::new(t);
-    let list = b.select_in(q.select.as_deref(), &casts, "_t", &embeds, 0)?;
+    b.embedded = q.embedded.clone();
+    let list = b.select_in(q.select.as_deref(), &casts, "_t", &embeds, 0, &[])?;
+    b.unused_embedded()?;
     let mut filters = b.filters(&q.filters)?;
     for c in std::mem::take(&mut b.inner) {
         filters = format!("{filters} AND {c}");
@@ -756,7 +758,9 @@ async fn write(
         }
     };
     let embeds = plan(tx, t, q.select.as_deref().unwrap_or_default()).await?;
-    let list = b.select_in(q.select.as_deref(), &casts, "_w", &embeds, 0)?;
+    b.embedded = q.embedded.clone();
+    let list = b.select_in(q.select.as_deref(), &casts, "_w", &embeds, 0, &[])?;
+    b.unused_embedded()?;
     let wrapped = format!(
         "WITH _w AS ({statement}) SELECT coalesce(json_agg(_r), '[]'::json)::text, (SELECT count(*) FROM _w) FROM (SELECT {list} FROM _w) _r"
     );

@@ -2,7 +2,7 @@
 //! `and=(…)`), `order`, `limit`, `offset`, `on_conflict`, `columns`. Parsing only: nothing
 //! here touches SQL (see `sql.rs`), and every name stays a name, never SQL text.
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 /// A query parameter PostgREST does not understand, or a value it cannot take: its `PGRST100`
 /// ("failed to parse …").
@@ -150,6 +150,17 @@ pub struct Order {
     pub nulls_first: Option<bool>,
 }
 
+/// What a request asks of one embedded resource: `cards.front=eq.x` filters its rows (not
+/// the outer ones, unless the embed is `!inner`), `cards.order=…`, `cards.limit=…` and
+/// `cards.offset=…` order and page them, `cards.or=(…)` and `cards.and=(…)` too.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmbedQuery {
+    pub filters: Vec<Filter>,
+    pub order: Vec<Order>,
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+}
+
 /// A request's query string, parsed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Query {
@@ -162,6 +173,22 @@ pub struct Query {
     pub columns: Option<Vec<String>>,
     /// Every other parameter, for an RPC's arguments (`GET /rpc/fn?a=1`).
     pub rest: Vec<(String, String)>,
+    /// By the embed's path of names (or aliases) in `select`: `["cards"]`, `["cards", "tags"]`.
+    pub embedded: BTreeMap<Vec<String>, EmbedQuery>,
+}
+
+/// `cards.front` → (`["cards"]`, `front`); `cards.tags.order` → (`["cards", "tags"]`,
+/// `order`); `None` for a key with no embed in front (dots inside a JSON path do not count).
+fn embedded_key(key: &str) -> Result<Option<(Vec<String>, String)>, ParseError> {
+    let head_end = key.find("->").unwrap_or(key.len());
+    let Some(dot) = key[..head_end].rfind('.') else {
+        return Ok(None);
+    };
+    let path = key[..dot]
+        .split('.')
+        .map(name)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some((path, key[dot + 1..].to_owned())))
 }
 
 impl fmt::Display for ParseError {
@@ -562,7 +589,30 @@ pub fn parse(query: &str, rpc: bool) -> Result<Query, ParseError> {
             "not.and" => q.filters.push(logic(true, true, &value)?),
             "apikey" => {}
             _ if rpc && !value.contains('.') => q.rest.push((key, value)),
-            _ => q.filters.push(condition(path(&key)?, &value)?),
+            _ => match embedded_key(&key)? {
+                Some((mut at, last)) => {
+                    // `tags.not.or=(…)`: a negated tree on the embed.
+                    let negated = at.len() > 1
+                        && at.last().is_some_and(|n| n == "not")
+                        && matches!(last.as_str(), "or" | "and");
+                    if negated {
+                        at.pop();
+                    }
+                    let e = q.embedded.entry(at).or_default();
+                    match last.as_str() {
+                        "or" | "and" if negated => {
+                            e.filters.push(logic(true, last == "and", &value)?);
+                        }
+                        "order" => e.order = order(&value)?,
+                        "limit" => e.limit = Some(number(&key, &value)?),
+                        "offset" => e.offset = Some(number(&key, &value)?),
+                        "or" => e.filters.push(logic(false, false, &value)?),
+                        "and" => e.filters.push(logic(false, true, &value)?),
+                        column => e.filters.push(condition(path(column)?, &value)?),
+                    }
+                }
+                None => q.filters.push(condition(path(&key)?, &value)?),
+            },
         }
     }
     Ok(q)
@@ -650,6 +700,33 @@ mod tests {
         ] {
             assert!(parse(bad, false).is_err(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn filters_order_and_pages_of_embedded_resources_parse_by_their_path() {
+        let q = parse(
+            "select=*,cards(*,tags(*))&cards.front=eq.a&cards.order=front.desc&cards.limit=2\
+             &cards.offset=1&cards.tags.not.or=(label.eq.x,label.eq.y)&data->>a.b=eq.1",
+            false,
+        )
+        .expect("parses");
+        let cards = &q.embedded[&vec!["cards".to_owned()]];
+        assert_eq!(cards.filters.len(), 1);
+        assert_eq!(cards.order[0].path, col("front"));
+        assert!(cards.order[0].desc);
+        assert_eq!((cards.limit, cards.offset), (Some(2), Some(1)));
+        let tags = &q.embedded[&vec!["cards".to_owned(), "tags".to_owned()]];
+        assert!(matches!(
+            &tags.filters[0],
+            Filter::Logic {
+                negate: true,
+                and: false,
+                ..
+            }
+        ));
+        // A dot inside a JSON path is the key's, not an embed's.
+        assert_eq!(q.filters.len(), 1);
+        assert!(parse("cards;x.front=eq.1", false).is_err());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! PostgREST requests as SQL: every name quoted (and checked against the live schema first),
 //! every value a bound parameter cast to its column's type as the catalog names it.
 
-use super::query::{Filter, IsValue, Item, Op, Order, Path, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::query::{EmbedQuery, Filter, IsValue, Item, Op, Order, Path, Value};
 use crate::run::stores::quote_ident;
 
 /// A bound parameter.
@@ -74,6 +76,10 @@ pub struct Builder<'t> {
     pub params: Vec<Param>,
     /// Conditions on the outer rows that `!inner` embeds add.
     pub inner: Vec<String>,
+    /// Filters, order and paging of embedded resources, by their path in `select`.
+    pub embedded: BTreeMap<Vec<String>, EmbedQuery>,
+    /// The paths of `embedded` the select list has applied.
+    used: BTreeSet<Vec<String>>,
 }
 
 impl<'t> Builder<'t> {
@@ -82,10 +88,31 @@ impl<'t> Builder<'t> {
             table,
             params: Vec::new(),
             inner: Vec::new(),
+            embedded: BTreeMap::new(),
+            used: BTreeSet::new(),
         }
     }
 
     /// Binds a JSON document (rows to insert, a row's changes).
+    /// PostgREST's `PGRST108`, for filters on a resource the select list does not embed.
+    pub fn unused_embedded(&self) -> Result<(), BuildError> {
+        match self.embedded.keys().find(|k| !self.used.contains(*k)) {
+            None => Ok(()),
+            Some(k) => {
+                let name = k.join(".");
+                Err(BuildError {
+                    status: 400,
+                    code: "PGRST108".into(),
+                    message: format!("'{name}' is not an embedded resource in this request"),
+                    details: None,
+                    hint: Some(format!(
+                        "Verify that '{name}' is included in the 'select' query parameter."
+                    )),
+                })
+            }
+        }
+    }
+
     pub fn push_json(&mut self, v: serde_json::Value) -> String {
         self.bind(Param::Text(v.to_string()))
     }
@@ -281,7 +308,7 @@ impl<'t> Builder<'t> {
         items: Option<&[Item]>,
         casts: &[Option<String>],
     ) -> Result<String, BuildError> {
-        self.select_in(items, casts, "", &[], 0)
+        self.select_in(items, casts, "", &[], 0, &[])
     }
 
     /// The select list of rows of `self.table` reached as `alias`, with `embeds` resolved
@@ -293,6 +320,7 @@ impl<'t> Builder<'t> {
         alias: &str,
         embeds: &'t [Option<Embed>],
         depth: usize,
+        at: &[String],
     ) -> Result<String, BuildError> {
         let Some(items) = items else {
             return Ok("*".into());
@@ -334,12 +362,29 @@ impl<'t> Builder<'t> {
                         });
                     };
                     let here = format!("_e{depth}");
+                    let mut path = at.to_vec();
+                    path.push(as_name.clone().unwrap_or_else(|| name.clone()));
                     let outer = self.table;
                     self.table = &e.table;
-                    let list =
-                        self.select_in(Some(inner_items), &[], &here, &e.children, depth + 1);
+                    let list = self.select_in(
+                        Some(inner_items),
+                        &[],
+                        &here,
+                        &e.children,
+                        depth + 1,
+                        &path,
+                    );
+                    // The embed's own filters, order and page, on its table's columns.
+                    let own = match self.embedded.get(&path).cloned() {
+                        Some(q) => {
+                            self.used.insert(path.clone());
+                            self.embed_clauses(&q)
+                        }
+                        None => Ok((String::new(), String::new(), String::new())),
+                    };
                     self.table = outer;
                     let list = list?;
+                    let (own_filter, own_order, own_page) = own?;
                     let on = |a: &str| {
                         e.on.iter()
                             .map(|(inner, o)| {
@@ -356,22 +401,24 @@ impl<'t> Builder<'t> {
                     let from = e.table.qualified();
                     let sub = if e.many {
                         format!(
-                            "(SELECT coalesce(json_agg(_j), '[]'::json) FROM (SELECT {list} FROM {from} AS {here} WHERE {}) _j)",
+                            "(SELECT coalesce(json_agg(_j), '[]'::json) FROM (SELECT {list} FROM {from} AS {here} WHERE {}{own_filter}{own_order}{own_page}) _j)",
                             on(&here)
                         )
                     } else {
                         format!(
-                            "(SELECT row_to_json(_j) FROM (SELECT {list} FROM {from} AS {here} WHERE {} LIMIT 1) _j)",
+                            "(SELECT row_to_json(_j) FROM (SELECT {list} FROM {from} AS {here} WHERE {}{own_filter} LIMIT 1) _j)",
                             on(&here)
                         )
                     };
                     if e.inner {
                         let x = format!("_x{depth}_{i}");
                         self.inner.push(format!(
-                            "EXISTS (SELECT 1 FROM {from} AS {x} WHERE {})",
+                            "EXISTS (SELECT 1 FROM {from} AS {x} WHERE {}{own_filter})",
                             on(&x)
                         ));
                     }
+                    // A to-one embed whose row its filters leave out is null, as PostgREST
+                    // has it; the outer row stays (unless `!inner`).
                     out.push(format!(
                         "{sub} AS {}",
                         quote_ident(as_name.as_deref().unwrap_or(name))
@@ -383,6 +430,23 @@ impl<'t> Builder<'t> {
             return Ok("*".into());
         }
         Ok(out.join(", "))
+    }
+
+    /// ` AND (filters)`, ` ORDER BY …` and ` LIMIT … OFFSET …` of an embed, on
+    /// `self.table` (the embedded table; its columns resolve in the nearest scope).
+    fn embed_clauses(&mut self, q: &EmbedQuery) -> Result<(String, String, String), BuildError> {
+        let filter = if q.filters.is_empty() {
+            String::new()
+        } else {
+            format!(" AND ({})", self.filters(&q.filters)?)
+        };
+        let order = self.order(&q.order)?;
+        let page = match (q.limit, q.offset) {
+            (None, None) => String::new(),
+            (Some(l), o) => format!(" LIMIT {l} OFFSET {}", o.unwrap_or(0)),
+            (None, Some(o)) => format!(" OFFSET {o}"),
+        };
+        Ok((filter, order, page))
     }
 
     pub fn order(&mut self, order: &[Order]) -> Result<String, BuildError> {
