@@ -203,7 +203,20 @@ fn main() {
     });
     c.final_summary();
 
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    // The gateway alone: the same client, key and connection, an answer without the database.
+    let health = || {
+        let (http, url, anon) = (http.clone(), url.clone(), anon.clone());
+        async move {
+            let r = http
+                .get(format!("{url}/auth/v1/health"))
+                .header("apikey", &anon)
+                .send()
+                .await
+                .expect("health");
+            let _: Value = r.json().await.expect("health body");
+        }
+    };
+    let (mut a, mut b, mut h) = (Vec::new(), Vec::new(), Vec::new());
     rt.block_on(async {
         for _ in 0..1_000 {
             let t = Instant::now();
@@ -212,11 +225,15 @@ fn main() {
             let t = Instant::now();
             direct().await;
             b.push(t.elapsed());
+            let t = Instant::now();
+            health().await;
+            h.push(t.elapsed());
         }
     });
-    let (ra, rb) = (median(a), median(b));
+    let (ra, rb, rh) = (median(a), median(b), median(h));
     println!(
-        "select of 50 rows as the owner: REST median {ra:?}, sqlx median {rb:?}, ratio {:.2}",
+        "select of 50 rows as the owner: REST median {ra:?}, sqlx median {rb:?}, ratio {:.2}; \
+         an HTTP round trip through the gateway without the database (GET /auth/v1/health): median {rh:?}",
         ra.as_secs_f64() / rb.as_secs_f64()
     );
     rt.block_on(async {

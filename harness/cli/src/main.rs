@@ -2,6 +2,7 @@
 
 mod emulate;
 mod init;
+mod partition;
 mod scenarios;
 mod supabase;
 
@@ -184,6 +185,11 @@ struct RunArgs {
     /// Run only scenarios with one of these tags (repeatable or comma-separated).
     #[arg(long, value_delimiter = ',')]
     tag: Vec<String>,
+    /// Run one machine's share of the files (after `--tag`), deterministic by file:
+    /// `count:K/N` deals them round-robin in path order, `hash:K/N` by a hash of each path
+    /// (a bare `K/N` is `count:`); the N shares are disjoint and cover every file.
+    #[arg(long, value_name = "count:K/N|hash:K/N")]
+    partition: Option<partition::Partition>,
     /// Scenarios run at the same time, each isolated in its own database, bucket and graph
     /// label; 0 means one per CPU.
     #[arg(long, short = 'j', default_value_t = 4)]

@@ -260,6 +260,21 @@ async fn run_with(args: RunArgs, drill: Option<DrillRun>) -> ExitCode {
             args.tag[0]
         )));
     }
+    let scenarios = match args.partition {
+        None => scenarios,
+        Some(p) => {
+            let share = p.select(scenarios, |l| l.path.as_path());
+            if share.is_empty() {
+                eprintln!("partition {p}: no scenario falls in this share; nothing to run");
+                return ExitCode::SUCCESS;
+            }
+            eprintln!(
+                "partition {p}: {} scenario file(s) of this share",
+                share.len()
+            );
+            share
+        }
+    };
     if drill.is_some() {
         let without: Vec<&str> = scenarios
             .iter()

@@ -446,3 +446,91 @@ fn validate_checks_each_file_with_its_folders_shared_defaults() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("unknown var `table`"), "{err}");
 }
+
+/// The names `harness run --partition SPEC` ran over `dir`, from its JSON report.
+fn ran_in(dir: &std::path::Path, spec: &str) -> Vec<String> {
+    let report = dir.join(format!("{}.json", spec.replace([':', '/'], "_")));
+    let out = harness()
+        .arg("run")
+        .arg(dir.join("library"))
+        .args(["--partition", spec, "--json"])
+        .arg(&report)
+        .output()
+        .expect("run harness");
+    assert!(
+        out.status.success(),
+        "{spec}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !report.exists() {
+        // An empty share runs nothing and says so.
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no scenario falls in this share"));
+        return Vec::new();
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    v["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+#[test]
+fn partitions_are_disjoint_and_together_run_every_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lib = dir.path().join("library");
+    std::fs::create_dir_all(lib.join("nested")).expect("mkdir");
+    let mut all = Vec::new();
+    for i in 0..11 {
+        let name = format!("scenario {i:02}");
+        let file = if i % 3 == 0 {
+            lib.join(format!("nested/s{i:02}.yaml"))
+        } else {
+            lib.join(format!("s{i:02}.yaml"))
+        };
+        std::fs::write(
+            &file,
+            format!("name: {name}\nsteps:\n  - exec:\n      command: [\"true\"]\n"),
+        )
+        .expect("write");
+        all.push(name);
+    }
+    for kind in ["count", "hash"] {
+        for total in [1, 3, 4] {
+            let mut seen = Vec::new();
+            for shard in 1..=total {
+                let share = ran_in(dir.path(), &format!("{kind}:{shard}/{total}"));
+                if kind == "count" {
+                    assert!(
+                        (11 / total..=11usize.div_ceil(total)).contains(&share.len()),
+                        "count:{shard}/{total} ran {share:?}"
+                    );
+                }
+                for name in share {
+                    assert!(
+                        !seen.contains(&name),
+                        "{name} ran in two shares of {kind}:_/{total}"
+                    );
+                    seen.push(name);
+                }
+            }
+            seen.sort();
+            assert_eq!(seen, all, "{kind}:_/{total} covers every file");
+        }
+    }
+    // The same spec picks the same files every time.
+    assert_eq!(
+        ran_in(dir.path(), "hash:2/3"),
+        ran_in(dir.path(), "hash:2/3")
+    );
+    let bad = harness()
+        .arg("run")
+        .arg(&lib)
+        .args(["--partition", "4/3"])
+        .output()
+        .expect("run harness");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("runs from 1 to N"));
+}
