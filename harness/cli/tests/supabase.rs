@@ -349,6 +349,26 @@ fn tokens_that_are_expired_unsigned_forged_or_of_another_role_are_refused_and_in
         (401, Some("PGRST303")),
         "{body}"
     );
+    // For another audience (a token of another project's API, say); in an array too.
+    for aud in [json!("some-other-api"), json!(["some-other-api"])] {
+        let mut other = user.clone();
+        other["aud"] = aud.clone();
+        let (status, body) = rest(Some(&sign(other)), "select=id");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("PGRST303")),
+            "aud {aud}: {body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("audience")),
+            "{body}"
+        );
+    }
+    let mut both = user.clone();
+    both["aud"] = json!(["some-other-api", "authenticated"]);
+    assert_eq!(rest(Some(&sign(both)), "select=id").0, 200);
     // Wrongly signed, and a payload changed after signing.
     let wrong = harness_engine::emulators::supabase::keys::sign(
         b"not-the-project-secret-at-all-32-bytes",

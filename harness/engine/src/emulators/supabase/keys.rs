@@ -37,6 +37,9 @@ impl Role {
     }
 }
 
+/// The audience of the project's user tokens.
+pub const AUDIENCE: &str = "authenticated";
+
 /// Why a token was refused, worded as PostgREST words it (`PGRST301`, `PGRST303`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenError {
@@ -60,14 +63,14 @@ impl TokenError {
             }
             TokenError::Signature => "JWSError JWSInvalidSignature".into(),
             TokenError::Expired => "JWT expired".into(),
-            TokenError::Audience(aud) => format!("JWT claim 'aud' {aud} is not accepted"),
+            TokenError::Audience(aud) => format!("JWT not in audience (its aud is {aud})"),
         }
     }
 
     /// PostgREST's code for it.
     pub fn code(&self) -> &'static str {
         match self {
-            TokenError::Expired => "PGRST303",
+            TokenError::Expired | TokenError::Audience(_) => "PGRST303",
             _ => "PGRST301",
         }
     }
@@ -167,13 +170,22 @@ impl Keys {
         sign(self.jwt_secret.expose().as_bytes(), claims)
     }
 
-    /// Verifies a JWT signed with the project's secret.
+    /// Verifies a JWT signed with the project's secret, for the project's audience: one
+    /// without `aud` (the API keys, a signed URL's token), or with `authenticated` in it, as
+    /// Supabase's Auth issues them; any other audience is refused (`PGRST303`).
     pub fn verify(&self, token: &str) -> Result<Value, TokenError> {
-        verify(
+        let claims = verify(
             self.jwt_secret.expose().as_bytes(),
             token,
             chrono::Utc::now().timestamp(),
-        )
+        )?;
+        let ours = |v: &Value| v.as_str() == Some(AUDIENCE);
+        match &claims["aud"] {
+            Value::Null => Ok(claims),
+            Value::Array(a) if a.iter().any(ours) => Ok(claims),
+            v if ours(v) => Ok(claims),
+            other => Err(TokenError::Audience(other.to_string())),
+        }
     }
 
     /// The role an API key stands for, or `None` when it is none of the project's.
