@@ -34,6 +34,11 @@ pub struct SupabaseArgs {
     /// `URL/inbox` (Mailpit's API).
     #[arg(long)]
     pub confirm_email: bool,
+    /// Sign user access tokens with an asymmetric ES256 key, its public half at
+    /// `/auth/v1/.well-known/jwks.json`, as newer Supabase projects do (default: HS256 with
+    /// the JWT secret; the anon and service_role keys are HS256 either way).
+    #[arg(long)]
+    pub asymmetric_keys: bool,
 }
 
 /// The bucket of the object store that holds Storage's bytes.
@@ -44,6 +49,7 @@ fn config(
     port: u16,
     reuse: u64,
     confirm_email: bool,
+    asymmetric_keys: bool,
 ) -> Result<supabase::Config, Error> {
     let pg = endpoints.postgres.clone().ok_or_else(|| {
         Error::BadInput("the Supabase emulator serves a Postgres, and the stack has none".into())
@@ -55,6 +61,7 @@ fn config(
         auth: supabase::auth::Settings {
             reuse_interval: std::time::Duration::from_secs(reuse),
             confirm_email,
+            asymmetric_keys,
             ..supabase::auth::Settings::default()
         },
         storage: endpoints
@@ -105,7 +112,7 @@ pub async fn beside(
     port: u16,
 ) -> Result<(Option<Supabase>, Value), Error> {
     if !detach {
-        let e = Supabase::start(config(stack.endpoints(), port, 10, false)?).await?;
+        let e = Supabase::start(config(stack.endpoints(), port, 10, false, false)?).await?;
         let endpoint = endpoint_of(&e);
         return Ok((Some(e), endpoint));
     }
@@ -176,6 +183,7 @@ pub async fn emulate(a: SupabaseArgs) -> Result<(), Error> {
         a.port,
         a.refresh_reuse_interval,
         a.confirm_email,
+        a.asymmetric_keys,
     ) {
         Ok(cfg) => Supabase::start(cfg).await,
         Err(e) => Err(e),

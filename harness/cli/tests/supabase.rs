@@ -114,7 +114,7 @@ fn supabase_py_signs_up_signs_in_refreshes_and_reads_only_its_own_rows() {
 
 #[test]
 fn supabase_py_confirms_sign_ups_and_signs_in_by_magic_link_code_and_recovery_through_the_inbox() {
-    let e = start(&["--confirm-email"]);
+    let e = start(&["--confirm-email", "--asymmetric-keys"]);
     let s = |k: &str| e.info[k].as_str().expect(k).to_owned();
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/supabase/py_email.py");

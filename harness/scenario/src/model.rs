@@ -123,6 +123,11 @@ pub struct SupabaseProject {
     /// `supabase start` has it; fixture users are confirmed either way.
     #[serde(default)]
     pub confirm_email: bool,
+    /// Sign user tokens with an asymmetric ES256 key, published at
+    /// `${supabase.url}/auth/v1/.well-known/jwks.json`, as newer Supabase projects do
+    /// (default: HS256 with `${supabase.jwt_secret}`).
+    #[serde(default)]
+    pub asymmetric_keys: bool,
 }
 
 /// A fixture user of the Supabase project.

@@ -99,8 +99,33 @@ try:
     check(False, "a code works once")
 except AuthApiError as e:
     check(e.code == "otp_expired", e.code)
-res = create_client(URL, ANON).auth.sign_in_with_password({"email": ada, "password": "ada-password-1"})
+p = create_client(URL, ANON)
+res = p.auth.sign_in_with_password({"email": ada, "password": "ada-password-1"})
 check(res.session is not None, "once confirmed, the password signs in")
+
+# The project signs user tokens with an asymmetric key: ES256 with its kid, the public half
+# in the JWKS, which supabase-py's get_claims fetches and verifies the signature with.
+header = json.loads(__import__("base64").urlsafe_b64decode(res.session.access_token.split(".")[0] + "=="))
+jwks = get("/auth/v1/.well-known/jwks.json?apikey=" + ANON)
+check(header["alg"] == "ES256" and header["kid"] == jwks["keys"][0]["kid"], f"{header} {jwks}")
+claims = p.auth.get_claims()
+check(claims["claims"]["sub"] == res.user.id and claims["headers"]["alg"] == "ES256", f"get_claims: {claims}")
+tampered = res.session.access_token[:-4] + ("AAAA" if not res.session.access_token.endswith("AAAA") else "BBBB")
+try:
+    p.auth.get_claims(tampered)
+    check(False, "a token with a changed signature does not verify")
+except Exception as e:
+    check("signature" in str(e).lower() or "invalid" in str(e).lower(), str(e))
+req = urllib.request.Request(URL + "/rest/v1/nothing_here", headers={"apikey": ANON, "Authorization": "Bearer " + res.session.access_token})
+try:
+    urllib.request.urlopen(req)
+except urllib.error.HTTPError as e:
+    check(e.code == 404, f"REST takes the ES256 token (and finds no table): {e.code}")
+req = urllib.request.Request(URL + "/rest/v1/nothing_here", headers={"apikey": ANON, "Authorization": "Bearer " + tampered})
+try:
+    urllib.request.urlopen(req)
+except urllib.error.HTTPError as e:
+    check(e.code == 401, f"REST refuses a tampered ES256 token: {e.code}")
 
 # Confirming by the mailed link: a redirect with the session in the fragment.
 b = create_client(URL, ANON)

@@ -286,13 +286,13 @@ impl Ctx {
             postgres: pg,
             database,
             port: 0,
-            auth: crate::emulators::supabase::auth::Settings {
-                confirm_email: self
-                    .scenario
-                    .supabase
-                    .as_ref()
-                    .is_some_and(|p| p.confirm_email),
-                ..Default::default()
+            auth: {
+                let project = self.scenario.supabase.as_ref();
+                crate::emulators::supabase::auth::Settings {
+                    confirm_email: project.is_some_and(|p| p.confirm_email),
+                    asymmetric_keys: project.is_some_and(|p| p.asymmetric_keys),
+                    ..Default::default()
+                }
             },
             // Storage's bytes go to the scenario's bucket, when the stack has an object store.
             storage: self.endpoints.s3.clone().zip(self.iso.bucket.clone()),

@@ -230,9 +230,11 @@ fn supabase_project(cx: &mut Cx, node: &Node) -> Option<SupabaseProject> {
         })
     });
     let confirm_email = opt(cx, &f, "confirm_email", boolean).unwrap_or(false);
+    let asymmetric_keys = opt(cx, &f, "asymmetric_keys", boolean).unwrap_or(false);
     Some(SupabaseProject {
         users: users.unwrap_or_default(),
         confirm_email,
+        asymmetric_keys,
     })
 }
 

@@ -1,10 +1,21 @@
 //! The project's keys and JWTs: the legacy `anon` and `service_role` keys (HS256 JWTs signed
 //! with the project's JWT secret, as Supabase issues them), the newer publishable and secret
-//! keys (`sb_publishable_…`, `sb_secret_…`), and the user access tokens Auth issues. All are
-//! random per emulator (per run); none is ever printed in a report.
+//! keys (`sb_publishable_…`, `sb_secret_…`), and the user access tokens Auth issues: HS256
+//! with the secret, or, with an asymmetric signing key as newer projects have, ES256 (P-256)
+//! with the key's `kid`, its public half served as a JWKS. All are random per emulator (per
+//! run); none is ever printed in a report.
+
+use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
+use ring::{
+    rand::SystemRandom,
+    signature::{
+        ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+        UnparsedPublicKey,
+    },
+};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -58,9 +69,9 @@ impl TokenError {
     pub fn message(&self) -> String {
         match self {
             TokenError::Malformed(why) => format!("JWSError (CompactDecodeError {why})"),
-            TokenError::Algorithm(alg) => {
-                format!("JWSError (JWSInvalidAlgorithm: {alg} is not the project's HS256)")
-            }
+            TokenError::Algorithm(alg) => format!(
+                "JWSError (JWSInvalidAlgorithm: {alg} is not one the project signs with: HS256, or ES256 with its signing key)"
+            ),
             TokenError::Signature => "JWSError JWSInvalidSignature".into(),
             TokenError::Expired => "JWT expired".into(),
             TokenError::Audience(aud) => format!("JWT not in audience (its aud is {aud})"),
@@ -86,6 +97,90 @@ pub struct Keys {
     pub secret: Secret,
     /// The `iss` of the tokens Auth issues (`{url}/auth/v1`).
     pub issuer: String,
+    /// The asymmetric key user tokens are signed with, when the project has one.
+    pub signing: Option<SigningKey>,
+}
+
+/// An ES256 (P-256) signing key, as Supabase's asymmetric JWT signing keys are by default.
+#[derive(Clone)]
+pub struct SigningKey {
+    pair: Arc<EcdsaKeyPair>,
+    pub kid: String,
+}
+
+impl SigningKey {
+    pub fn generate() -> SigningKey {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("the system's random source");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .expect("a key ring just made");
+        SigningKey {
+            pair: Arc::new(pair),
+            kid: uuid_like(),
+        }
+    }
+
+    /// The public key as a JWK (RFC 7518 §6.2: `x` and `y`, base64url).
+    pub fn jwk(&self) -> Value {
+        // Uncompressed point: 0x04, then x and y, 32 bytes each.
+        let point = self.pair.public_key().as_ref();
+        json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "key_ops": ["verify"],
+            "kid": self.kid,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        })
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let header = URL_SAFE_NO_PAD
+            .encode(json!({"alg": "ES256", "kid": self.kid, "typ": "JWT"}).to_string());
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let input = format!("{header}.{payload}");
+        let sig = self
+            .pair
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .expect("ECDSA signing");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    fn verifies(&self, input: &[u8], sig: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.pair.public_key().as_ref())
+            .verify(input, sig)
+            .is_ok()
+    }
+}
+
+/// A random id in a UUID's shape, for a key's `kid`.
+fn uuid_like() -> String {
+    let h = crate::secret::random_id(32).to_lowercase();
+    let hex: String = h
+        .bytes()
+        .map(|b| char::from_digit(u32::from(b) % 16, 16).unwrap_or('0'))
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// The header's `alg` and `kid`, before any signature is checked.
+fn header_of(token: &str) -> Result<(String, Option<String>), TokenError> {
+    let first = token.split('.').next().unwrap_or_default();
+    let bytes = URL_SAFE_NO_PAD
+        .decode(first.trim_end_matches('='))
+        .map_err(|_| TokenError::Malformed("the header is not base64url".into()))?;
+    let h: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| TokenError::Malformed("the header is not JSON".into()))?;
+    Ok((
+        h["alg"].as_str().unwrap_or("(none)").to_owned(),
+        h["kid"].as_str().map(str::to_owned),
+    ))
 }
 
 fn hmac(secret: &[u8], data: &[u8]) -> Vec<u8> {
@@ -158,7 +253,63 @@ impl Keys {
             secret: Secret::new(format!("sb_secret_{}", crate::secret::random_id(31))),
             issuer: format!("{url}/auth/v1"),
             jwt_secret,
+            signing: None,
         }
+    }
+
+    /// The same keys, with an asymmetric signing key for user tokens.
+    pub fn with_signing_key(mut self) -> Keys {
+        self.signing = Some(SigningKey::generate());
+        self
+    }
+
+    /// A user's access token: ES256 with the signing key when the project has one, else
+    /// HS256 with the secret.
+    pub fn sign_user(&self, claims: &Value) -> String {
+        match &self.signing {
+            Some(k) => k.sign(claims),
+            None => self.sign(claims),
+        }
+    }
+
+    /// `/auth/v1/.well-known/jwks.json`: the public signing keys (none for an HS256 project).
+    pub fn jwks(&self) -> Value {
+        json!({"keys": self.signing.iter().map(SigningKey::jwk).collect::<Vec<_>>()})
+    }
+
+    /// An ES256 token of the project's signing key: its `kid`, signature and expiry.
+    fn verify_es256(&self, token: &str, kid: Option<&str>, now: i64) -> Result<Value, TokenError> {
+        let key = self
+            .signing
+            .as_ref()
+            .filter(|k| kid == Some(k.kid.as_str()))
+            .ok_or_else(|| {
+                TokenError::Algorithm("ES256 without the project's signing key".into())
+            })?;
+        let parts: Vec<&str> = token.split('.').collect();
+        let [header, payload, sig] = parts[..] else {
+            return Err(TokenError::Malformed(format!(
+                "{} parts instead of 3",
+                parts.len()
+            )));
+        };
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| TokenError::Signature)?;
+        if !key.verifies(format!("{header}.{payload}").as_bytes(), &sig) {
+            return Err(TokenError::Signature);
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| TokenError::Malformed("the payload is not base64url".into()))?;
+        let claims: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| TokenError::Malformed("the payload is not JSON".into()))?;
+        if let Some(exp) = claims["exp"].as_i64()
+            && exp <= now
+        {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
     }
 
     pub fn jwt_secret(&self) -> &Secret {
@@ -174,11 +325,11 @@ impl Keys {
     /// without `aud` (the API keys, a signed URL's token), or with `authenticated` in it, as
     /// Supabase's Auth issues them; any other audience is refused (`PGRST303`).
     pub fn verify(&self, token: &str) -> Result<Value, TokenError> {
-        let claims = verify(
-            self.jwt_secret.expose().as_bytes(),
-            token,
-            chrono::Utc::now().timestamp(),
-        )?;
+        let now = chrono::Utc::now().timestamp();
+        let claims = match header_of(token)? {
+            (alg, kid) if alg == "ES256" => self.verify_es256(token, kid.as_deref(), now)?,
+            _ => verify(self.jwt_secret.expose().as_bytes(), token, now)?,
+        };
         let ours = |v: &Value| v.as_str() == Some(AUDIENCE);
         match &claims["aud"] {
             Value::Null => Ok(claims),
@@ -223,6 +374,37 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_es256_token_verifies_with_the_signing_key_only() {
+        let keys = Keys::generate("http://127.0.0.1:1").with_signing_key();
+        let claims = json!({"sub": "u1", "role": "authenticated", "aud": "authenticated", "exp": chrono::Utc::now().timestamp() + 60});
+        let t = keys.sign_user(&claims);
+        assert_eq!(header_of(&t).expect("header").0, "ES256");
+        assert_eq!(keys.verify(&t).expect("valid")["sub"], "u1");
+        // Another project's key, with the same kid, does not verify it.
+        let mut other = Keys::generate("http://127.0.0.1:1").with_signing_key();
+        if let (Some(o), Some(k)) = (&mut other.signing, &keys.signing) {
+            o.kid = k.kid.clone();
+        }
+        assert_eq!(other.verify(&t), Err(TokenError::Signature));
+        // An HS256 project refuses ES256.
+        let hs = Keys::generate("http://127.0.0.1:1");
+        assert!(matches!(hs.verify(&t), Err(TokenError::Algorithm(_))));
+        // The JWKS has the key's public half.
+        let jwks = keys.jwks();
+        assert_eq!(
+            jwks["keys"][0]["kid"],
+            keys.signing.as_ref().expect("key").kid
+        );
+        assert_eq!(jwks["keys"][0]["crv"], "P-256");
+        assert_eq!(hs.jwks(), json!({"keys": []}));
+        // The legacy keys stay HS256 and verify.
+        assert_eq!(
+            keys.verify(keys.anon.expose()).expect("anon")["role"],
+            "anon"
+        );
+    }
 
     #[test]
     fn a_token_signed_with_the_secret_verifies_and_nothing_else_does() {

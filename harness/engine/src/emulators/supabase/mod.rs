@@ -244,6 +244,11 @@ impl Supabase {
             .local_addr()
             .map_err(|e| Error::io("read local address", e))?;
         let keys = Keys::generate(&format!("http://127.0.0.1:{}", addr.port()));
+        let keys = if cfg.auth.asymmetric_keys {
+            keys.with_signing_key()
+        } else {
+            keys
+        };
         let closed = CancellationToken::new();
         let storage = match &cfg.storage {
             Some((endpoint, backing)) => {
@@ -370,6 +375,11 @@ async fn gateway(
     // which a browser opens by URL alone.
     if let Some(rest) = path.strip_prefix("/inbox/") {
         return s.auth.inbox.serve(&method, rest, query);
+    }
+    // Supabase's gateway leaves these Auth routes open too: the JWKS, which the project's
+    // own services fetch to verify tokens.
+    if method == Method::GET && path == "/auth/v1/.well-known/jwks.json" {
+        return Reply::json(StatusCode::OK, s.keys.jwks());
     }
     if method == Method::GET && path == "/auth/v1/verify" && headers.get("apikey").is_none() {
         return s

@@ -35,6 +35,10 @@ pub struct Settings {
     pub otp_expiry: Duration,
     /// Where a mailed link sends the browser when it names no (allowed) `redirect_to`.
     pub site_url: String,
+    /// Sign user tokens with an asymmetric (ES256) key served at
+    /// `/auth/v1/.well-known/jwks.json`, as newer Supabase projects do; off: HS256 with the
+    /// JWT secret, as the legacy keys are.
+    pub asymmetric_keys: bool,
 }
 
 impl Default for Settings {
@@ -46,6 +50,7 @@ impl Default for Settings {
             confirm_email: false,
             otp_expiry: Duration::from_secs(3600),
             site_url: "http://127.0.0.1:3000".into(),
+            asymmetric_keys: false,
         }
     }
 }
@@ -191,7 +196,7 @@ impl Auth {
                 }
             }
             (Method::GET, ".well-known/jwks.json") => {
-                Ok(Reply::json(StatusCode::OK, json!({"keys": []})))
+                Ok(Reply::json(StatusCode::OK, self.keys.jwks()))
             }
             _ => Err(error(
                 404,
@@ -373,7 +378,7 @@ impl Auth {
             "is_anonymous": false,
         });
         Ok(json!({
-            "access_token": self.keys.sign(&claims),
+            "access_token": self.keys.sign_user(&claims),
             "token_type": "bearer",
             "expires_in": self.settings.jwt_expiry.as_secs(),
             "expires_at": exp,
