@@ -87,7 +87,7 @@ for n in $COUNTS; do
     result=$(python3 -c "
 import json
 try:
-    s = json.load(open('$out.json'))['summary']
+    s = json.load(open('$out.json'))
     print(f\"{s['passed']} passed, {s['failed']} failed, {s['errored']} errors\")
 except Exception as e:
     print('no report (exit $code)')")
