@@ -183,7 +183,17 @@ fn ensure_blocking(
         RuntimeStatus::Installed(i) if !force => Some(i),
         _ => None,
     };
-    if let Some(all) = kinds.iter().map(|k| ready(*k)).collect::<Option<Vec<_>>>() {
+    // Neo4j's class-data-sharing archive, made once per JDK beside its install.
+    let cds_missing = |all: &[Installed]| {
+        all.iter().any(|i| {
+            i.kind == RuntimeKind::Neo4j
+                && neo4j::cds_archive(&i.dir)
+                    .is_some_and(|a| !a.is_file() && !a.with_extension("failed").is_file())
+        })
+    };
+    if let Some(all) = kinds.iter().map(|k| ready(*k)).collect::<Option<Vec<_>>>()
+        && !cds_missing(&all)
+    {
         return Ok(all);
     }
     let _lock = lock(progress)?;
@@ -195,6 +205,19 @@ fn ensure_blocking(
             continue;
         }
         out.push(install_one(kind, progress)?);
+    }
+    for i in out.iter().filter(|i| i.kind == RuntimeKind::Neo4j) {
+        let step = |s: &str| {
+            progress(&ProgressEvent::InstallStep {
+                runtime: "neo4j".to_owned(),
+                step: s.to_owned(),
+            })
+        };
+        if let Err(e) = neo4j::ensure_cds(&i.dir, &step) {
+            step(&format!(
+                "no class-data-sharing archive, Neo4j starts without one: {e}"
+            ));
+        }
     }
     Ok(out)
 }
@@ -378,7 +401,10 @@ pub(crate) fn go_tool(runtime: RuntimeKind) -> Result<PathBuf, Error> {
     })
 }
 
-pub use neo4j::{MAIN_CLASS as NEO4J_MAIN_CLASS, java};
+pub use neo4j::{
+    JVM_FLAGS as NEO4J_JVM_FLAGS, MAIN_CLASS as NEO4J_MAIN_CLASS, cds_archive as neo4j_cds_archive,
+    java,
+};
 pub use object_store::BINARY as S3_BINARY;
 pub use otel::BINARY as OTEL_BINARY;
 pub use postgres::{TEMPLATE as POSTGRES_TEMPLATE, bin_dir as postgres_bin_dir};

@@ -25,7 +25,10 @@ use super::{
 };
 use crate::{
     error::{Error, IoContext},
-    runtimes::{Installed, NEO4J_MAIN_CLASS, OTEL_BINARY, S3_BINARY, java, postgres_bin_dir},
+    runtimes::{
+        Installed, NEO4J_JVM_FLAGS, NEO4J_MAIN_CLASS, OTEL_BINARY, S3_BINARY, java,
+        postgres_bin_dir,
+    },
     secret::Secret,
 };
 
@@ -196,17 +199,23 @@ pub fn describe(
                         fix: "apt-get install -y openjdk-17-jre-headless".into(),
                     })?;
                     d.program = Some(java);
-                    d.args = vec![
-                        format!("-Dharness.run={}", dir.display()),
-                        "-XX:+UseSerialGC".into(),
-                        "-XX:TieredStopAtLevel=1".into(),
-                        "-Xms64m".into(),
-                        "-Xmx512m".into(),
-                        "-Xshare:auto".into(),
+                    d.args = vec![format!("-Dharness.run={}", dir.display())];
+                    d.args
+                        .extend(NEO4J_JVM_FLAGS.iter().map(|f| (*f).to_owned()));
+                    // The archive of the classes a start loads, when `runtimes install` made
+                    // one for this JDK; `auto` falls back to loading them if it does not fit.
+                    d.args.push("-Xshare:auto".into());
+                    if let Some(archive) =
+                        crate::runtimes::neo4j_cds_archive(&rt.dir).filter(|a| a.is_file())
+                    {
+                        d.args
+                            .push(format!("-XX:SharedArchiveFile={}", archive.display()));
+                    }
+                    d.args.extend([
                         "-cp".into(),
                         format!("{}/lib/*", rt.dir.display()),
                         NEO4J_MAIN_CLASS.into(),
-                    ];
+                    ]);
                     d.env = vec![
                         (
                             "HARNESS_NEO4J_HOME".into(),
