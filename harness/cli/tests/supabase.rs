@@ -82,60 +82,57 @@ const NOTES: &str = "CREATE TABLE notes (id bigserial PRIMARY KEY, \
     CREATE POLICY own_folder_delete ON storage.objects FOR DELETE TO authenticated \
         USING (bucket_id = 'avatars' AND (storage.foldername(name))[1] = auth.uid()::text);";
 
-#[test]
-fn supabase_py_signs_up_signs_in_refreshes_and_reads_only_its_own_rows() {
-    let e = start(&[]);
+/// Runs a client script of `tests/supabase/` with `program` (python3 or node) and the
+/// emulator's URL and keys, and returns how many checks it reports (`ok N`, its last line).
+fn run_client(
+    program: &str,
+    script: &str,
+    e: &Emulator,
+    extra: &[(&str, &std::path::Path)],
+) -> usize {
     let s = |k: &str| e.info[k].as_str().expect(k).to_owned();
-    psql(&s("database_url"), NOTES);
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/supabase/py_client.py");
-    let out = Command::new("python3")
-        .arg(&script)
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/supabase")
+        .join(script);
+    let out = Command::new(program)
+        .arg(&path)
         .env("SUPABASE_URL", s("url"))
         .env("SUPABASE_ANON_KEY", s("anon_key"))
         .env("SUPABASE_PUBLISHABLE_KEY", s("publishable_key"))
         .env("SUPABASE_SERVICE_ROLE_KEY", s("service_role_key"))
         .env("SUPABASE_SECRET_KEY", s("secret_key"))
+        .envs(extra.iter().copied())
         .output()
-        .expect("python3");
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
-    assert!(out.status.success(), "supabase-py: {stdout}\n{stderr}");
-    let n: usize = stdout
+    assert!(out.status.success(), "{script}: {stdout}\n{stderr}");
+    stdout
         .lines()
         .last()
         .and_then(|l| l.strip_prefix("ok "))
         .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(n >= 51, "every check ran: {stdout}");
+        .unwrap_or(0)
+}
+
+#[test]
+fn supabase_py_signs_up_signs_in_refreshes_and_reads_only_its_own_rows() {
+    let e = start(&[]);
+    psql(
+        e.info["database_url"].as_str().expect("database_url"),
+        NOTES,
+    );
+    let n = run_client("python3", "py_client.py", &e, &[]);
+    assert!(n >= 51, "every check of py_client.py ran: {n}");
 }
 
 #[test]
 fn supabase_py_confirms_sign_ups_and_signs_in_by_magic_link_code_and_recovery_through_the_inbox() {
     let e = start(&["--confirm-email", "--asymmetric-keys"]);
-    let s = |k: &str| e.info[k].as_str().expect(k).to_owned();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/supabase/py_email.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .env("SUPABASE_URL", s("url"))
-        .env("SUPABASE_ANON_KEY", s("anon_key"))
-        .output()
-        .expect("python3");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "supabase-py: {stdout}\n{stderr}");
-    let n: usize = stdout
-        .lines()
-        .last()
-        .and_then(|l| l.strip_prefix("ok "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(n >= 30, "every check ran: {stdout}");
+    let n = run_client("python3", "py_email.py", &e, &[]);
+    assert!(n >= 30, "every check of py_email.py ran: {n}");
 }
 
 /// Where `.ci/run` installs supabase-js (pinned) and ws.
@@ -171,28 +168,13 @@ fn supabase_js_signs_in_writes_and_reads_under_rls_and_uses_storage() {
          CREATE POLICY js_folder_delete ON storage.objects FOR DELETE TO authenticated \
            USING (bucket_id = 'avatars-js' AND (storage.foldername(name))[1] = auth.uid()::text);",
     );
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/supabase/js_client.cjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .env("NODE_PATH", &modules)
-        .env("SUPABASE_URL", s("url"))
-        .env("SUPABASE_ANON_KEY", s("anon_key"))
-        .env("SUPABASE_SERVICE_ROLE_KEY", s("service_role_key"))
-        .output()
-        .expect("node");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+    let n = run_client(
+        "node",
+        "js_client.cjs",
+        &e,
+        &[("NODE_PATH", modules.as_path())],
     );
-    assert!(out.status.success(), "supabase-js: {stdout}\n{stderr}");
-    let n: usize = stdout
-        .lines()
-        .last()
-        .and_then(|l| l.strip_prefix("ok "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(n >= 30, "every check ran: {stdout}");
+    assert!(n >= 30, "every check of js_client.cjs ran: {n}");
 }
 
 #[test]

@@ -134,6 +134,29 @@ fn body_json(body: &[u8]) -> Result<Value, Reply> {
         .map_err(|_| error(400, "bad_json", "Could not parse request body as JSON"))
 }
 
+/// A body's `email`, trimmed and lower-cased as GoTrue keeps addresses (empty when absent).
+fn email_in(b: &Value) -> String {
+    b["email"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase()
+}
+
+/// A body's `email`, which must be an address (400 `validation_failed` otherwise).
+fn checked_email(b: &Value) -> Result<String, Reply> {
+    let email = email_in(b);
+    if valid_email(&email) {
+        Ok(email)
+    } else {
+        Err(error(
+            400,
+            "validation_failed",
+            "Unable to validate email address: invalid format",
+        ))
+    }
+}
+
 fn valid_email(e: &str) -> bool {
     let Some((local, domain)) = e.split_once('@') else {
         return false;
@@ -225,11 +248,7 @@ impl Auth {
 
     async fn signup(&self, query: &str, body: &[u8]) -> Result<Reply, Reply> {
         let b = body_json(body)?;
-        let email = b["email"]
-            .as_str()
-            .unwrap_or_default()
-            .trim()
-            .to_lowercase();
+        let email = email_in(&b);
         let password = b["password"].as_str().unwrap_or_default();
         if email.is_empty() {
             return Err(error(
@@ -396,11 +415,7 @@ impl Auth {
         let b = body_json(body)?;
         match grant.as_str() {
             "password" => {
-                let email = b["email"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_lowercase();
+                let email = email_in(&b);
                 let password = b["password"].as_str().unwrap_or_default();
                 let id: Option<(String, bool)> = sqlx::query_as(
                     "SELECT id::text, email_confirmed_at IS NOT NULL FROM auth.users WHERE lower(email) = $1 AND deleted_at IS NULL \
@@ -733,18 +748,7 @@ impl Auth {
             }
             (Method::POST, true) => {
                 let b = body_json(body)?;
-                let email = b["email"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_lowercase();
-                if !valid_email(&email) {
-                    return Err(error(
-                        400,
-                        "validation_failed",
-                        "Unable to validate email address: invalid format",
-                    ));
-                }
+                let email = checked_email(&b)?;
                 let password = b["password"]
                     .as_str()
                     .map(str::to_owned)

@@ -12,7 +12,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha224};
 
-use super::{Auth, Reply, body_json, error, internal, valid_email};
+use super::{Auth, Reply, body_json, checked_email, email_in, error, internal};
 
 /// What a mail is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,25 +173,14 @@ impl Auth {
                 "Unsupported phone provider",
             ));
         }
-        let email = b["email"]
-            .as_str()
-            .unwrap_or_default()
-            .trim()
-            .to_lowercase();
-        if email.is_empty() {
+        if email_in(&b).is_empty() {
             return Err(error(
                 400,
                 "validation_failed",
                 "An email address or phone number is required",
             ));
         }
-        if !valid_email(&email) {
-            return Err(error(
-                400,
-                "validation_failed",
-                "Unable to validate email address: invalid format",
-            ));
-        }
+        let email = checked_email(&b)?;
         let redirect = redirect_param(query, &b);
         let (id, confirmed) = match self.user_of_email(&email).await? {
             Some(u) => u,
@@ -226,18 +215,7 @@ impl Auth {
     /// same either way, so it tells nobody which addresses exist.
     pub(super) async fn recover(&self, query: &str, body: &[u8]) -> Result<Reply, Reply> {
         let b = body_json(body)?;
-        let email = b["email"]
-            .as_str()
-            .unwrap_or_default()
-            .trim()
-            .to_lowercase();
-        if !valid_email(&email) {
-            return Err(error(
-                400,
-                "validation_failed",
-                "Unable to validate email address: invalid format",
-            ));
-        }
+        let email = checked_email(&b)?;
         if let Some((id, _)) = self.user_of_email(&email).await? {
             let redirect = redirect_param(query, &b);
             self.send_token(&id, &email, Purpose::Recovery, redirect.as_deref())
@@ -266,11 +244,7 @@ impl Auth {
                 ));
             }
         }
-        let email = b["email"]
-            .as_str()
-            .unwrap_or_default()
-            .trim()
-            .to_lowercase();
+        let email = email_in(&b);
         if let Some((id, false)) = self.user_of_email(&email).await? {
             let redirect = redirect_param(query, &b);
             self.send_token(&id, &email, Purpose::Signup, redirect.as_deref())
