@@ -478,6 +478,25 @@ pub async fn cloud_run_detached(
 /// Starts `harness ARGS PATH` as a process of its own (its own process group, stdin closed,
 /// stderr in `log`) and waits for the first line it prints, which `ok` must accept. Returns
 /// its pid and that line; on failure it is killed and the error quotes its log.
+/// Starts the watcher that stops a leased stack when its holder ends, in a session of its
+/// own with no terminal or pipe of the caller's (a test runner waits for those to close).
+pub(crate) fn watch_lease(record: &harness_engine::stack::records::RunRecord) -> Result<(), Error> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("find the harness binary: {e}")))?;
+    let log = std::fs::File::create(record.run_dir.join("lease.log"))
+        .map_err(|e| Error::Other(format!("create the lease watcher's log: {e}")))?;
+    std::process::Command::new(exe)
+        .args(["watch-lease", &record.run_id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::Other(format!("start the lease watcher: {e}")))?;
+    Ok(())
+}
+
 pub(crate) async fn announced(
     args: &[&str],
     path: &Path,

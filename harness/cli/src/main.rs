@@ -86,6 +86,10 @@ enum Command {
         /// Leave the stack running and return; `harness down` stops it.
         #[arg(long)]
         detach: bool,
+        /// With --detach: stop the stack when the process PID ends (a test runner's, for
+        /// one stack per test run); a watcher process does it.
+        #[arg(long, value_name = "PID", requires = "detach")]
+        lease: Option<u32>,
         /// Print the endpoints as one JSON object.
         #[arg(long)]
         json: bool,
@@ -97,6 +101,9 @@ enum Command {
     },
     /// Stop detached stacks (all of them, or one by run id).
     Down { run_id: Option<String> },
+    /// The watcher of a leased stack (started by `harness up --lease`).
+    #[command(hide = true)]
+    WatchLease { run_id: String },
     /// Run scenario files (folders are searched for *.yaml) on one shared stack.
     Run(RunArgs),
     /// Rehearse restore drills: run the scenarios that back up and restore (each file must
@@ -384,6 +391,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             images,
             ports,
             detach,
+            lease,
             json,
         } => {
             let provider = ProviderKind::parse(&provider)?;
@@ -402,10 +410,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 provider,
                 &images,
                 &ports,
-                detach,
+                Detach {
+                    detach,
+                    lease: lease.map(stack::lease::Lease::of).transpose()?,
+                },
                 json,
             )
             .await
+        }
+        Command::WatchLease { run_id } => {
+            stack::lease::watch(&run_id).await?;
+            Ok(())
         }
         Command::Images { command } => images_command(command).await,
         Command::Emulate {
@@ -595,15 +610,22 @@ async fn images_command(command: ImagesCommand) -> Result<(), Error> {
     }
 }
 
+/// Whether `harness up` returns leaving the stack running, and for whom.
+struct Detach {
+    detach: bool,
+    lease: Option<stack::lease::Lease>,
+}
+
 async fn up(
     services: &[String],
     cloud_run_images: Option<&std::path::Path>,
     provider: ProviderKind,
     images: &[String],
     ports: &[String],
-    detach: bool,
+    detach: Detach,
     json: bool,
 ) -> Result<(), Error> {
+    let Detach { detach, lease } = detach;
     let mut signals = StopSignals::register();
     let mut builder = Stack::builder().progress(progress()).provider(provider);
     let (want_cloud_run, runtimes, image_map) =
@@ -743,7 +765,13 @@ async fn up(
         print_json(&services);
     }
     if detach {
-        stack.detach()?;
+        if let Some(lease) = lease {
+            stack.lease(lease);
+        }
+        let record = stack.detach()?;
+        if lease.is_some() {
+            emulate::watch_lease(&record)?;
+        }
         if !json {
             println!(
                 "detached; stop it with `harness down {}`",

@@ -16,8 +16,17 @@ fn run_with(env: &[(&str, &str)], scenario: &str) -> (Option<i32>, serde_json::V
         .parent()
         .expect("bin dir")
         .to_path_buf();
-    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["run", &format!("../../scenarios/{scenario}"), "--json"])
+    let path = format!("../../scenarios/{scenario}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+    cmd.args(["run", &path]);
+    // A variable of harness's own (such as the collector's configuration) shapes the stack,
+    // so that run starts one.
+    let shapes_stack = env.iter().any(|(k, _)| k.starts_with("HARNESS_"));
+    if let Some(id) = shared_stack(&path).filter(|_| !shapes_stack) {
+        cmd.args(["--attach", &id]);
+    }
+    let out = cmd
+        .arg("--json")
         .env("HARNESS_BIN_DIR", bin_dir)
         .arg(&report)
         .envs(env.iter().copied())
@@ -29,6 +38,18 @@ fn run_with(env: &[(&str, &str)], scenario: &str) -> (Option<i32>, serde_json::V
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(serde_json::Value::Null);
     (out.status.code(), json, stderr)
+}
+
+/// The test run's stack (`.config/test-stack.sh`), when the scenario can share it: it
+/// takes no stack service away, and the stack has every service it needs.
+fn shared_stack(scenario: &str) -> Option<String> {
+    use harness_engine::run::session::{can_share_stack, load_paths};
+    let id = std::env::var("HARNESS_TEST_STACK").ok()?;
+    let loaded = load_paths(&[scenario.into()]).ok()?;
+    let record = harness_engine::stack::list()
+        .into_iter()
+        .find(|r| r.run_id == id)?;
+    can_share_stack(&loaded, &record.endpoints).then_some(id)
 }
 
 fn assert_caught(variant: &str, scenario: &str, step: &str) {

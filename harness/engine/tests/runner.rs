@@ -755,3 +755,40 @@ fn a_latency_fault_on_the_restore_path_makes_the_rto_longer_by_at_least_the_dela
         "RTO {rto} ms, with 200 ms of latency {slow_rto} ms"
     );
 }
+
+/// Which files may run on the test run's shared stack (`.config/test-stack.sh`): one that
+/// kills, pauses or restarts a stack service, or breaks the server every database shares,
+/// starts its own; so does one that needs a service the shared stack lacks.
+#[test]
+fn only_files_that_take_no_service_away_share_a_stack() {
+    use harness_engine::{
+        run::session::{can_share_stack, load_paths},
+        stack::Endpoints,
+    };
+    let full: Endpoints = serde_json::from_value(serde_json::json!({
+        "postgres": {"host": "127.0.0.1", "port": 1, "user": "u", "password": "p",
+                     "database": "d", "url": "postgres://u:p@127.0.0.1:1/d"},
+        "s3": {"endpoint_url": "http://127.0.0.1:2", "region": "us-east-1",
+               "access_key_id": "a", "secret_access_key": "s"},
+    }))
+    .expect("endpoints");
+    let can =
+        |rel: &str, e: &Endpoints| can_share_stack(&load_paths(&[corpus(rel)]).expect("load"), e);
+    assert!(can("pass/drill_s3.yaml", &full));
+    assert!(can("pass/drill_postgres_logical.yaml", &full));
+    // A fault on a scenario's own process leaves the stack alone.
+    assert!(can("pass/fault_process_restart.yaml", &full));
+    for alone in [
+        "pass/fault_process_kill_start_pause.yaml",
+        "pass/fault_http.yaml",
+        "pass/drill_postgres_killed.yaml",
+        "pass/drill_postgres_corrupt.yaml",
+        "pass/drill_pgbackrest.yaml",
+    ] {
+        assert!(!can(alone, &full), "{alone} takes a service away");
+    }
+    assert!(
+        !can("pass/drill_s3.yaml", &Endpoints::default()),
+        "a stack without the file's services cannot serve it"
+    );
+}

@@ -1,6 +1,7 @@
 //! Every file in `scenarios/` is its own test and must pass; every file in
 //! `tests/corpus/fail/` must fail, and how it fails (step, location, expected vs actual) is
-//! an insta snapshot. Each test process starts the stack its file needs.
+//! an insta snapshot. Under nextest they share the test run's stack (`.config/test-stack.sh`),
+//! except the files that take a stack service away: those start the stack they need.
 
 mod support;
 
@@ -10,7 +11,7 @@ use harness_engine::run::events::{Event, Status};
 use serde_json::json;
 
 fn library(path: &Path) -> datatest_stable::Result<()> {
-    let out = support::run_files(&[path.to_path_buf()], 1)?;
+    let out = support::run_files_shared(&[path.to_path_buf()])?;
     if out.summary.failed + out.summary.errored > 0 || out.summary.passed != 1 {
         return Err(format!("scenario did not pass:\n{}", out.console).into());
     }
@@ -18,7 +19,7 @@ fn library(path: &Path) -> datatest_stable::Result<()> {
 }
 
 fn must_fail(path: &Path) -> datatest_stable::Result<()> {
-    let out = support::run_files(&[path.to_path_buf()], 1)?;
+    let out = support::run_files_shared(&[path.to_path_buf()])?;
     assert_eq!(
         out.summary.failed,
         1,

@@ -189,6 +189,16 @@ pub fn services(scenarios: &[Loaded]) -> BTreeSet<Service> {
         .collect()
 }
 
+/// Whether the stack of these endpoints runs `service`.
+pub fn serves(endpoints: &Endpoints, service: Service) -> bool {
+    match service {
+        Service::Postgres => endpoints.postgres.is_some(),
+        Service::S3 => endpoints.s3.is_some(),
+        Service::Neo4j => endpoints.neo4j.is_some(),
+        Service::Otel => endpoints.otel.is_some(),
+    }
+}
+
 /// Checks that every step kind has a provider and the stack has every service needed.
 pub fn plan(
     scenarios: &[Loaded],
@@ -208,12 +218,7 @@ pub fn plan(
             check_extension(step, ext, &mut problems);
         }
         for svc in &l.scenario.stack {
-            let present = match svc {
-                Service::Postgres => endpoints.postgres.is_some(),
-                Service::S3 => endpoints.s3.is_some(),
-                Service::Neo4j => endpoints.neo4j.is_some(),
-                Service::Otel => endpoints.otel.is_some(),
-            };
+            let present = serves(endpoints, *svc);
             if !present {
                 problems.push(Problem::new(
                     l.scenario.span,

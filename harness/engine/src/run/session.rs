@@ -63,6 +63,19 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Loaded>, SessionError> {
     load(&files).map_err(SessionError::Invalid)
 }
 
+/// Whether these scenarios can run on a stack that other runs use at the same time: none
+/// takes a stack service away (kills, pauses or stops one, or changes what every database
+/// of the server shares), and the stack has every service they need.
+pub fn can_share_stack(scenarios: &[Loaded], endpoints: &Endpoints) -> bool {
+    scenarios.iter().all(|l| {
+        !l.scenario.faults_stack_processes()
+            && l.scenario
+                .stack
+                .iter()
+                .all(|s| super::serves(endpoints, *s))
+    })
+}
+
 /// Values the stack generated that must never appear in output.
 pub fn stack_secrets(e: &Endpoints) -> Vec<String> {
     let mut out = Vec::new();

@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod external;
+pub mod lease;
 pub mod native;
 pub mod ports;
 pub mod provider;
@@ -543,6 +544,12 @@ impl Stack {
         self.services.clear();
         let _ = std::fs::remove_dir_all(&self.record.run_dir);
         let _ = std::fs::remove_file(RunRecord::path(&self.record.run_id));
+    }
+
+    /// Holds the stack for another process once it is detached: it is stopped when that
+    /// process ends ([`lease`]).
+    pub fn lease(&mut self, lease: lease::Lease) {
+        self.record.lease = Some(lease);
     }
 
     /// Leaves the services running; `harness down` stops them.

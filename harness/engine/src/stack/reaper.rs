@@ -115,8 +115,10 @@ pub async fn reap() -> Vec<String> {
     let mut reaped = Vec::new();
     for record in RunRecord::load_all() {
         let orphan = if record.detached {
-            // An external stack that stops answering is someone else's to restart.
-            record.provider != ProviderKind::External && !record.alive().await
+            // An external stack that stops answering is someone else's to restart; a leased
+            // one goes with its holder.
+            record.lease.is_some_and(|l| !l.held())
+                || (record.provider != ProviderKind::External && !record.alive().await)
         } else {
             !record.owner_alive()
         };

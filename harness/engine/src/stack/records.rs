@@ -72,6 +72,10 @@ pub struct RunRecord {
     /// Container ids of the services, by name (Docker provider).
     #[serde(default)]
     pub containers: Vec<(String, String)>,
+    /// A detached stack held for another process (`harness up --detach --lease PID`): it is
+    /// stopped when that process ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<super::lease::Lease>,
     pub endpoints: Endpoints,
 }
 

@@ -14,7 +14,9 @@ use harness_engine::{
     run::{
         Reporter, RunOptions, Summary,
         events::Event,
-        session::{SessionError, StackSource, load_paths, run_loaded, stack_secrets},
+        session::{
+            SessionError, StackSource, can_share_stack, load_paths, run_loaded, stack_secrets,
+        },
     },
 };
 
@@ -67,6 +69,31 @@ pub fn run_files(paths: &[PathBuf], jobs: usize) -> Result<Outcome, String> {
     run(paths, jobs, None, RunOptions::default())
 }
 
+/// The variable the nextest setup script (`.config/test-stack.sh`) sets to the run id of
+/// the stack it started for the whole test run.
+pub const TEST_STACK_ENV: &str = "HARNESS_TEST_STACK";
+
+/// Like [`run_files`], on the test run's shared stack when there is one and the files can
+/// share it: none takes a stack service away (those start a stack of their own, as they
+/// would run alone in one run), and the stack has every service they need.
+pub fn run_files_shared(paths: &[PathBuf]) -> Result<Outcome, String> {
+    let shared = std::env::var(TEST_STACK_ENV)
+        .ok()
+        .filter(|id| !id.is_empty())
+        .filter(|id| can_share(paths, id));
+    run_on(paths, 1, None, RunOptions::default(), shared)
+}
+
+fn can_share(paths: &[PathBuf], run_id: &str) -> bool {
+    let Ok(loaded) = load_paths(paths) else {
+        return false;
+    };
+    harness_engine::stack::list()
+        .into_iter()
+        .find(|r| r.run_id == run_id)
+        .is_some_and(|r| can_share_stack(&loaded, &r.endpoints))
+}
+
 /// Like [`run_files`], with options (extensions, cancellation) of the test's own.
 pub fn run_files_with(
     paths: &[PathBuf],
@@ -96,6 +123,20 @@ fn run(
     reports: Option<(PathBuf, PathBuf)>,
     options: RunOptions,
 ) -> Result<Outcome, String> {
+    run_on(paths, jobs, reports, options, None)
+}
+
+fn run_on(
+    paths: &[PathBuf],
+    jobs: usize,
+    reports: Option<(PathBuf, PathBuf)>,
+    options: RunOptions,
+    shared: Option<String>,
+) -> Result<Outcome, String> {
+    let source = match shared {
+        Some(id) => StackSource::Attach(id),
+        None => StackSource::Start,
+    };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let scenarios = match load_paths(paths) {
@@ -122,7 +163,7 @@ fn run(
         };
         let summary = run_loaded(
             scenarios,
-            &StackSource::Start,
+            &source,
             options,
             harness_engine::progress::silent(),
             &[],

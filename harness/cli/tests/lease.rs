@@ -1,0 +1,163 @@
+//! `harness up --detach --lease PID`: the stack lives as long as the holder, as the one
+//! stack of a nextest run does (`.config/test-stack.sh`). When the holder ends its watcher
+//! stops the stack; when the watcher was killed too, the next start reaps it.
+
+mod common;
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use common::{DownOnDrop, harness};
+
+fn home() -> PathBuf {
+    std::env::var_os("HARNESS_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/harness")
+        })
+}
+
+fn holder() -> Child {
+    Command::new("sleep")
+        .arg("600")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start the holder")
+}
+
+/// Starts a leased Postgres; returns its run id and the process group of Postgres.
+fn leased_up(holder: u32) -> (String, u32) {
+    let up = harness()
+        .args(["up", "--detach", "--json", "--services", "postgres"])
+        .args(["--lease", &holder.to_string()])
+        .output()
+        .expect("up");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&up.stdout).expect("json");
+    let run_id = info["run_id"].as_str().expect("run id").to_owned();
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(home().join("runs").join(format!("{run_id}.json"))).expect("record"),
+    )
+    .expect("record json");
+    assert_eq!(
+        record["lease"]["pid"], holder,
+        "the record names the holder"
+    );
+    let pgid = record["services"][0]["pgid"].as_u64().expect("pgid") as u32;
+    (run_id, pgid)
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+fn recorded(run_id: &str) -> bool {
+    home().join("runs").join(format!("{run_id}.json")).exists()
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn watchers_of(run_id: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("watch-lease") && c.contains(run_id)
+            })
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+#[test]
+fn a_leased_stack_stops_when_its_holder_ends() {
+    let mut holder = holder();
+    let (run_id, postgres) = leased_up(holder.id());
+    let _down = DownOnDrop(run_id.clone());
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(alive(postgres), "the stack must run while its holder does");
+    assert!(recorded(&run_id));
+
+    holder.kill().expect("kill the holder");
+    let _ = holder.wait();
+    wait_until("the stack is stopped", || {
+        !recorded(&run_id) && !alive(postgres)
+    });
+    wait_until("the watcher is gone", || watchers_of(&run_id).is_empty());
+}
+
+#[test]
+fn a_leased_stack_whose_watcher_was_killed_is_reaped_by_the_next_start() {
+    let mut holder = holder();
+    let (run_id, postgres) = leased_up(holder.id());
+    let _down = DownOnDrop(run_id.clone());
+    wait_until("the watcher runs", || !watchers_of(&run_id).is_empty());
+    for pid in watchers_of(&run_id) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    holder.kill().expect("kill the holder");
+    let _ = holder.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        alive(postgres) && recorded(&run_id),
+        "with no watcher, nothing stops the stack before the next start"
+    );
+
+    let next = harness()
+        .args(["up", "--detach", "--json", "--services", "s3"])
+        .output()
+        .expect("next up");
+    assert!(
+        next.status.success(),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&next.stdout).expect("json");
+    let _next_down = DownOnDrop(info["run_id"].as_str().expect("id").to_owned());
+    assert!(!recorded(&run_id), "the next start reaps the leased stack");
+    wait_until("Postgres is stopped", || !alive(postgres));
+}
+
+#[test]
+fn a_lease_on_a_process_that_does_not_run_is_refused() {
+    let out = harness()
+        .args([
+            "up",
+            "--detach",
+            "--services",
+            "postgres",
+            "--lease",
+            "4194399",
+        ])
+        .output()
+        .expect("up");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no process 4194399 runs"), "{stderr}");
+}
