@@ -123,12 +123,8 @@ fn a_leased_stack_whose_watcher_was_killed_is_reaped_by_the_next_start() {
     }
     holder.kill().expect("kill the holder");
     let _ = holder.wait();
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        alive(postgres) && recorded(&run_id),
-        "with no watcher, nothing stops the stack before the next start"
-    );
-
+    // Nothing watches the stack now: the next start (this test's, or any other test's that
+    // starts a stack meanwhile) reaps it.
     let next = harness()
         .args(["up", "--detach", "--json", "--services", "s3"])
         .output()
