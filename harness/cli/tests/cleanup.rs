@@ -11,16 +11,7 @@ use std::{
     time::Duration,
 };
 
-use common::harness;
-
-fn harness_home() -> PathBuf {
-    std::env::var_os("HARNESS_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/harness")
-        })
-}
+use common::{alive, harness, harness_home};
 
 /// A scenario whose process serves `dir` and whose step blocks until interrupted, writing
 /// the pid of its background child to `dir/child`.
@@ -53,14 +44,6 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out waiting for {what}");
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z'))
-    })
 }
 
 /// Pids of processes one of whose arguments contains `needle`.

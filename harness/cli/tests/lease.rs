@@ -5,21 +5,11 @@
 mod common;
 
 use std::{
-    path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use common::{DownOnDrop, harness};
-
-fn home() -> PathBuf {
-    std::env::var_os("HARNESS_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/harness")
-        })
-}
+use common::{DownOnDrop, alive, harness, harness_home};
 
 fn holder() -> Child {
     Command::new("sleep")
@@ -44,7 +34,7 @@ fn leased_up(holder: u32) -> (String, u32) {
     let info: serde_json::Value = serde_json::from_slice(&up.stdout).expect("json");
     let run_id = info["run_id"].as_str().expect("run id").to_owned();
     let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(home().join("runs").join(format!("{run_id}.json"))).expect("record"),
+        &std::fs::read(harness_home().join("runs").join(format!("{run_id}.json"))).expect("record"),
     )
     .expect("record json");
     assert_eq!(
@@ -55,16 +45,11 @@ fn leased_up(holder: u32) -> (String, u32) {
     (run_id, pgid)
 }
 
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z'))
-    })
-}
-
 fn recorded(run_id: &str) -> bool {
-    home().join("runs").join(format!("{run_id}.json")).exists()
+    harness_home()
+        .join("runs")
+        .join(format!("{run_id}.json"))
+        .exists()
 }
 
 fn wait_until(what: &str, done: impl Fn() -> bool) {

@@ -43,13 +43,8 @@ fn run_with(env: &[(&str, &str)], scenario: &str) -> (Option<i32>, serde_json::V
 /// The test run's stack (`.config/test-stack.sh`), when the scenario can share it: it
 /// takes no stack service away, and the stack has every service it needs.
 fn shared_stack(scenario: &str) -> Option<String> {
-    use harness_engine::run::session::{can_share_stack, load_paths};
     let id = std::env::var("HARNESS_TEST_STACK").ok()?;
-    let loaded = load_paths(&[scenario.into()]).ok()?;
-    let record = harness_engine::stack::list()
-        .into_iter()
-        .find(|r| r.run_id == id)?;
-    can_share_stack(&loaded, &record.endpoints).then_some(id)
+    harness_engine::run::session::can_share_recorded(&[scenario.into()], &id).then_some(id)
 }
 
 fn assert_caught(variant: &str, scenario: &str, step: &str) {

@@ -4,7 +4,11 @@
 
 pub mod cloud_run;
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 /// The harness binary under test. The sample apps this test run built sit beside it, so
 /// `cargo:` processes use them instead of building again.
@@ -53,4 +57,23 @@ impl Drop for DownOnDrop {
     fn drop(&mut self) {
         let _ = harness().args(["down", &self.0]).output();
     }
+}
+
+/// `HARNESS_HOME`, or its default.
+pub fn harness_home() -> PathBuf {
+    std::env::var_os("HARNESS_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/harness")
+        })
+}
+
+/// Whether `pid` runs (a zombie does not count).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
 }

@@ -76,6 +76,18 @@ pub fn can_share_stack(scenarios: &[Loaded], endpoints: &Endpoints) -> bool {
     })
 }
 
+/// Whether the files under `paths` can run on the recorded stack `run_id` while other runs
+/// use it ([`can_share_stack`]); false when they do not load or the stack is not recorded.
+pub fn can_share_recorded(paths: &[PathBuf], run_id: &str) -> bool {
+    let Ok(loaded) = load_paths(paths) else {
+        return false;
+    };
+    crate::stack::list()
+        .into_iter()
+        .find(|r| r.run_id == run_id)
+        .is_some_and(|r| can_share_stack(&loaded, &r.endpoints))
+}
+
 /// Values the stack generated that must never appear in output.
 pub fn stack_secrets(e: &Endpoints) -> Vec<String> {
     let mut out = Vec::new();

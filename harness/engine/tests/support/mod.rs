@@ -15,7 +15,7 @@ use harness_engine::{
         Reporter, RunOptions, Summary,
         events::Event,
         session::{
-            SessionError, StackSource, can_share_stack, load_paths, run_loaded, stack_secrets,
+            SessionError, StackSource, can_share_recorded, load_paths, run_loaded, stack_secrets,
         },
     },
 };
@@ -80,18 +80,8 @@ pub fn run_files_shared(paths: &[PathBuf]) -> Result<Outcome, String> {
     let shared = std::env::var(TEST_STACK_ENV)
         .ok()
         .filter(|id| !id.is_empty())
-        .filter(|id| can_share(paths, id));
+        .filter(|id| can_share_recorded(paths, id));
     run_on(paths, 1, None, RunOptions::default(), shared)
-}
-
-fn can_share(paths: &[PathBuf], run_id: &str) -> bool {
-    let Ok(loaded) = load_paths(paths) else {
-        return false;
-    };
-    harness_engine::stack::list()
-        .into_iter()
-        .find(|r| r.run_id == run_id)
-        .is_some_and(|r| can_share_stack(&loaded, &r.endpoints))
 }
 
 /// Like [`run_files`], with options (extensions, cancellation) of the test's own.
