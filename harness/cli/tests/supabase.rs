@@ -497,6 +497,142 @@ fn tokens_that_are_expired_unsigned_forged_or_of_another_role_are_refused_and_in
     assert_eq!(status, 400, "the revoked family's current token: {body}");
 }
 
+/// Values reach Postgres as quoted literals: quotes and backslashes round-trip exactly and a
+/// NUL byte is refused as Postgres refuses it. A request's settings and statements run as one
+/// transaction, and the requests that decide afterwards (`tx=rollback`, a single object
+/// that is not there) leave nothing behind.
+#[test]
+fn values_round_trip_exactly_and_undone_writes_leave_nothing() {
+    let e = start(&[]);
+    let s = |k: &str| e.info[k].as_str().expect(k).to_owned();
+    let (url, anon) = (s("url"), s("anon_key"));
+    psql(&s("database_url"), NOTES);
+    let http = reqwest::blocking::Client::new();
+    let session: Value = http
+        .post(format!("{url}/auth/v1/signup"))
+        .header("apikey", &anon)
+        .json(&json!({"email": "quotes@example.com", "password": "quotes-password"}))
+        .send()
+        .expect("signup")
+        .json()
+        .expect("session");
+    let token = session["access_token"].as_str().expect("token").to_owned();
+    let call =
+        |method: reqwest::Method, query: &str, headers: &[(&str, &str)], body: Option<Value>| {
+            let mut r = http
+                .request(method, format!("{url}/rest/v1/notes?{query}"))
+                .header("apikey", &anon)
+                .header("authorization", format!("Bearer {token}"));
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            let resp = r.send().expect("request");
+            let status = resp.status().as_u16();
+            let range = resp
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (status, resp.json::<Value>().unwrap_or(Value::Null), range)
+        };
+    let get = |query: &str| call(reqwest::Method::GET, query, &[], None);
+    let tricky = r#"it's a \ back\'slash "quoted" E'\x41' $1 ; --"#;
+    let representation = [("prefer", "return=representation")];
+    for (body, score) in [(tricky, 1), ("plain", 7), ("other", 7)] {
+        let (status, rows, _) = call(
+            reqwest::Method::POST,
+            "",
+            &representation,
+            Some(json!({"body": body, "score": score})),
+        );
+        assert_eq!(status, 201, "{rows}");
+        assert_eq!(rows[0]["body"], body, "stored as sent");
+    }
+    let encoded: String = tricky
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let (status, rows, _) = get(&format!("select=body,score&body=eq.{encoded}"));
+    assert_eq!(
+        (status, rows),
+        (200, json!([{"body": tricky, "score": 1}])),
+        "the value matches itself exactly"
+    );
+    let (status, rows, _) = get(&format!("select=score&body=neq.{encoded}&order=id"));
+    assert_eq!((status, rows), (200, json!([{"score": 7}, {"score": 7}])));
+    let (status, body, _) = get("select=id&body=eq.a%00b");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("22021")),
+        "a NUL byte: {body}"
+    );
+    // The count travels with the select, in the same transaction.
+    let (status, rows, range) = call(
+        reqwest::Method::GET,
+        "select=id&limit=2",
+        &[("prefer", "count=exact")],
+        None,
+    );
+    assert_eq!((status, rows.as_array().map(Vec::len)), (206, Some(2)));
+    assert_eq!(range, "0-1/3");
+
+    // A single object asked of a write that reaches two rows: 406, and the write undone.
+    let (status, body, _) = call(
+        reqwest::Method::PATCH,
+        "score=eq.7",
+        &[
+            ("prefer", "return=representation"),
+            ("accept", "application/vnd.pgrst.object+json"),
+        ],
+        Some(json!({"body": "changed"})),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (406, Some("PGRST116")),
+        "{body}"
+    );
+    assert_eq!(get("select=id&body=eq.changed").1, json!([]), "rolled back");
+    // The same write for one row stays.
+    let (status, body, _) = call(
+        reqwest::Method::PATCH,
+        "body=eq.plain",
+        &[
+            ("prefer", "return=representation"),
+            ("accept", "application/vnd.pgrst.object+json"),
+        ],
+        Some(json!({"body": "changed"})),
+    );
+    assert_eq!((status, &body["body"]), (200, &json!("changed")), "{body}");
+    assert_eq!(get("select=score&body=eq.changed").1, json!([{"score": 7}]));
+    // tx=rollback answers as if it had written, and leaves nothing.
+    let (status, rows, _) = call(
+        reqwest::Method::POST,
+        "",
+        &[("prefer", "return=representation,tx=rollback")],
+        Some(json!({"body": "dry run", "score": 2})),
+    );
+    assert_eq!(
+        (status, &rows[0]["body"]),
+        (201, &json!("dry run")),
+        "{rows}"
+    );
+    assert_eq!(get("select=id&body=eq.dry%20run").1, json!([]));
+    // A failing statement leaves the connection usable: the next request is answered.
+    let (status, body, _) = get("score=gt.not-a-number");
+    assert_eq!((status, body["code"].as_str()), (400, Some("22P02")));
+    assert_eq!(get("select=id").1.as_array().map(Vec::len), Some(3));
+}
+
 fn chrono_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

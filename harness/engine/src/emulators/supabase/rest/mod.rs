@@ -2,19 +2,22 @@
 //! the live schema of the database: every request is one transaction that takes the
 //! caller's role (`SET LOCAL ROLE anon | authenticated | service_role`) with its JWT claims
 //! in `request.jwt.claims`, so Postgres's row-level security decides what the caller sees;
-//! the emulator only builds the statement, from quoted names and bound values.
+//! the emulator only builds the statement, from quoted names and quoted values, and sends
+//! it with the caller's settings in one round trip ([`session`]).
 
 pub mod query;
 mod rpc;
+mod session;
 pub mod sql;
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Row};
 
 use self::{
     query::{Item, Query},
-    sql::{BuildError, Builder, Embed, Param, Table},
+    session::Session,
+    sql::{BuildError, Builder, Embed, Table},
 };
 use super::{Reply, keys::Role};
 use crate::run::stores::quote_ident;
@@ -99,10 +102,7 @@ pub(super) fn db_error(e: sqlx::Error, role: Role) -> Reply {
 
 /// The table `name` of the exposed schema, as the catalog has it now (the schema is read
 /// on every request, so a migration shows at once).
-async fn table(
-    tx: &mut Transaction<'_, Postgres>,
-    name: &str,
-) -> Result<Option<Table>, sqlx::Error> {
+async fn table(conn: &mut PgConnection, name: &str) -> Result<Option<Table>, sqlx::Error> {
     let qualified = format!("{}.{}", quote_ident(SCHEMA), quote_ident(name));
     let rows = sqlx::query(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
@@ -110,7 +110,7 @@ async fn table(
          AND NOT a.attisdropped ORDER BY a.attnum",
     )
     .bind(&qualified)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     if rows.is_empty() {
         return Ok(None);
@@ -121,7 +121,7 @@ async fn table(
          WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
     )
     .bind(&qualified)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(Some(Table {
         schema: SCHEMA.into(),
@@ -134,7 +134,7 @@ async fn table(
 /// Each item's embedded resource, resolved through the foreign keys between `t` and it
 /// (in either direction; a hint names the constraint or a column of it).
 fn plan<'a>(
-    tx: &'a mut Transaction<'_, Postgres>,
+    conn: &'a mut PgConnection,
     t: &'a Table,
     items: &'a [Item],
 ) -> futures::future::BoxFuture<'a, Result<Vec<Option<Embed>>, Reply>> {
@@ -152,7 +152,7 @@ fn plan<'a>(
                 out.push(None);
                 continue;
             };
-            let Some(other) = table(tx, name)
+            let Some(other) = table(conn, name)
                 .await
                 .map_err(|e| db_error(e, Role::ServiceRole))?
             else {
@@ -180,7 +180,7 @@ fn plan<'a>(
             )
             .bind(t.qualified())
             .bind(other.qualified())
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(|e| db_error(e, Role::ServiceRole))?;
             // (constraint, one-to-many, join, the key's columns)
@@ -257,7 +257,7 @@ fn plan<'a>(
                     ));
                 }
             };
-            let children = plan(tx, &other, inner_items).await?;
+            let children = plan(conn, &other, inner_items).await?;
             out.push(Some(Embed {
                 table: other,
                 many,
@@ -272,7 +272,7 @@ fn plan<'a>(
 
 /// The checked type names of `items`' casts (`::text`), in order.
 async fn casts(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     items: Option<&[Item]>,
 ) -> Result<Vec<Option<String>>, Reply> {
     let mut out = Vec::new();
@@ -280,7 +280,7 @@ async fn casts(
         if let Item::Column { cast: Some(c), .. } = item {
             let ty: Option<String> = sqlx::query_scalar("SELECT format_type(to_regtype($1), NULL)")
                 .bind(c)
-                .fetch_one(&mut **tx)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(|e| db_error(e, Role::ServiceRole))?;
             match ty {
@@ -298,19 +298,6 @@ async fn casts(
         }
     }
     Ok(out)
-}
-
-pub(super) fn bind_all<'q>(
-    mut q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    params: &'q [Param],
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    for p in params {
-        q = match p {
-            Param::Text(s) => q.bind(s.as_str()),
-            Param::List(l) => q.bind(l.as_slice()),
-        };
-    }
-    q
 }
 
 /// The `Prefer` header's preferences, as `name=value` (or a bare name).
@@ -362,41 +349,6 @@ fn range_error(r: &str) -> Reply {
         Some(&format!("the range {r:?} is not FROM-TO with FROM ≤ TO")),
         None,
     )
-}
-
-/// Opens the request's transaction as the caller.
-async fn begin(
-    pool: &PgPool,
-    caller: &Caller,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-) -> Result<Transaction<'static, Postgres>, Reply> {
-    let mut tx = pool.begin().await.map_err(|e| db_error(e, caller.role))?;
-    let heads: serde_json::Map<String, Value> = headers
-        .iter()
-        .filter(|(k, _)| *k != "authorization" && *k != "apikey" && *k != "cookie")
-        .filter_map(|(k, v)| {
-            Some((
-                k.as_str().to_owned(),
-                Value::String(v.to_str().ok()?.to_owned()),
-            ))
-        })
-        .collect();
-    sqlx::query(
-        "SELECT set_config('request.jwt.claims', $1, true), set_config('request.method', $2, true), \
-         set_config('request.path', $3, true), set_config('request.headers', $4, true), \
-         set_config('role', $5, true)",
-    )
-    .bind(caller.claims.to_string())
-    .bind(method.as_str())
-    .bind(path)
-    .bind(Value::Object(heads).to_string())
-    .bind(caller.role.name())
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| db_error(e, caller.role))?;
-    Ok(tx)
 }
 
 /// The tables requests have used, as the catalog described them, until the schema changes:
@@ -506,15 +458,18 @@ async fn serve_inner(
         .get("accept")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.starts_with("text/csv"));
-    let mut tx = begin(pool, caller, method, resource, headers).await?;
+    let keep = prefer(&prefs, "tx") != Some("rollback");
+    // Whether the statement's effects stay is only known after it ran.
+    let decide = !keep || (single && !matches!(*method, Method::GET | Method::HEAD));
+    let mut session = Session::open(pool, caller, method, resource, headers, decide).await?;
     let reply = if rpc {
-        rpc::call(&mut tx, caller, method, name, &q, body, &prefs).await?
+        rpc::call(&mut session, caller, method, name, &q, body, &prefs).await?
     } else {
         let cached = cache.and_then(|c| c.get(name));
         let t = match cached {
             Some(t) => Some(t),
             None => {
-                let t = table(&mut tx, name)
+                let t = table(session.conn(), name)
                     .await
                     .map_err(|e| db_error(e, caller.role))?;
                 if let (Some(c), Some(t)) = (cache, &t) {
@@ -533,11 +488,11 @@ async fn serve_inner(
             ));
         };
         match *method {
-            Method::GET | Method::HEAD => read(&mut tx, caller, &t, &q, headers, &prefs).await?,
-            Method::POST => write(&mut tx, caller, &t, &q, body, &prefs, Write::Insert).await?,
-            Method::PATCH => write(&mut tx, caller, &t, &q, body, &prefs, Write::Update).await?,
-            Method::PUT => write(&mut tx, caller, &t, &q, body, &prefs, Write::Upsert).await?,
-            Method::DELETE => write(&mut tx, caller, &t, &q, body, &prefs, Write::Delete).await?,
+            Method::GET | Method::HEAD => read(&mut session, &t, &q, headers, &prefs).await?,
+            Method::POST => write(&mut session, &t, &q, body, &prefs, Write::Insert).await?,
+            Method::PATCH => write(&mut session, &t, &q, body, &prefs, Write::Update).await?,
+            Method::PUT => write(&mut session, &t, &q, body, &prefs, Write::Upsert).await?,
+            Method::DELETE => write(&mut session, &t, &q, body, &prefs, Write::Delete).await?,
             _ => {
                 return Err(error(
                     405,
@@ -549,13 +504,11 @@ async fn serve_inner(
             }
         }
     };
-    let reply = if single { reply.single()? } else { reply };
+    let reply = if single { reply.single() } else { Ok(reply) };
+    // A single object that is not there undoes the write (PostgREST's 406 rolls back).
+    session.finish(keep && reply.is_ok()).await?;
+    let reply = reply?;
     let reply = if csv { reply.csv() } else { reply };
-    if prefer(&prefs, "tx") == Some("rollback") {
-        tx.rollback().await.map_err(|e| db_error(e, caller.role))?;
-    } else {
-        tx.commit().await.map_err(|e| db_error(e, caller.role))?;
-    }
     Ok(if *method == Method::HEAD {
         reply.without_body()
     } else {
@@ -564,15 +517,14 @@ async fn serve_inner(
 }
 
 async fn read(
-    tx: &mut Transaction<'_, Postgres>,
-    caller: &Caller,
+    session: &mut Session,
     t: &Table,
     q: &Query,
     headers: &HeaderMap,
     prefs: &[(String, String)],
 ) -> Result<Reply, Reply> {
-    let casts = casts(tx, q.select.as_deref()).await?;
-    let embeds = plan(tx, t, q.select.as_deref().unwrap_or_default()).await?;
+    let casts = casts(session.conn(), q.select.as_deref()).await?;
+    let embeds = plan(session.conn(), t, q.select.as_deref().unwrap_or_default()).await?;
     let mut b = Builder::new(t);
     b.embedded = q.embedded.clone();
     let list = b.select_in(q.select.as_deref(), &casts, "_t", &embeds, 0, &[])?;
@@ -598,27 +550,29 @@ async fn read(
         "SELECT coalesce(json_agg(_r), '[]'::json)::text FROM (SELECT {list} FROM {} AS _t WHERE {filters}{order}{page}) _r",
         t.qualified()
     );
-    let text: String = bind_all(sqlx::query(&statement), &b.params)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(|e| db_error(e, caller.role))?
-        .get(0);
-    let rows: Value = serde_json::from_str(&text).unwrap_or(Value::Array(Vec::new()));
+    let mut statements = vec![statement];
+    let counted = matches!(
+        prefer(prefs, "count"),
+        Some("exact" | "planned" | "estimated")
+    );
+    if counted {
+        let mut c = Builder::new(t);
+        let filters = c.filters(&q.filters)?;
+        statements.push(format!(
+            "SELECT count(*)::text FROM {} WHERE {filters}",
+            t.qualified()
+        ));
+    }
+    let results = session.run(&statements).await?;
+    let text: Option<String> = results.first().and_then(|r| r.try_get(0).ok());
+    let rows: Value = text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Array(Vec::new()));
     let n = rows.as_array().map_or(0, Vec::len) as u64;
-    let total = match prefer(prefs, "count") {
-        Some("exact" | "planned" | "estimated") => {
-            let mut c = Builder::new(t);
-            let filters = c.filters(&q.filters)?;
-            let statement = format!("SELECT count(*) FROM {} WHERE {filters}", t.qualified());
-            let total: i64 = bind_all(sqlx::query(&statement), &c.params)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(|e| db_error(e, caller.role))?
-                .get(0);
-            Some(total as u64)
-        }
-        _ => None,
-    };
+    let total = results
+        .get(1)
+        .and_then(|r| r.try_get::<String, _>(0).ok())
+        .and_then(|t| t.parse::<u64>().ok());
     let range = match (n, total) {
         (0, Some(t)) => format!("*/{t}"),
         (0, None) => "*/*".into(),
@@ -647,8 +601,7 @@ enum Write {
 
 #[allow(clippy::too_many_arguments)]
 async fn write(
-    tx: &mut Transaction<'_, Postgres>,
-    caller: &Caller,
+    session: &mut Session,
     t: &Table,
     q: &Query,
     body: &[u8],
@@ -674,7 +627,7 @@ async fn write(
     } else {
         kind
     };
-    let casts = casts(tx, q.select.as_deref()).await?;
+    let casts = casts(session.conn(), q.select.as_deref()).await?;
     let mut b = Builder::new(t);
     let statement = match kind {
         Write::Insert | Write::Upsert => {
@@ -757,19 +710,24 @@ async fn write(
             format!("DELETE FROM {} WHERE {filters} RETURNING *", t.qualified())
         }
     };
-    let embeds = plan(tx, t, q.select.as_deref().unwrap_or_default()).await?;
+    let embeds = plan(session.conn(), t, q.select.as_deref().unwrap_or_default()).await?;
     b.embedded = q.embedded.clone();
     let list = b.select_in(q.select.as_deref(), &casts, "_w", &embeds, 0, &[])?;
     b.unused_embedded()?;
     let wrapped = format!(
-        "WITH _w AS ({statement}) SELECT coalesce(json_agg(_r), '[]'::json)::text, (SELECT count(*) FROM _w) FROM (SELECT {list} FROM _w) _r"
+        "WITH _w AS ({statement}) SELECT coalesce(json_agg(_r), '[]'::json)::text, (SELECT count(*) FROM _w)::text FROM (SELECT {list} FROM _w) _r"
     );
-    let row = bind_all(sqlx::query(&wrapped), &b.params)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(|e| db_error(e, caller.role))?;
-    let (text, count): (String, i64) = (row.get(0), row.get(1));
-    let rows: Value = serde_json::from_str(&text).unwrap_or(Value::Array(Vec::new()));
+    let results = session.run(&[wrapped]).await?;
+    let column = |i| {
+        results
+            .first()
+            .and_then(|r| r.try_get::<Option<String>, _>(i).ok())
+            .flatten()
+    };
+    let rows: Value = column(0)
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Array(Vec::new()));
+    let count: u64 = column(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let created = matches!(kind, Write::Insert | Write::Upsert);
     let range = if count == 0 {
         "*/*".to_owned()

@@ -5,17 +5,18 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 
 use super::{
-    Caller, SCHEMA, bind_all, db_error, error,
+    Caller, SCHEMA, db_error, error,
     query::Query,
+    session::Session,
     sql::{Builder, Param, Table},
 };
 use crate::{emulators::supabase::Reply, run::stores::quote_ident};
 
 pub(super) async fn call(
-    tx: &mut Transaction<'_, Postgres>,
+    session: &mut Session,
     caller: &Caller,
     method: &Method,
     name: &str,
@@ -69,7 +70,7 @@ pub(super) async fn call(
     )
     .bind(SCHEMA)
     .bind(name)
-    .fetch_all(&mut **tx)
+    .fetch_all(session.conn())
     .await
     .map_err(|e| db_error(e, caller.role))?;
     // Each parameter: its name, type and whether it is an input (modes i, b, v) or a
@@ -149,11 +150,8 @@ pub(super) async fn call(
     let rows_out = set || typtype == "c" || ret_type == "record";
     if !rows_out {
         let statement = format!("SELECT to_json({call})::text");
-        let text: Option<String> = bind_all(sqlx::query(&statement), &b.params)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(|e| db_error(e, caller.role))?
-            .get(0);
+        let results = session.run(&[statement]).await?;
+        let text: Option<String> = results.first().and_then(|r| r.try_get(0).ok()).flatten();
         let v = text
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or(Value::Null);
@@ -165,7 +163,7 @@ pub(super) async fn call(
          WHERE a.attrelid = (SELECT typrelid FROM pg_type WHERE oid = to_regtype($1)) AND a.attnum > 0 ORDER BY a.attnum",
     )
     .bind(&ret_type)
-    .fetch_all(&mut **tx)
+    .fetch_all(session.conn())
     .await
     .map_err(|e| db_error(e, caller.role))?
     .iter()
@@ -188,7 +186,6 @@ pub(super) async fn call(
         primary_key: Vec::new(),
     };
     let mut r = Builder::new(&shape);
-    r.params = b.params;
     let filters = r.filters(&q.filters)?;
     let order = r.order(&q.order)?;
     let page = match q.limit {
@@ -198,13 +195,11 @@ pub(super) async fn call(
     let statement = format!(
         "SELECT coalesce(json_agg(_r), '[]'::json)::text FROM (SELECT * FROM {call} _f WHERE {filters}{order}{page}) _r"
     );
-    let text: String = bind_all(sqlx::query(&statement), &r.params)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(|e| db_error(e, caller.role))?
-        .get(0);
+    let results = session.run(&[statement]).await?;
+    let text: Option<String> = results.first().and_then(|r| r.try_get(0).ok()).flatten();
     Ok(Reply::json(
         StatusCode::OK,
-        serde_json::from_str(&text).unwrap_or(Value::Array(Vec::new())),
+        text.and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Array(Vec::new())),
     ))
 }

@@ -1,12 +1,12 @@
 //! PostgREST requests as SQL: every name quoted (and checked against the live schema first),
-//! every value a bound parameter cast to its column's type as the catalog names it.
+//! every value a quoted `text` literal cast to its column's type as the catalog names it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::query::{EmbedQuery, Filter, IsValue, Item, Op, Order, Path, Value};
 use crate::run::stores::quote_ident;
 
-/// A bound parameter.
+/// A value of the request.
 #[derive(Clone, Debug)]
 pub enum Param {
     Text(String),
@@ -73,7 +73,6 @@ pub struct Embed {
 /// Builds one statement's text and parameters.
 pub struct Builder<'t> {
     pub table: &'t Table,
-    pub params: Vec<Param>,
     /// Conditions on the outer rows that `!inner` embeds add.
     pub inner: Vec<String>,
     /// Filters, order and paging of embedded resources, by their path in `select`.
@@ -86,14 +85,12 @@ impl<'t> Builder<'t> {
     pub fn new(table: &'t Table) -> Self {
         Builder {
             table,
-            params: Vec::new(),
             inner: Vec::new(),
             embedded: BTreeMap::new(),
             used: BTreeSet::new(),
         }
     }
 
-    /// Binds a JSON document (rows to insert, a row's changes).
     /// PostgREST's `PGRST108`, for filters on a resource the select list does not embed.
     pub fn unused_embedded(&self) -> Result<(), BuildError> {
         match self.embedded.keys().find(|k| !self.used.contains(*k)) {
@@ -113,13 +110,17 @@ impl<'t> Builder<'t> {
         }
     }
 
+    /// A JSON document (rows to insert, a row's changes) as a `text` value.
     pub fn push_json(&mut self, v: serde_json::Value) -> String {
         self.bind(Param::Text(v.to_string()))
     }
 
+    /// `p` as a SQL value: a quoted literal of type `text` (or `text[]`).
     pub fn bind(&mut self, p: Param) -> String {
-        self.params.push(p);
-        format!("${}", self.params.len())
+        match p {
+            Param::Text(s) => super::session::text(&s),
+            Param::List(l) => super::session::text_array(&l),
+        }
     }
 
     /// A column or JSON path as an expression, and its type (`None` for a JSON step: `jsonb`
