@@ -7,7 +7,12 @@
 //!   select of 50 rows out of 10,000 as the signed-in owner, through the REST API (one
 //!   kept-alive HTTP connection, the request in a transaction that takes the user's role and
 //!   claims, so RLS applies) and straight over sqlx (the same role and claims set in a
-//!   transaction by hand). Target: REST ≤ 1.5× sqlx.
+//!   transaction by hand; the claims are the REST request's token's). Target: REST ≤ 1.5×
+//!   sqlx.
+//! - `supabase/statements/one_message` and `supabase/statements/four_round_trips`: what the
+//!   emulator sends per request (the caller's settings and the select as one simple-protocol
+//!   message, one implicit transaction) against the same work as `BEGIN`, the settings, the
+//!   select and `COMMIT`, each its own round trip.
 //! - `supabase/sign_in`: one password grant (bcrypt check, a session, a refresh token and a
 //!   signed access token).
 //!
@@ -22,7 +27,7 @@ use harness_engine::{
     stack::{ServiceKind, Stack},
 };
 use serde_json::{Value, json};
-use sqlx::{Connection, postgres::PgPoolOptions};
+use sqlx::{Connection, Executor, Row, postgres::PgPoolOptions};
 use tokio::runtime::Runtime;
 
 const QUERY: &str = "SELECT coalesce(json_agg(_r), '[]'::json)::text FROM (SELECT id, body, score FROM notes WHERE score > $1 ORDER BY score DESC, id LIMIT 50) _r";
@@ -129,6 +134,8 @@ fn main() {
     let pool = rt.block_on(async {
         let pool = PgPoolOptions::new()
             .max_connections(1)
+            // No ping before each use, as the emulator's pool sends none.
+            .test_before_acquire(false)
             .connect_with(pg.connect_options().database("bench_project"))
             .await
             .expect("pool");
@@ -145,7 +152,13 @@ fn main() {
         .expect("notes");
         pool
     });
-    let claims = json!({"sub": user, "role": "authenticated", "aud": "authenticated"}).to_string();
+    // The claims the REST request carries (its token's, as the gateway verified them), so
+    // that both sides evaluate the policy over the same `request.jwt.claims`.
+    let claims = s
+        .keys()
+        .verify(&token)
+        .expect("the token's claims")
+        .to_string();
     let rest_url = format!(
         "{url}/rest/v1/notes?select=id,body,score&score=gt.500&order=score.desc,id&limit=50"
     );
@@ -184,6 +197,29 @@ fn main() {
             assert_eq!(rows.as_array().map(Vec::len), Some(50));
         }
     };
+    let message = format!(
+        "SELECT set_config('request.jwt.claims', '{}', true), set_config('role', 'authenticated', true); {}",
+        claims.replace('\'', "''"),
+        QUERY.replace("$1", "CAST(('500'::text) AS integer)")
+    );
+    let one_message = || {
+        let (pool, message) = (pool.clone(), message.clone());
+        async move {
+            let rows = pool
+                .fetch_all(sqlx::raw_sql(&message))
+                .await
+                .expect("one message");
+            let text: String = rows[1].get(0);
+            let rows: Value = serde_json::from_str(&text).expect("rows");
+            assert_eq!(rows.as_array().map(Vec::len), Some(50));
+        }
+    };
+    c.bench_function("supabase/statements/one_message", |b| {
+        b.to_async(&rt).iter(one_message)
+    });
+    c.bench_function("supabase/statements/four_round_trips", |b| {
+        b.to_async(&rt).iter(direct)
+    });
     c.bench_function("supabase/select/rest", |b| b.to_async(&rt).iter(rest));
     c.bench_function("supabase/select/sqlx", |b| b.to_async(&rt).iter(direct));
     c.bench_function("supabase/sign_in", |b| {
