@@ -1,18 +1,12 @@
 #!/usr/bin/env bash
 # nextest setup script (.config/nextest.toml): starts one stack for the whole test run, on
-# the native provider, and hands its run id to the tests
-# as HARNESS_TEST_STACK. The stack is leased to the nextest process: a watcher stops it when
+# the run's provider (HARNESS_PROVIDER: native, or docker for .ci/run's Docker pass), and
+# hands its run id to the tests as HARNESS_TEST_STACK. The stack is leased to the nextest process: a watcher stops it when
 # nextest ends, however it ends, and the next start's reaper does if the watcher was killed.
 #
 # Only the run id leaves this script. nextest writes setup-script variables into its JUnit
 # report, so the endpoints (which hold the passwords) stay in the stack's record.
 set -euo pipefail
-
-if [ "${HARNESS_PROVIDER:-native}" != native ]; then
-  # The Docker pass still starts a stack per test (not yet measured on a shared one).
-  echo "test-stack: none for provider $HARNESS_PROVIDER; each test starts its own"
-  exit 0
-fi
 
 harness="${CARGO_TARGET_DIR:-$PWD/target}/debug/harness"
 if [ ! -x "$harness" ]; then
