@@ -792,3 +792,59 @@ fn only_files_that_take_no_service_away_share_a_stack() {
         "a stack without the file's services cannot serve it"
     );
 }
+
+/// On a run's own stack, a scenario that takes a service away runs alone only among the
+/// scenarios that use that service: one on another service goes on beside it, one on the
+/// same service waits until it is over.
+#[test]
+fn a_service_taken_away_holds_back_only_the_scenarios_that_use_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).expect("write scenario");
+        p
+    };
+    let files = [
+        write(
+            "a_pauses_s3.yaml",
+            "name: the object store is frozen for a while\nstack: [s3]\nsteps:\n  \
+             - name: freeze\n    fault: { target: s3, pause: true }\n  \
+             - name: frozen\n    exec: { command: [sleep, \"4\"] }\n  \
+             - name: thaw\n    fault: { target: s3, unpause: true }\n",
+        ),
+        write(
+            "b_postgres.yaml",
+            "name: postgres only\nstack: [postgres]\nsteps:\n  \
+             - name: a moment\n    exec: { command: [sleep, \"1\"] }\n  \
+             - name: postgres answers\n    sql: { query: \"select 1 as one\", expect: { rows: [{ one: 1 }] } }\n",
+        ),
+        write(
+            "c_s3.yaml",
+            "name: the object store in use\nstack: [s3]\nsteps:\n  \
+             - name: an object is written\n    s3: { op: put, key: k.txt, body: \"x\", content_type: text/plain }\n",
+        ),
+    ];
+    let out = support::run_files(&files, 3).expect("run");
+    assert_eq!(out.summary.passed, 3, "{}", out.console);
+    // Where each scenario's steps ended, in the order events came.
+    let at = |scenario: usize, step: usize| {
+        out.events
+            .iter()
+            .position(|e| {
+                matches!(e, Event::StepFinished { scenario: s, index, phase: Phase::Steps, .. }
+                    if *s == scenario && *index == step)
+            })
+            .unwrap_or_else(|| panic!("scenario {scenario} step {step}: {:?}", out.events))
+    };
+    let (frozen, thawed) = (at(0, 0), at(0, 2));
+    let postgres = at(1, 1);
+    assert!(
+        frozen < postgres && postgres < thawed,
+        "the postgres scenario ran while the object store was frozen: {frozen} < {postgres} < {thawed}"
+    );
+    let object = at(2, 0);
+    assert!(
+        object < frozen || object > thawed,
+        "the object store's user waited for the freeze to end: {object} outside {frozen}..{thawed}"
+    );
+}

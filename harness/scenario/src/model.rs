@@ -84,27 +84,53 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Whether a step pauses, stops, kills or restarts a stack service: a shared stack runs
-    /// such a scenario alone, so no other scenario sees its outage.
+    /// Whether a step pauses, stops, kills or restarts a stack service: another process
+    /// sharing the stack would see its outage.
     pub fn faults_stack_processes(&self) -> bool {
-        self.steady_state
+        !self.services_taken_away().is_empty()
+    }
+
+    /// The stack services a step pauses, stops, kills or restarts, or changes for every
+    /// database on them. A run's shared stack runs such a scenario alone among the scenarios
+    /// that use those services; the others go on beside it.
+    pub fn services_taken_away(&self) -> std::collections::BTreeSet<Service> {
+        let mut out: std::collections::BTreeSet<Service> = self
+            .steady_state
             .iter()
             .chain(&self.steps)
             .chain(&self.rollbacks)
             .flat_map(|step| step.action.faults(step.span))
-            .any(|(f, _)| {
-                f.target.is_some() && (f.process_action().is_some() || f.clear == Some(true))
-            })
-            // A graph backup stops the stack's Neo4j for its copy; a pgBackRest backup sets
-            // the server's `archive_command`, which every database of it shares.
-            || self.steps.iter().any(|s| {
-                matches!(&s.action, crate::Action::Backup(b) if b.neo4j.is_some()
-                    || b.postgres.as_ref().is_some_and(|p| p.method == crate::kinds::backup::PgMethod::Pgbackrest))
+            .filter(|(f, _)| f.process_action().is_some() || f.clear == Some(true))
+            .filter_map(|(f, _)| f.target)
+            .collect();
+        for s in &self.steps {
+            match &s.action {
+                // A graph backup stops the stack's Neo4j for its copy; a pgBackRest backup
+                // sets the server's `archive_command`, which every database of it shares.
+                crate::Action::Backup(b) => {
+                    if b.neo4j.is_some() {
+                        out.insert(Service::Neo4j);
+                    }
+                    if b.postgres
+                        .as_ref()
+                        .is_some_and(|p| p.method == crate::kinds::backup::PgMethod::Pgbackrest)
+                    {
+                        out.insert(Service::Postgres);
+                    }
+                }
                 // Killing the server, or restarting it over a corrupted file, is an outage
                 // of every database on it.
-                || matches!(&s.action, crate::Action::Disaster(d)
-                    if d.postgres.as_ref().is_some_and(|p| p.kill || p.corrupt.is_some()))
-            })
+                crate::Action::Disaster(d)
+                    if d.postgres
+                        .as_ref()
+                        .is_some_and(|p| p.kill || p.corrupt.is_some()) =>
+                {
+                    out.insert(Service::Postgres);
+                }
+                _ => {}
+            }
+        }
+        out
     }
 }
 

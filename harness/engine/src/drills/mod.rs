@@ -329,7 +329,8 @@ impl Drill {
     }
 
     /// Ends the drill's processes: the writer, a WAL stream, the restored instances (a
-    /// fast shutdown each).
+    /// fast shutdown each; a restored graph DBMS is killed, since its store is thrown away
+    /// and Neo4j's clean shutdown takes seconds).
     pub async fn close(&mut self) {
         self.stop_writer().await;
         if let Some(r) = self.receiver.take() {
@@ -345,7 +346,10 @@ impl Drill {
             i.stop().await;
         }
         for mut g in std::mem::take(&mut self.graph_instances) {
-            g.host.stop().await;
+            match &mut g.host {
+                physical::Host::Process(p) => p.stop(std::time::Duration::ZERO).await,
+                physical::Host::Container(c) => c.remove().await,
+            }
         }
     }
 

@@ -18,20 +18,54 @@ use crate::{
     stack::{Endpoints, Fault, Stack},
 };
 
-/// The stack a run started, shared by its scenarios for process faults. A scenario that
-/// pauses, stops or kills a service holds `exclusive` for writing, every other one for
-/// reading, so no scenario sees another one's outage.
+/// The stack a run started, shared by its scenarios for process faults. Each service has a
+/// lock: a scenario that pauses, stops or kills a service holds that service's for writing,
+/// and every scenario holds the locks of the other services it uses for reading, so no
+/// scenario sees another one's outage while those on other services go on.
 pub struct StackHandle {
     stack: tokio::sync::Mutex<Option<Stack>>,
-    pub exclusive: Arc<tokio::sync::RwLock<()>>,
+    locks: BTreeMap<Service, Arc<tokio::sync::RwLock<()>>>,
+}
+
+/// What a scenario holds of a shared stack while it runs ([`StackHandle::hold`]).
+pub enum Held {
+    Shared(tokio::sync::OwnedRwLockReadGuard<()>),
+    Alone(tokio::sync::OwnedRwLockWriteGuard<()>),
 }
 
 impl StackHandle {
     pub fn new(stack: Stack) -> Arc<Self> {
         Arc::new(StackHandle {
             stack: tokio::sync::Mutex::new(Some(stack)),
-            exclusive: Arc::default(),
+            locks: Service::ALL.iter().map(|s| (*s, Arc::default())).collect(),
         })
+    }
+
+    /// Waits until `uses` can be used (none listed: every service) and `takes` taken away:
+    /// the locks in one order (`Service::ALL`'s), so two scenarios never wait on each other.
+    pub async fn hold(&self, uses: &[Service], takes: &BTreeSet<Service>) -> Vec<Held> {
+        let mut held = Vec::new();
+        for (service, lock) in &self.locks {
+            if takes.contains(service) {
+                held.push(Held::Alone(Arc::clone(lock).write_owned().await));
+            } else if uses.is_empty() || uses.contains(service) {
+                held.push(Held::Shared(Arc::clone(lock).read_owned().await));
+            }
+        }
+        held
+    }
+
+    /// [`StackHandle::hold`] if it would not wait: `None` when a lock is taken.
+    pub fn try_hold(&self, uses: &[Service], takes: &BTreeSet<Service>) -> Option<Vec<Held>> {
+        let mut held = Vec::new();
+        for (service, lock) in &self.locks {
+            if takes.contains(service) {
+                held.push(Held::Alone(Arc::clone(lock).try_write_owned().ok()?));
+            } else if uses.is_empty() || uses.contains(service) {
+                held.push(Held::Shared(Arc::clone(lock).try_read_owned().ok()?));
+            }
+        }
+        Some(held)
     }
 
     /// The stack back, once the scenarios are done.

@@ -9,7 +9,7 @@ use aws_sdk_s3::{
     Client,
     types::{BucketVersioningStatus, ObjectIdentifier, VersioningConfiguration},
 };
-use harness_scenario::{Fixture, Scenario};
+use harness_scenario::{Fixture, Scenario, Service};
 use neo4rs::Graph;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -232,6 +232,10 @@ impl Shared {
         dir: &Path,
     ) -> Result<(), String> {
         let id = iso.id.clone();
+        // Only the services the scenario lists (a scenario can reach no other one: its
+        // steps, fixtures and references are checked against `stack`), so a scenario never
+        // waits on a service another one has taken away; no list, every service.
+        let uses = |svc: Service| scenario.stack.is_empty() || scenario.stack.contains(&svc);
         let sql_fixtures: Vec<&String> = scenario
             .fixtures
             .iter()
@@ -240,7 +244,11 @@ impl Shared {
                 _ => None,
             })
             .collect();
-        if let (Some(admin), Some(pg)) = (&self.admin, &self.endpoints.postgres) {
+        if let (true, Some(admin), Some(pg)) = (
+            uses(Service::Postgres),
+            &self.admin,
+            &self.endpoints.postgres,
+        ) {
             let template = self
                 .template(
                     admin,
@@ -275,7 +283,7 @@ impl Shared {
             ));
             iso.pool = Some(pool);
         }
-        if let Some(client) = &self.s3 {
+        if let (true, Some(client)) = (uses(Service::S3), &self.s3) {
             let bucket = format!("h-{id}");
             client
                 .create_bucket()
@@ -316,7 +324,7 @@ impl Shared {
             }
             iso.s3 = Some(client.clone());
         }
-        if let Some(graph) = &self.graph {
+        if let (true, Some(graph)) = (uses(Service::Neo4j), &self.graph) {
             let label = format!("H_{}", id.replace('-', "_"));
             iso.graph_label = Some(label.clone());
             for f in &scenario.fixtures {

@@ -418,13 +418,33 @@ pub async fn run(
     let groups = crate::stack::records::Groups::create()?;
     // Each scenario is its own task, so a panic fails that scenario, not the run, and a
     // step that blocks its thread does not stall every other scenario.
-    let mut pending = scenarios.into_iter().enumerate();
+    // On a shared stack, a free slot goes to the first pending scenario that can start now
+    // (the services it uses are not taken away, nor those it takes away in use), so a
+    // scenario waiting for another one's outage to end does not hold a slot meanwhile.
+    let mut pending: std::collections::VecDeque<(usize, Loaded)> =
+        scenarios.into_iter().enumerate().collect();
     let mut tasks = JoinSet::new();
     let mut names = std::collections::HashMap::new();
     let mut statuses = Vec::new();
     loop {
         while tasks.len() < jobs {
-            let Some((index, loaded)) = pending.next() else {
+            let next = match &options.stack {
+                None => pending.pop_front().map(|p| (p, None)),
+                Some(h) => {
+                    let ready = pending.iter().enumerate().find_map(|(i, (_, l))| {
+                        let sc = &l.scenario;
+                        h.try_hold(&sc.stack, &sc.services_taken_away())
+                            .map(|held| (i, held))
+                    });
+                    match ready {
+                        Some((i, held)) => pending.remove(i).map(|p| (p, Some(held))),
+                        // Nothing can start before a running scenario ends.
+                        None if !tasks.is_empty() => None,
+                        None => pending.pop_front().map(|p| (p, None)),
+                    }
+                }
+            };
+            let Some(((index, loaded), held)) = next else {
                 break;
             };
             let about = (index, loaded.clone());
@@ -440,6 +460,7 @@ pub async fn run(
                 http: http.clone(),
                 groups: groups.clone(),
                 decisions: Default::default(),
+                held,
             };
             let handle = tasks.spawn(scenario_run.run());
             names.insert(handle.id(), about);

@@ -32,6 +32,8 @@ pub(super) struct ScenarioRun {
     pub(super) groups: crate::stack::records::Groups,
     /// The fault proxies' decisions, taken when the steps end.
     pub(super) decisions: std::sync::Mutex<Vec<crate::faults::Decision>>,
+    /// What the scheduler already holds of the shared stack for it (else it waits here).
+    pub(super) held: Option<Vec<super::faults::Held>>,
 }
 
 impl ScenarioRun {
@@ -62,7 +64,7 @@ impl ScenarioRun {
         }
     }
 
-    pub(super) async fn run(self) -> Status {
+    pub(super) async fn run(mut self) -> Status {
         let started = Instant::now();
         let sc = Arc::clone(&self.loaded.scenario);
         self.emitter.emit(Event::ScenarioStarted {
@@ -72,13 +74,11 @@ impl ScenarioRun {
         });
         let dir = scenario_dir(&self.loaded.path);
         let cancel = self.options.cancel.clone();
-        // A scenario that takes a stack service away runs alone on a shared stack.
-        let (_alone, _shared) = match &self.options.stack {
-            Some(h) if sc.faults_stack_processes() => {
-                (Some(Arc::clone(&h.exclusive).write_owned().await), None)
-            }
-            Some(h) => (None, Some(Arc::clone(&h.exclusive).read_owned().await)),
-            None => (None, None),
+        // A scenario that takes a stack service away runs alone among those using it.
+        let _held = match (self.held.take(), &self.options.stack) {
+            (Some(held), _) => held,
+            (None, Some(h)) => h.hold(&sc.stack, &sc.services_taken_away()).await,
+            (None, None) => Vec::new(),
         };
         if cancel.is_cancelled() {
             let failure = self.failure(&interrupted(), sc.span);

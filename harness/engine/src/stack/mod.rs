@@ -373,8 +373,14 @@ impl Running {
         }
     }
 
+    /// Stops the service as its stack ends. Its data goes with the run's folder right
+    /// after, so Neo4j is killed: its clean shutdown (a checkpoint, seconds of a JVM) would
+    /// keep nothing. Postgres's fast shutdown is quick and releases its shared memory.
     async fn stop(&mut self) {
         match self {
+            Running::Process(p) if p.name == ServiceKind::Neo4j.name() => {
+                p.stop(Duration::ZERO).await
+            }
             Running::Process(p) => p.stop(Duration::from_secs(5)).await,
             Running::Container(c) => c.remove().await,
         }

@@ -41,7 +41,14 @@ impl RunRecord {
             return;
         }
         for group in self.services.iter().filter(|g| g.is_ours()) {
-            process::stop_group(group.pgid, Signal::SIGTERM, Duration::from_secs(5)).await;
+            // The folder, and the data in it, goes below: Neo4j's clean shutdown would
+            // keep nothing (see `Running::stop`).
+            let (signal, grace) = if group.name == super::ServiceKind::Neo4j.name() {
+                (Signal::SIGKILL, Duration::ZERO)
+            } else {
+                (Signal::SIGTERM, Duration::from_secs(5))
+            };
+            process::stop_group(group.pgid, signal, grace).await;
         }
         // A record names its folder; only a folder of harness's own run root is touched.
         if let Some(dir) = self.owned_run_dir() {
