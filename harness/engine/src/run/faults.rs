@@ -41,31 +41,44 @@ impl StackHandle {
         })
     }
 
-    /// Waits until `uses` can be used (none listed: every service) and `takes` taken away:
-    /// the locks in one order (`Service::ALL`'s), so two scenarios never wait on each other.
+    /// The locks a scenario holds, in one order (`Service::ALL`'s, so two scenarios never
+    /// wait on each other), each with whether it is held for writing: `takes` for writing,
+    /// `uses` (none listed: every service) for reading.
+    fn wanted<'a>(
+        &'a self,
+        uses: &'a [Service],
+        takes: &'a BTreeSet<Service>,
+    ) -> impl Iterator<Item = (Arc<tokio::sync::RwLock<()>>, bool)> + 'a {
+        self.locks.iter().filter_map(move |(service, lock)| {
+            let write = takes.contains(service);
+            (write || uses.is_empty() || uses.contains(service)).then(|| (Arc::clone(lock), write))
+        })
+    }
+
+    /// Waits until `uses` can be used and `takes` taken away.
     pub async fn hold(&self, uses: &[Service], takes: &BTreeSet<Service>) -> Vec<Held> {
         let mut held = Vec::new();
-        for (service, lock) in &self.locks {
-            if takes.contains(service) {
-                held.push(Held::Alone(Arc::clone(lock).write_owned().await));
-            } else if uses.is_empty() || uses.contains(service) {
-                held.push(Held::Shared(Arc::clone(lock).read_owned().await));
-            }
+        for (lock, write) in self.wanted(uses, takes) {
+            held.push(if write {
+                Held::Alone(lock.write_owned().await)
+            } else {
+                Held::Shared(lock.read_owned().await)
+            });
         }
         held
     }
 
     /// [`StackHandle::hold`] if it would not wait: `None` when a lock is taken.
     pub fn try_hold(&self, uses: &[Service], takes: &BTreeSet<Service>) -> Option<Vec<Held>> {
-        let mut held = Vec::new();
-        for (service, lock) in &self.locks {
-            if takes.contains(service) {
-                held.push(Held::Alone(Arc::clone(lock).try_write_owned().ok()?));
-            } else if uses.is_empty() || uses.contains(service) {
-                held.push(Held::Shared(Arc::clone(lock).try_read_owned().ok()?));
-            }
-        }
-        Some(held)
+        self.wanted(uses, takes)
+            .map(|(lock, write)| {
+                Some(if write {
+                    Held::Alone(lock.try_write_owned().ok()?)
+                } else {
+                    Held::Shared(lock.try_read_owned().ok()?)
+                })
+            })
+            .collect()
     }
 
     /// The stack back, once the scenarios are done.
