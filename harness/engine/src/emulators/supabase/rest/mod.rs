@@ -564,15 +564,9 @@ async fn read(
         ));
     }
     let results = session.run(&statements).await?;
-    let text: Option<String> = results.first().and_then(|r| r.try_get(0).ok());
-    let rows: Value = text
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Array(Vec::new()));
+    let rows = session::json_at(&results, 0, 0, Value::Array(Vec::new()));
     let n = rows.as_array().map_or(0, Vec::len) as u64;
-    let total = results
-        .get(1)
-        .and_then(|r| r.try_get::<String, _>(0).ok())
-        .and_then(|t| t.parse::<u64>().ok());
+    let total = session::text_at(&results, 1, 0).and_then(|t| t.parse::<u64>().ok());
     let range = match (n, total) {
         (0, Some(t)) => format!("*/{t}"),
         (0, None) => "*/*".into(),
@@ -718,16 +712,10 @@ async fn write(
         "WITH _w AS ({statement}) SELECT coalesce(json_agg(_r), '[]'::json)::text, (SELECT count(*) FROM _w)::text FROM (SELECT {list} FROM _w) _r"
     );
     let results = session.run(&[wrapped]).await?;
-    let column = |i| {
-        results
-            .first()
-            .and_then(|r| r.try_get::<Option<String>, _>(i).ok())
-            .flatten()
-    };
-    let rows: Value = column(0)
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Array(Vec::new()));
-    let count: u64 = column(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let rows = session::json_at(&results, 0, 0, Value::Array(Vec::new()));
+    let count: u64 = session::text_at(&results, 0, 1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let created = matches!(kind, Write::Insert | Write::Upsert);
     let range = if count == 0 {
         "*/*".to_owned()

@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::{
     Caller, SCHEMA, db_error, error,
     query::Query,
-    session::Session,
+    session::{self, Session},
     sql::{Builder, Param, Table},
 };
 use crate::{emulators::supabase::Reply, run::stores::quote_ident};
@@ -151,10 +151,7 @@ pub(super) async fn call(
     if !rows_out {
         let statement = format!("SELECT to_json({call})::text");
         let results = session.run(&[statement]).await?;
-        let text: Option<String> = results.first().and_then(|r| r.try_get(0).ok()).flatten();
-        let v = text
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null);
+        let v = session::json_at(&results, 0, 0, Value::Null);
         return Ok(Reply::json(StatusCode::OK, v));
     }
     // Rows: their columns are what the function returns, which the filters name.
@@ -196,10 +193,8 @@ pub(super) async fn call(
         "SELECT coalesce(json_agg(_r), '[]'::json)::text FROM (SELECT * FROM {call} _f WHERE {filters}{order}{page}) _r"
     );
     let results = session.run(&[statement]).await?;
-    let text: Option<String> = results.first().and_then(|r| r.try_get(0).ok()).flatten();
     Ok(Reply::json(
         StatusCode::OK,
-        text.and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Array(Vec::new())),
+        session::json_at(&results, 0, 0, Value::Array(Vec::new())),
     ))
 }

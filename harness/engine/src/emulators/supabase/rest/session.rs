@@ -1,7 +1,7 @@
 //! A request's connection, and how its statements reach Postgres in one round trip.
 //!
-//! PostgREST opens a transaction per request, sets the caller's role and claims, runs the
-//! statement and commits: four round trips when each is its own message. Here the settings
+//! A request is a transaction that sets the caller's role and claims, runs the statement and
+//! commits: four round trips when each is its own message. Here the settings
 //! and the statements travel as one simple-protocol message, which Postgres runs as one
 //! implicit transaction (committed at its end, rolled back whole on an error), so a request
 //! costs the database one round trip. Values are written into that message as quoted
@@ -14,7 +14,8 @@
 use axum::http::{HeaderMap, Method};
 use serde_json::Value;
 use sqlx::{
-    Executor, PgConnection, PgPool, Postgres, Transaction, pool::PoolConnection, postgres::PgRow,
+    Executor, PgConnection, PgPool, Postgres, Row, Transaction, pool::PoolConnection,
+    postgres::PgRow,
 };
 
 use super::{Caller, db_error, error};
@@ -41,6 +42,21 @@ pub fn text(s: &str) -> String {
 pub fn text_array(items: &[String]) -> String {
     let items: Vec<String> = items.iter().map(|s| literal(s)).collect();
     format!("(ARRAY[{}]::text[])", items.join(", "))
+}
+
+/// Column `col` of row `row` of what [`Session::run`] returned, as text (`None` for NULL or
+/// a row that is not there).
+pub fn text_at(rows: &[PgRow], row: usize, col: usize) -> Option<String> {
+    rows.get(row)
+        .and_then(|r| r.try_get::<Option<String>, _>(col).ok())
+        .flatten()
+}
+
+/// The JSON document of column `col` of row `row`, or `none` without one.
+pub fn json_at(rows: &[PgRow], row: usize, col: usize, none: Value) -> Value {
+    text_at(rows, row, col)
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(none)
 }
 
 enum Conn {
