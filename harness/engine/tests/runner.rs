@@ -755,3 +755,78 @@ fn a_latency_fault_on_the_restore_path_makes_the_rto_longer_by_at_least_the_dela
         "RTO {rto} ms, with 200 ms of latency {slow_rto} ms"
     );
 }
+
+/// The graph restore's consistency check reads its own copy of the backup while the fresh
+/// DBMS starts on another: a store the checker refuses still fails the restore with the
+/// checker's findings, and the DBMS started beside it does not outlive the failure.
+#[tokio::test]
+async fn a_graph_backup_the_checker_refuses_fails_the_restore_and_leaves_no_dbms() {
+    use harness_engine::{
+        drills::{Provider, neo4j},
+        stack::{Fault, ServiceKind, Stack},
+    };
+    let mut stack = Stack::builder().neo4j().start().await.expect("stack");
+    let graph = stack.neo4j().expect("neo4j").graph().expect("graph");
+    graph
+        .run(neo4rs::query(
+            "UNWIND range(1, 200) AS i CREATE (:Card {n: i})-[:NEXT]->(:Card {n: -i})",
+        ))
+        .await
+        .expect("create");
+    stack
+        .fault(ServiceKind::Neo4j, Fault::Stop)
+        .await
+        .expect("stop");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("backup");
+    neo4j::copy_store(&stack.run_dir().join("neo4j").join("data"), &path)
+        .await
+        .expect("copy");
+    stack.shutdown().await;
+    // Every node record of the copy overwritten: the files are there, their content is not.
+    let nodes = walk(&path)
+        .into_iter()
+        .find(|p| p.ends_with("databases/neo4j/neostore.nodestore.db"))
+        .expect("the copy has a node store");
+    let len = std::fs::metadata(&nodes).expect("stat").len() as usize;
+    std::fs::write(&nodes, vec![0xA5u8; len]).expect("overwrite");
+    let backup = neo4j::Backup {
+        id: "corrupted".into(),
+        path,
+        graph: Default::default(),
+        bytes: 0,
+        took: std::time::Duration::ZERO,
+        downtime: std::time::Duration::ZERO,
+    };
+    let dir = tmp.path().join("restored");
+    let err = match neo4j::restore(&backup, &dir, true, &Provider::Native, None).await {
+        Ok(_) => panic!("a store with garbage for its nodes was restored"),
+        Err(e) => e,
+    };
+    assert!(err.contains("not consistent"), "{err}");
+    let marker = format!("-Dharness.run={}", dir.display());
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&marker))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a DBMS outlived the failed restore: {left:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

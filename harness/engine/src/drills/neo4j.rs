@@ -1,7 +1,8 @@
 //! Neo4j, offline method: Neo4j Community copies a store only while its DBMS is stopped, so
 //! the backup stops the stack's DBMS, copies its store and starts it again; the restore
-//! copies the backup into a fresh folder, runs Neo4j's consistency checker on it, and
-//! starts a fresh DBMS (harness's launcher, as the native provider runs Neo4j) on the copy.
+//! copies the backup into a fresh folder and starts a fresh DBMS (harness's launcher, as the
+//! native provider runs Neo4j) on it while Neo4j's consistency checker reads a second copy;
+//! a store the checker refuses fails the restore.
 //!
 //! What a restore must reproduce is the scenario's graph: the nodes of its label and the
 //! relationships between them, counted by label and by type, with a checksum of their
@@ -302,9 +303,11 @@ pub struct Instance {
     pub endpoint: Neo4jEndpoint,
 }
 
-/// Copies `backup` into `dir/data`, checks it (`check`), and starts a fresh DBMS on it. The
-/// phases: provision (the folder and port), restore (the copy), replay (the check and the
-/// start; Neo4j recovers its transaction log there).
+/// Copies `backup` into `dir/data` and starts a fresh DBMS on it while Neo4j's consistency
+/// checker ([`check`]) reads a second copy in `dir/check`: the DBMS serves nobody before
+/// the restore returns, and a store the checker refuses stops it and fails the restore. The
+/// phases: provision (the folder and port), restore (the copies), replay (the check and the
+/// start side by side; Neo4j recovers its transaction log there).
 pub async fn restore(
     backup: &Backup,
     dir: &Path,
@@ -322,38 +325,31 @@ pub async fn restore(
     let provision = t.elapsed();
     let t = Instant::now();
     let home = dir.join("data");
+    let checked_copy = dir.join("check");
     copy_store(&backup.path, &home).await?;
+    if check_store {
+        copy_store(&backup.path, &checked_copy).await?;
+    }
     let restored = t.elapsed();
     let t = Instant::now();
-    let checked = if check_store {
-        Some(check(&home).await?)
-    } else {
-        None
+    let checking = async {
+        if !check_store {
+            return Ok(None);
+        }
+        let result = check(&checked_copy).await;
+        let _ = tokio::fs::remove_dir_all(&checked_copy).await;
+        result.map(Some)
     };
-    let timeout = Duration::from_secs(300);
-    let started = match on {
-        Provider::Native => crate::stack::native::start_service_from(
-            crate::stack::ServiceKind::Neo4j,
-            dir,
-            port,
-            timeout,
-        )
-        .await
-        .map(|(p, e)| (Host::Process(Box::new(p)), e)),
-        Provider::Docker {
-            image,
-            run_id,
-            password,
-        } => crate::stack::docker::start_neo4j_from(
-            image,
-            run_id,
-            dir,
-            port,
-            password.clone(),
-            timeout,
-        )
-        .await
-        .map(|(c, e)| (Host::Container(Box::new(c)), e)),
+    let (checked, started) = tokio::join!(checking, start(dir, port, on));
+    // The checker's findings come first: they say why a store does not start, too.
+    let checked = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            if let Ok((mut host, _)) = started {
+                host.stop_now().await;
+            }
+            return Err(e);
+        }
     };
     let (host, endpoints) =
         started.map_err(|e| format!("the fresh DBMS did not start on the restored store: {e}"))?;
@@ -378,6 +374,39 @@ pub async fn restore(
         ],
         checked,
     ))
+}
+
+/// A DBMS on the store in `dir/data`, from `on`.
+async fn start(
+    dir: &Path,
+    port: u16,
+    on: &Provider,
+) -> Result<(Host, crate::stack::Endpoints), crate::error::Error> {
+    let timeout = Duration::from_secs(300);
+    match on {
+        Provider::Native => crate::stack::native::start_service_from(
+            crate::stack::ServiceKind::Neo4j,
+            dir,
+            port,
+            timeout,
+        )
+        .await
+        .map(|(p, e)| (Host::Process(Box::new(p)), e)),
+        Provider::Docker {
+            image,
+            run_id,
+            password,
+        } => crate::stack::docker::start_neo4j_from(
+            image,
+            run_id,
+            dir,
+            port,
+            password.clone(),
+            timeout,
+        )
+        .await
+        .map(|(c, e)| (Host::Container(Box::new(c)), e)),
+    }
 }
 
 #[cfg(test)]

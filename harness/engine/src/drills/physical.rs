@@ -425,6 +425,14 @@ impl Host {
         }
     }
 
+    /// Killed at once (a process) or removed (a container): for an instance nobody used.
+    pub async fn stop_now(&mut self) {
+        match self {
+            Host::Process(p) => p.stop(Duration::ZERO).await,
+            Host::Container(c) => c.remove().await,
+        }
+    }
+
     /// For `Drop`: a synchronous kill.
     pub fn kill_now(&mut self) {
         match self {

@@ -59,9 +59,14 @@ impl RuntimeKind {
         }
     }
 
-    /// Where the pinned version lives once installed.
+    /// Where the pinned version lives once installed. Neo4j's folder also names the build
+    /// of harness's launcher in it, so a changed launcher is a new install, not a stale one.
     pub fn dir(self) -> PathBuf {
-        home::runtimes_dir().join(format!("{}-{}", self.name(), self.version()))
+        let key = match self {
+            Self::Neo4j => format!("{}-{}", self.version(), neo4j::launcher_digest()),
+            _ => self.version().to_owned(),
+        };
+        home::runtimes_dir().join(format!("{}-{key}", self.name()))
     }
 
     pub fn parse(name: &str) -> Result<Self, Error> {
@@ -281,6 +286,7 @@ fn install_one(kind: RuntimeKind, progress: &Progress) -> Result<Installed, Erro
     let dir = kind.dir();
     let _ = fs::remove_dir_all(&dir);
     fs::rename(&staging, &dir).ctx(|| format!("move install into {}", dir.display()))?;
+    remove_superseded(kind, &dir);
     progress(&ProgressEvent::Installed {
         runtime: kind.name().to_owned(),
         version: kind.version().to_owned(),
@@ -291,6 +297,22 @@ fn install_one(kind: RuntimeKind, progress: &Progress) -> Result<Installed, Erro
         dir,
         manifest,
     })
+}
+
+/// Removes the finished installs of `kind` that `current` replaces (an older launcher
+/// build of the same Neo4j, say), so superseded copies do not pile up.
+fn remove_superseded(kind: RuntimeKind, current: &Path) {
+    let Some(parent) = current.parent() else {
+        return;
+    };
+    let prefix = format!("{}-", kind.name());
+    for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path != current && name.starts_with(&prefix) && path.join("manifest.json").is_file() {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
 }
 
 fn entry(root: &Path, rel: &str) -> Result<FileEntry, Error> {

@@ -26,6 +26,12 @@ pub fn java() -> Option<std::path::PathBuf> {
     find_tool("java", &["/usr/lib/jvm/java-17-openjdk-amd64/bin/java"])
 }
 
+/// The first 8 hex digits of the SHA-256 of the launcher's source and build file.
+pub(super) fn launcher_digest() -> String {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("{POM}\0{LAUNCHER}"));
+    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
 pub(super) fn install(staging: &Path, step: &dyn Fn(&str)) -> Result<(String, Vec<String>), Error> {
     let fix = "apt-get install -y maven openjdk-17-jdk-headless";
     let mvn = find_tool("mvn", &[]).ok_or_else(|| missing_tool(RuntimeKind::Neo4j, "mvn", fix))?;
