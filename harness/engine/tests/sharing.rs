@@ -3,13 +3,7 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use harness_engine::run::events::{Event, Phase};
-
-fn corpus(rel: &str) -> PathBuf {
-    PathBuf::from("tests/corpus").join(rel)
-}
 
 /// Which files may run on the test run's shared stack (`.config/test-stack.sh`): one that
 /// kills, pauses or restarts a stack service, or breaks the server every database shares,
@@ -27,8 +21,9 @@ fn only_files_that_take_no_service_away_share_a_stack() {
                "access_key_id": "a", "secret_access_key": "s"},
     }))
     .expect("endpoints");
-    let can =
-        |rel: &str, e: &Endpoints| can_share_stack(&load_paths(&[corpus(rel)]).expect("load"), e);
+    let can = |rel: &str, e: &Endpoints| {
+        can_share_stack(&load_paths(&[support::corpus(rel)]).expect("load"), e)
+    };
     assert!(can("pass/drill_s3.yaml", &full));
     assert!(can("pass/drill_postgres_logical.yaml", &full));
     // A fault on a scenario's own process leaves the stack alone.

@@ -49,6 +49,20 @@ impl Reporter for Collect {
     }
 }
 
+/// A file or folder of the engine's test corpus (`tests/corpus/REL`).
+pub fn corpus(rel: &str) -> PathBuf {
+    PathBuf::from("tests/corpus").join(rel)
+}
+
+/// Writes scenario files into a fresh folder.
+pub fn scenarios(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write scenario");
+    }
+    dir
+}
+
 /// The folder the workspace's binaries are built into (`target/debug`), so `cargo:`
 /// processes use the binaries this test run built instead of building again.
 pub fn bin_dir() -> Option<PathBuf> {
