@@ -340,16 +340,29 @@ pub async fn restore(
         let _ = tokio::fs::remove_dir_all(&checked_copy).await;
         result.map(Some)
     };
-    let (checked, started) = tokio::join!(checking, start(dir, port, on));
-    // The checker's findings come first: they say why a store does not start, too.
+    let mut checking = std::pin::pin!(checking);
+    let mut starting = std::pin::pin!(start(dir, port, on));
+    let mut started = None;
+    let checked = loop {
+        tokio::select! {
+            c = &mut checking => break c,
+            s = &mut starting, if started.is_none() => started = Some(s),
+        }
+    };
+    // The checker's findings come first: they say why a store does not start, too. A start
+    // still under way is dropped with its DBMS; one that is done is stopped.
     let checked = match checked {
         Ok(c) => c,
         Err(e) => {
-            if let Ok((mut host, _)) = started {
+            if let Some(Ok((mut host, _))) = started {
                 host.stop_now().await;
             }
             return Err(e);
         }
+    };
+    let started = match started {
+        Some(s) => s,
+        None => starting.await,
     };
     let (host, endpoints) =
         started.map_err(|e| format!("the fresh DBMS did not start on the restored store: {e}"))?;
