@@ -9,12 +9,7 @@ use harness_engine::run::events::Event;
 
 #[test]
 fn a_drill_that_loses_more_than_its_rpo_fails_with_both_numbers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(
-        support::corpus("pass/_drill.sql"),
-        dir.path().join("_drill.sql"),
-    )
-    .expect("copy");
+    let dir = drill_dir();
     let file = dir.path().join("drill.yaml");
     std::fs::write(
         &file,
@@ -69,12 +64,7 @@ steps:
 
 #[test]
 fn a_point_in_time_restore_stops_at_a_restore_point_and_explains_a_target_it_cannot_reach() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(
-        support::corpus("pass/_drill.sql"),
-        dir.path().join("_drill.sql"),
-    )
-    .expect("copy");
+    let dir = drill_dir();
     let drill = |name: &str, before_disaster: &str, target: &str| {
         let file = dir.path().join(format!("{name}.yaml"));
         std::fs::write(
@@ -129,12 +119,7 @@ fn a_point_in_time_restore_stops_at_a_restore_point_and_explains_a_target_it_can
 
 #[test]
 fn drills_leave_no_replication_slot_nor_archive_command_on_the_server_and_drop_an_abandoned_slot() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(
-        support::corpus("pass/_drill.sql"),
-        dir.path().join("_drill.sql"),
-    )
-    .expect("copy");
+    let dir = drill_dir();
     let write = |name: &str, body: &str| {
         let file = dir.path().join(format!("{name}.yaml"));
         std::fs::write(
@@ -183,12 +168,7 @@ fn drills_leave_no_replication_slot_nor_archive_command_on_the_server_and_drop_a
 #[test]
 fn a_logical_restore_after_the_server_was_killed_is_refused_and_the_server_is_back_for_the_next_scenario()
  {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(
-        support::corpus("pass/_drill.sql"),
-        dir.path().join("_drill.sql"),
-    )
-    .expect("copy");
+    let dir = drill_dir();
     let killed = dir.path().join("killed.yaml");
     std::fs::write(
         &killed,
@@ -260,12 +240,7 @@ fn a_drills_rto_rpo_and_phases_are_in_the_console_the_json_report_and_junit() {
 /// A drill of `decks` and `cards`, with `extra` steps just before its restore; its
 /// verdict's RTO and restore phase, in milliseconds.
 fn drill_rto(extra: &str) -> (f64, f64) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(
-        support::corpus("pass/_drill.sql"),
-        dir.path().join("_drill.sql"),
-    )
-    .expect("copy");
+    let dir = drill_dir();
     let file = dir.path().join("drill.yaml");
     std::fs::write(
         &file,
@@ -393,4 +368,15 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A fresh folder with the drill corpus's fixture (`_drill.sql`) in it.
+fn drill_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        support::corpus("pass/_drill.sql"),
+        dir.path().join("_drill.sql"),
+    )
+    .expect("copy");
+    dir
 }

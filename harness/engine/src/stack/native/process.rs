@@ -334,27 +334,15 @@ pub async fn wait_ready(
     result
 }
 
-/// Every process below `pid` (children, their children, …), from /proc.
-/// Waits until none of `pids` is alive, for at most `limit`.
+/// Waits until none of `pids` is [`alive`], for at most `limit`.
 async fn gone(pids: &[u32], limit: Duration) {
     let deadline = std::time::Instant::now() + limit;
-    while pids
-        .iter()
-        .any(|p| Path::new(&format!("/proc/{p}")).exists() && !zombie(*p))
-        && std::time::Instant::now() < deadline
-    {
+    while pids.iter().any(|p| alive(*p)) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-/// Whether `pid` has exited and waits for its parent to reap it.
-fn zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
-        .unwrap_or(true)
-}
-
+/// Every process below `pid` (children, their children, …), from /proc.
 fn descendants(pid: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
